@@ -1,0 +1,5 @@
+"""The enqueue side of genq: what a backend installs to submit jobs and follow them."""
+
+from producers.producer import InvalidRequest, JobNotFound, Producer, validate
+
+__all__ = ["InvalidRequest", "JobNotFound", "Producer", "validate"]

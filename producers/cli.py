@@ -1,0 +1,129 @@
+"""The enqueue-side commands of ``genq``: submit, status, watch, cancel."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from producers.producer import InvalidRequest, JobNotFound, Producer
+from schemas import JobRecord, JobStatus
+
+redis_option = click.option(
+    "--redis-url",
+    envvar="GENQ_REDIS_URL",
+    default="redis://127.0.0.1:6379/0",
+    show_default=True,
+    help="The Redis of the job store and broker (env GENQ_REDIS_URL).",
+)
+
+
+def _load_requests(text: str) -> list[Any]:
+    """A JSON object, a JSON array of objects, or JSON lines."""
+    text = text.strip()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"not JSON: {exc}") from None
+    return data if isinstance(data, list) else [data]
+
+
+@click.command()
+@click.argument("file", type=click.File("r"))
+@click.option("--idempotency-key", help="Submitting again with the same key returns the first job's id.")
+@redis_option
+def submit(file: Any, idempotency_key: str | None, redis_url: str) -> None:
+    """Submit the job(s) in FILE (a JSON object, an array, or JSON lines; - reads stdin); print their ids."""
+    requests = _load_requests(file.read())
+    if idempotency_key and len(requests) != 1:
+        raise click.UsageError("--idempotency-key takes exactly one job")
+    producer = Producer(redis_url)
+    try:
+        if len(requests) == 1:
+            ids = [producer.submit(requests[0], idempotency_key=idempotency_key)]
+        else:
+            ids = producer.submit_many(requests)
+    except InvalidRequest as exc:
+        for problem in exc.problems:
+            click.echo(f"invalid: {problem}", err=True)
+        sys.exit(2)
+    for job_id in ids:
+        click.echo(job_id)
+
+
+def _get(producer: Producer, job_id: str) -> JobRecord:
+    try:
+        return producer.get(job_id)
+    except JobNotFound:
+        raise click.ClickException(f"no job {job_id}") from None
+
+
+def render(record: JobRecord) -> Table:
+    """The job as a table: one row per stage, then its provider ids, outputs and error."""
+    table = Table(title=f"job {record.id} ({record.kind}): {record.status.value}", title_justify="left")
+    for column in ("stage", "status", "attempts", "detail"):
+        table.add_column(column)
+    for name, stage in record.stages.items():
+        table.add_row(name, stage.status.value, str(stage.attempts), stage.detail or "")
+    for name, value in record.provider_ids.items():
+        table.add_row(f"{name} id", value, "", "")
+    for output in record.outputs:
+        table.add_row("output", output.path, "", f"{output.bytes} bytes sha256 {output.sha256[:16]}…")
+    if record.error:
+        e = record.error
+        where = " ".join(str(x) for x in (e.provider, e.status_code, e.code) if x is not None)
+        table.add_row("error", f"[{where}]", "", e.message)
+    return table
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@redis_option
+def status(job_id: str, as_json: bool, redis_url: str) -> None:
+    """Show a job's status, stages, provider ids, outputs and error."""
+    record = _get(Producer(redis_url), job_id)
+    if as_json:
+        click.echo(record.model_dump_json(indent=2))
+    else:
+        Console().print(render(record))
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--timeout-s", type=float, default=None, help="Give up watching after this long.")
+@redis_option
+def watch(job_id: str, timeout_s: float | None, redis_url: str) -> None:
+    """Follow a job's stages live until it ends; exit 0 only if it succeeded."""
+    producer = Producer(redis_url)
+    record = _get(producer, job_id)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with Live(render(record), refresh_per_second=4) as live:
+        while not record.is_terminal and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.25)
+            record = _get(producer, job_id)
+            live.update(render(record))
+    sys.exit(0 if record.status is JobStatus.SUCCEEDED else 1)
+
+
+@click.command()
+@click.argument("job_id")
+@redis_option
+def cancel(job_id: str, redis_url: str) -> None:
+    """Cancel a job. Stages check before they act; sync.so has no cancel call, so a generation already
+    started runs on at the provider but genq stops following it."""
+    try:
+        record = Producer(redis_url).cancel(job_id)
+    except JobNotFound:
+        raise click.ClickException(f"no job {job_id}") from None
+    click.echo(f"{job_id} {record.status.value}")
+    sys.exit(0 if record.status is JobStatus.CANCELLED else 1)

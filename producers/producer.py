@@ -1,0 +1,163 @@
+"""``Producer``: what a backend imports to submit lipsync (and later other) jobs and follow them."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+from pydantic import ValidationError
+
+from producers.wire import task_message
+from schemas import JOB_REQUEST, JobRecord, JobRequest, JobStatus
+from schemas import layout as L
+
+_SUBMIT_IDEMPOTENT_LUA = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('LPUSH', KEYS[3], ARGV[3])
+return ARGV[1]
+"""
+_BATCH = 500
+
+
+class InvalidRequest(ValueError):
+    """A job request was refused before anything was stored or enqueued. ``problems``: one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid job request:\n" + "\n".join(problems))
+        self.problems = problems
+
+
+class JobNotFound(KeyError):
+    """No job has that id (or its record expired)."""
+
+
+def new_job_id() -> str:
+    """28 hex characters, time-ordered (milliseconds first), so ids sort by submission time."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+
+
+def validate(request: JobRequest | Mapping[str, Any], *, check_files: bool = True) -> JobRequest:
+    """Parse and check a request; raise ``InvalidRequest`` with one line per bad field."""
+    try:
+        parsed = request if not isinstance(request, Mapping) else JOB_REQUEST.validate_python(request)
+    except ValidationError as exc:
+        raise InvalidRequest([_problem(err) for err in exc.errors()]) from None
+    if check_files:
+        missing = [p for p in parsed.local_files() if not Path(p).is_file()]
+        if missing:
+            raise InvalidRequest([f"{_field_of(parsed, p)}: no such file: {p}" for p in missing])
+    return parsed
+
+
+def _problem(err: Any) -> str:
+    loc = list(err["loc"])
+    if loc and loc[0] in L.QUEUE_FOR_KIND:  # the discriminator tag pydantic puts first
+        loc = loc[1:]
+    where = ".".join(str(p) for p in loc) or "request"
+    return f"{where}: {err['msg']}"
+
+
+def _redis_mapping(fields: dict[str, str]) -> Mapping[Any, Any]:
+    return fields  # redis-py's stubs type the mapping's keys as a union, and Mapping keys are invariant
+
+
+def _field_of(request: JobRequest, path: str) -> str:
+    return "video" if request.video == path else "audio"
+
+
+class Producer:
+    """Submits jobs to Redis and reads their records. Thread-safe (redis-py pools its connections)."""
+
+    def __init__(self, redis_url: str | None = None, *, client: redis.Redis | None = None) -> None:
+        if client is None:
+            if redis_url is None:
+                raise ValueError("give redis_url or client")
+            client = redis.Redis.from_url(redis_url)
+        self.redis = client
+        self._submit_idempotent = client.register_script(_SUBMIT_IDEMPOTENT_LUA)
+        self._transition = client.register_script(L.TRANSITION_LUA)
+
+    def submit(self, request: JobRequest | Mapping[str, Any], idempotency_key: str | None = None) -> str:
+        """Validate, store and enqueue one job; return its id. A repeated key returns the first job's id."""
+        parsed = validate(request)
+        job_id = new_job_id()
+        fields, message, queue = self._prepare(job_id, parsed)
+        if idempotency_key is None:
+            with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(L.job_key(job_id), mapping=_redis_mapping(fields))
+                pipe.lpush(queue, message)
+                pipe.execute()
+            return job_id
+        if not idempotency_key or len(idempotency_key) > 256:
+            raise InvalidRequest(["idempotency_key: must be 1 to 256 characters"])
+        flat = [x for pair in fields.items() for x in pair]
+        keys = [L.idempotency_key(idempotency_key), L.job_key(job_id), queue]
+        result = self._submit_idempotent(keys=keys, args=[job_id, L.JOB_TTL_S, message, *flat])
+        return L.text(result)
+
+    def submit_many(self, requests: Iterable[JobRequest | Mapping[str, Any]]) -> list[str]:
+        """Submit many jobs in pipelined transactions. All are validated first: one bad request
+        refuses the whole call and nothing is enqueued."""
+        parsed: list[JobRequest] = []
+        problems: list[str] = []
+        for index, request in enumerate(requests):
+            try:
+                parsed.append(validate(request))
+            except InvalidRequest as exc:
+                problems += [f"[{index}] {p}" for p in exc.problems]
+        if problems:
+            raise InvalidRequest(problems)
+        ids: list[str] = []
+        for start in range(0, len(parsed), _BATCH):
+            with self.redis.pipeline(transaction=True) as pipe:
+                for request in parsed[start : start + _BATCH]:
+                    job_id = new_job_id()
+                    fields, message, queue = self._prepare(job_id, request)
+                    pipe.hset(L.job_key(job_id), mapping=_redis_mapping(fields))
+                    pipe.lpush(queue, message)
+                    ids.append(job_id)
+                pipe.execute()
+        return ids
+
+    def _prepare(self, job_id: str, request: JobRequest) -> tuple[dict[str, str], str, str]:
+        queue = L.QUEUE_FOR_KIND[request.kind]
+        now = L.now_iso()
+        fields = L.new_job_fields(job_id, request.model_dump_json(), request.kind, request.tenant, now)
+        return fields, task_message(L.START_TASK, [job_id], queue), queue
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job's current record; ``JobNotFound`` if there is none."""
+        raw = self.redis.hgetall(L.job_key(job_id))
+        if not raw:
+            raise JobNotFound(job_id)
+        return L.record_from_fields(job_id, raw)
+
+    def wait(self, job_id: str, timeout_s: float, *, poll_s: float = 0.2) -> JobRecord:
+        """Block until the job ends or ``timeout_s`` passes; return its record either way."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            record = self.get(job_id)
+            remaining = deadline - time.monotonic()
+            if record.is_terminal or remaining <= 0:
+                return record
+            time.sleep(min(poll_s, remaining))
+            poll_s = min(poll_s * 1.5, 2.0)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job that has not ended. Every stage checks before it acts; an ended job is unchanged."""
+        previous = self._transition(
+            keys=[L.job_key(job_id)], args=[JobStatus.CANCELLED.value, L.now_iso(), "1", L.JOB_TTL_S]
+        )
+        if previous is None:
+            raise JobNotFound(job_id)
+        return self.get(job_id)
+
+    def close(self) -> None:
+        self.redis.close()

@@ -1,0 +1,123 @@
+"""Where genq keeps things in Redis: every key pattern, the job hash's fields, and its transitions.
+
+This is part of the producer/worker contract, so it lives here as data and pure functions; each side
+does its own I/O. Lifetimes:
+
+- ``JOB_KEY`` hash: from submit until ``JOB_TTL_S`` after the job ends.
+- ``IDEMPOTENCY_KEY`` string: the job id a producer key maps to; lives as long as the job.
+- ``DEAD_LETTERS`` sorted set: job ids whose retries ran out, by time; kept until replayed or removed.
+- Celery's own keys (queues named after ``QUEUE_FOR_KIND`` values, ``unacked``, ``_kombu.*``) are kombu's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.records import JobError, JobRecord, JobStatus, Output, StageState
+from schemas.requests import JOB_REQUEST
+
+PREFIX = "genq:"
+JOB_KEY = PREFIX + "job:{job_id}"
+IDEMPOTENCY_KEY = PREFIX + "idem:{key}"
+DEAD_LETTERS = PREFIX + "dead"
+JOB_TTL_S = 7 * 24 * 3600
+
+# The first task of every job, and the queue each kind runs on. Queues are per provider, so a fleet
+# scales each provider's workers on their own.
+START_TASK = "genq.start"
+DEFAULT_QUEUE = "default"
+QUEUE_FOR_KIND: Mapping[str, str] = {"lipsync": "syncso"}
+
+# Hash fields of JOB_KEY.
+F_REQUEST = "request"
+F_KIND = "kind"
+F_TENANT = "tenant"
+F_STATUS = "status"
+F_CREATED = "created_at"
+F_UPDATED = "updated_at"
+F_FINISHED = "finished_at"
+F_OUTPUTS = "outputs"
+F_ERROR = "error"
+F_ATTEMPTS = "attempts"
+STAGE_PREFIX = "stage:"
+PROVIDER_ID_PREFIX = "pid:"
+
+# Moves a job to ARGV[1] unless it already ended; sets updated_at (and finished_at and the TTL for a
+# terminal status). Returns the previous status, or false when the job does not exist.
+TRANSITION_LUA = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return status end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+end
+return status
+"""
+
+
+def job_key(job_id: str) -> str:
+    return JOB_KEY.format(job_id=job_id)
+
+
+def idempotency_key(key: str) -> str:
+    return IDEMPOTENCY_KEY.format(key=key)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def new_job_fields(job_id: str, request_json: str, kind: str, tenant: str | None, now: str) -> dict[str, str]:
+    """The hash of a job that has just been submitted."""
+    fields = {
+        F_REQUEST: request_json,
+        F_KIND: kind,
+        F_STATUS: JobStatus.QUEUED.value,
+        F_CREATED: now,
+        F_UPDATED: now,
+        F_ATTEMPTS: "0",
+    }
+    if tenant is not None:
+        fields[F_TENANT] = tenant
+    return fields
+
+
+def record_from_fields(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> JobRecord:
+    """Decode a job hash (as HGETALL returns it) into a ``JobRecord``."""
+    fields = {text(k): text(v) for k, v in raw.items()}
+    stages = {
+        name.removeprefix(STAGE_PREFIX): StageState.model_validate_json(value)
+        for name, value in fields.items()
+        if name.startswith(STAGE_PREFIX)
+    }
+    provider_ids = {
+        name.removeprefix(PROVIDER_ID_PREFIX): value
+        for name, value in fields.items()
+        if name.startswith(PROVIDER_ID_PREFIX)
+    }
+    outputs: list[Any] = json.loads(fields.get(F_OUTPUTS, "[]"))
+    error = fields.get(F_ERROR)
+    return JobRecord(
+        id=job_id,
+        kind=fields[F_KIND],
+        status=JobStatus(fields[F_STATUS]),
+        request=JOB_REQUEST.validate_json(fields[F_REQUEST]),
+        tenant=fields.get(F_TENANT),
+        stages=stages,
+        provider_ids=provider_ids,
+        outputs=[Output.model_validate(o) for o in outputs],
+        error=JobError.model_validate_json(error) if error else None,
+        attempts=int(fields.get(F_ATTEMPTS, "0")),
+        created_at=datetime.fromisoformat(fields[F_CREATED]),
+        updated_at=datetime.fromisoformat(fields[F_UPDATED]),
+        finished_at=datetime.fromisoformat(fields[F_FINISHED]) if F_FINISHED in fields else None,
+    )
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,83 @@
+"""Job records: what the job store holds and ``genq status`` shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.requests import JobRequest
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class StageStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"  # the provider is working; the stage checks back later
+    THROTTLED = "throttled"  # a provider budget is spent; the stage runs when it frees
+    RETRYING = "retrying"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class StageState(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: StageStatus = StageStatus.PENDING
+    attempts: int = 0
+    detail: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class JobError(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stage: str
+    message: str
+    provider: str | None = None
+    code: str | None = None
+    status_code: int | None = None
+    retryable: bool = False
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    bytes: int
+    sha256: str
+    duration_s: float | None = None
+
+
+class JobRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    kind: str
+    status: JobStatus
+    request: JobRequest
+    tenant: str | None = None
+    stages: dict[str, StageState] = Field(default_factory=dict)
+    provider_ids: dict[str, str] = Field(default_factory=dict)
+    outputs: list[Output] = Field(default_factory=list)
+    error: JobError | None = None
+    attempts: int = 0
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
