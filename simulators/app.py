@@ -1,0 +1,166 @@
+"""The simulator ASGI app: every provider's routes plus the `/_sim/` control surface (no auth).
+
+Control routes:
+    GET    /_sim/stats           per-provider counters (what reached the "provider")
+    GET    /_sim/events?since=t  request log, for benchmark timelines
+    POST   /_sim/reset           clear all state and counters (config stays)
+    GET    /_sim/config          current SimConfig
+    POST   /_sim/config          deep-merge a partial SimConfig, e.g. {"syncso": {"plan": "scale"}}
+    GET    /_sim/faults          queued faults
+    POST   /_sim/faults          queue a fault, e.g. {"route": "syncso.create", "status": 503, "times": 2}
+    DELETE /_sim/faults          clear queued faults
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from simulators.config import SimConfig
+from simulators.events import EventLog
+from simulators.syncso import SyncSoProvider
+from simulators.syncso_responses import nest_error
+
+
+class Provider(Protocol):
+    name: str
+
+    def routes(self) -> list[BaseRoute]: ...
+    def configure(self, config: SimConfig) -> None: ...
+    def reset(self) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def add_fault(self, raw: dict[str, Any]) -> None: ...
+    def pending_faults(self) -> dict[str, Any]: ...
+    def clear_faults(self) -> None: ...
+
+
+class Control:
+    """Handlers of the `/_sim/` routes over a set of providers sharing one config and event log."""
+
+    def __init__(self, config: SimConfig, providers: list[Provider], events: EventLog) -> None:
+        self.config = config
+        self.providers = {provider.name: provider for provider in providers}
+        self.events = events
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/_sim/stats", self.stats, methods=["GET"]),
+            Route("/_sim/events", self.event_log, methods=["GET"]),
+            Route("/_sim/reset", self.reset, methods=["POST"]),
+            Route("/_sim/config", self.get_config, methods=["GET"]),
+            Route("/_sim/config", self.update_config, methods=["POST"]),
+            Route("/_sim/faults", self.list_faults, methods=["GET"]),
+            Route("/_sim/faults", self.add_fault, methods=["POST"]),
+            Route("/_sim/faults", self.clear_faults, methods=["DELETE"]),
+        ]
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse({name: provider.stats() for name, provider in self.providers.items()})
+
+    async def event_log(self, request: Request) -> Response:
+        try:
+            since = float(request.query_params.get("since", "0"))
+        except ValueError:
+            since = math.nan
+        if math.isnan(since):
+            return _bad_request("since must be a unix time in seconds")
+        return JSONResponse(self.events.since(since))
+
+    async def reset(self, request: Request) -> Response:
+        for provider in self.providers.values():
+            provider.reset()
+        self.events.clear()
+        return JSONResponse({"reset": True})
+
+    async def get_config(self, request: Request) -> Response:
+        return JSONResponse(self.config.model_dump(mode="json"))
+
+    async def update_config(self, request: Request) -> Response:
+        patch = await _json_object(request)
+        if patch is None:
+            return _bad_request("body must be a JSON object")
+        try:
+            config = SimConfig.model_validate(_merge(self.config.model_dump(), patch))
+        except ValidationError as exc:
+            return _bad_request(exc.errors(include_url=False, include_context=False))
+        self.config = config
+        for provider in self.providers.values():
+            provider.configure(config)
+        return JSONResponse(config.model_dump(mode="json"))
+
+    async def list_faults(self, request: Request) -> Response:
+        return JSONResponse({name: provider.pending_faults() for name, provider in self.providers.items()})
+
+    async def add_fault(self, request: Request) -> Response:
+        raw = await _json_object(request)
+        route = raw.get("route") if raw is not None else None
+        provider = self.providers.get(route.split(".", 1)[0]) if isinstance(route, str) else None
+        if raw is None or provider is None:
+            return _bad_request(f"route must start with one of: {', '.join(self.providers)}")
+        try:
+            provider.add_fault(raw)
+        except ValidationError as exc:
+            return _bad_request(exc.errors(include_url=False, include_context=False))
+        except ValueError as exc:
+            return _bad_request(str(exc))
+        return JSONResponse({"queued": raw}, status_code=201)
+
+    async def clear_faults(self, request: Request) -> Response:
+        for provider in self.providers.values():
+            provider.clear_faults()
+        return JSONResponse({"cleared": True})
+
+
+def create_app(config: SimConfig) -> Starlette:
+    """Build the simulator app: sync.so v2 under `/v2/`, control routes under `/_sim/`."""
+    events = EventLog()
+    providers: list[Provider] = [SyncSoProvider(config, events)]
+    control = Control(config, providers, events)
+    routes = [route for provider in providers for route in provider.routes()] + control.routes()
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, 500: _internal_error})
+    app.state.control = control
+    return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # Unknown paths and methods get the NestJS router's body, e.g. "Cannot DELETE /v2/generations/x".
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status in (404, 405):
+        return nest_error(404, f"Cannot {request.method} {request.url.path}")
+    return nest_error(status, str(getattr(exc, "detail", "")))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    body = {"statusCode": 500, "message": "Internal server error", "error": "Internal Server Error"}
+    return JSONResponse({**body, "errorCode": "internal_error", "requestId": str(uuid.uuid4())}, 500)
+
+
+async def _json_object(request: Request) -> dict[str, Any] | None:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in patch.items():
+        current = merged.get(key)
+        merged[key] = (
+            _merge(current, value) if isinstance(current, dict) and isinstance(value, dict) else value
+        )
+    return merged
+
+
+def _bad_request(detail: Any) -> Response:
+    return JSONResponse({"statusCode": 400, "error": "Bad Request", "message": detail}, status_code=400)

@@ -1,0 +1,56 @@
+"""Configuration of the provider simulators (validated, changeable at runtime through `/_sim/config`)."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Plan = Literal["free", "hobbyist", "creator", "growth", "scale"]
+
+# Concurrent generations (PENDING + PROCESSING) per plan, from the sync.so rate-limits guide.
+PLAN_CONCURRENCY: dict[str, int] = {"free": 1, "hobbyist": 1, "creator": 3, "growth": 6, "scale": 15}
+
+
+class SyncSoSimConfig(BaseModel):
+    """Behaviour of the simulated sync.so v2 API. Durations are seconds, shares are fractions 0..1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: str = Field("sim-syncso-key", min_length=1)
+    pending_s: float = Field(1.0, ge=0)
+    processing_s: float = Field(3.0, ge=0)
+    duration_jitter: float = Field(0.2, ge=0, lt=1)
+    fail_share: float = Field(0.0, ge=0, le=1)
+    reject_share: float = Field(0.0, ge=0, le=1)
+    create_rate_limit: int = Field(60, ge=1)
+    other_rate_limit: int = Field(600, ge=1)
+    rate_window_s: float = Field(60.0, gt=0)
+    plan: Plan = "creator"
+    concurrency: int | None = Field(None, ge=1)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    output_bytes: int = Field(262144, ge=0)
+    output_duration_s: float = Field(10.0, ge=0)
+    output_url_ttl_s: float = Field(3600.0, gt=0)
+    idempotency_retention_s: float = Field(86400.0, ge=0)
+    seed: int | None = None
+    send_retry_after_on_rate_limit: bool = True
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> Self:
+        if self.fail_share + self.reject_share > 1:
+            raise ValueError("fail_share + reject_share must not exceed 1")
+        return self
+
+    @property
+    def effective_concurrency(self) -> int:
+        """The explicit `concurrency`, else the plan's limit."""
+        return self.concurrency if self.concurrency is not None else PLAN_CONCURRENCY[self.plan]
+
+
+class SimConfig(BaseModel):
+    """Configuration of every provider served by one simulator process (their paths do not overlap)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    syncso: SyncSoSimConfig = Field(default_factory=SyncSoSimConfig)

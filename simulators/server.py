@@ -1,0 +1,87 @@
+"""Running the simulator: in a background thread (tests, benchmarks) or in the foreground (CLI)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Self
+
+import uvicorn
+from starlette.applications import Starlette
+
+from simulators.app import create_app
+from simulators.config import SimConfig
+
+STARTUP_TIMEOUT_S = 10.0
+
+
+def _uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        ws="none",
+        # Long-polls last up to 10 s; do not let them hold a shutdown that long.
+        timeout_graceful_shutdown=1,
+    )
+
+
+class SimulatorServer:
+    """The simulator on 127.0.0.1 in a daemon thread; `with SimulatorServer() as sim: sim.base_url`.
+
+    `port=0` picks a free port. The socket is bound before the thread starts, so `base_url` is
+    valid as soon as `start()` returns.
+    """
+
+    def __init__(self, config: SimConfig | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.config = config or SimConfig()
+        self.host = host
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without
+        # it every small response waits ~40 ms on Nagle plus delayed ACK.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.port: int = self._socket.getsockname()[1]
+        self.app = create_app(self.config)
+        self._server = uvicorn.Server(_uvicorn_config(self.app, host, self.port))
+        self._thread = threading.Thread(target=self._run, name=f"simulator-{self.port}", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"simulator did not start on {self.base_url}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=STARTUP_TIMEOUT_S)
+        self._socket.close()
+
+    def _run(self) -> None:
+        self._server.run(sockets=[self._socket])
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def serve(host: str, port: int, config: SimConfig) -> None:
+    """Serve in the foreground until interrupted (used by `genq sim` and `python -m simulators`)."""
+    uvicorn.Server(_uvicorn_config(create_app(config), host, port)).run()

@@ -1,0 +1,276 @@
+"""HTTP surface of the simulated sync.so v2 API (written from the public reference, not from genq's client).
+
+Every provider request passes the same gate: auth (`x-api-key`) → injected fault → rate limit.
+`POST /v2/generate` then checks, in order: Idempotency-Key format → body → idempotency replay or
+conflict → plan concurrency → create. Output files are served unauthenticated behind signed URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from simulators.config import SimConfig
+from simulators.events import EventLog
+from simulators.faults import HttpFault
+from simulators.limits import retry_after_header
+from simulators.syncso_query import ListQuery, QueryInvalid, parse_list_query, parse_wait
+from simulators.syncso_responses import RATE_LIMITED_MESSAGE, SimResponse, fault_response, nest_error
+from simulators.syncso_state import (
+    ROUTES,
+    TERMINAL,
+    ConcurrencyLimited,
+    Generation,
+    IdempotencyConflict,
+    OutcomeFault,
+    Status,
+    SyncSoState,
+)
+from simulators.syncso_upload import read_create_body
+from simulators.syncso_validate import CreateRejected, validate_create
+
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+OUTPUT_CHUNK_BYTES = 64 * 1024
+MAX_NAP_S = 0.25  # longest sleep of a long-poll between checks
+MODELS = [
+    ("sync-3", "lipsync", "3.0.0", "Most capable lipsync model, up to 4K; takes a video or an image."),
+    ("lipsync-2-pro", "lipsync", "2.0.0", "Premium lipsync-2 with finer detail (beards, teeth)."),
+    ("lipsync-2", "lipsync", "2.0.0", "Zero-shot lipsync that keeps the speaker's style."),
+    ("lipsync-1.9.0-beta", "lipsync", "1.9.0-beta", "Fast lipsync for quick previews."),
+    ("react-1", "react", "1.0.0", "Re-animates expressions and head movement to match the audio (≤ 15 s)."),
+]
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def output_chunks(generation_id: str, size: int) -> list[tuple[int, int]]:
+    """(index, length) of each 64 KiB block; block i is shake_256(f"{id}:{i}") truncated to its length."""
+    return [
+        (i, min(OUTPUT_CHUNK_BYTES, size - start))
+        for i, start in enumerate(range(0, size, OUTPUT_CHUNK_BYTES))
+    ]
+
+
+class SyncSoProvider:
+    """The sync.so routes and their state; one instance per simulator app."""
+
+    name = "syncso"
+
+    def __init__(self, config: SimConfig, events: EventLog, clock: Callable[[], float] = time.time) -> None:
+        self.state = SyncSoState(config.syncso, clock)
+        self.events = events
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v2/generate", self._endpoint("create", self.create), methods=["POST"]),
+            Route("/v2/generate/{gid}", self._endpoint("get", self.get_generation), methods=["GET"]),
+            Route("/v2/generations", self._endpoint("list", self.list_generations), methods=["GET"]),
+            Route("/v2/models", self._endpoint("models", self.list_models), methods=["GET"]),
+            Route("/_sim/syncso/outputs/{gid}.mp4", self._endpoint("download", self.download, auth=False)),
+        ]
+
+    # Control surface hooks (used by simulators.app).
+    def configure(self, config: SimConfig) -> None:
+        self.state.configure(config.syncso)
+
+    def reset(self) -> None:
+        self.state.reset()
+
+    def stats(self) -> dict[str, Any]:
+        return self.state.snapshot(self.state.clock())
+
+    def add_fault(self, raw: dict[str, Any]) -> None:
+        """Queue a fault; raise ValueError (pydantic ValidationError included) when it is malformed."""
+        if raw.get("route") == "syncso.outcome":
+            outcome = OutcomeFault.model_validate(raw)
+            self.state.outcomes.push(outcome.route, outcome, outcome.times)
+            return
+        fault = HttpFault.model_validate(raw)
+        if fault.route not in {f"syncso.{r}" for r in ROUTES}:
+            raise ValueError(f"unknown route {fault.route!r}")
+        self.state.faults.push(fault.route, fault, fault.times)
+
+    def pending_faults(self) -> dict[str, Any]:
+        return self.state.faults.pending() | self.state.outcomes.pending()
+
+    def clear_faults(self) -> None:
+        self.state.faults.clear()
+        self.state.outcomes.clear()
+
+    # Request pipeline.
+    def _endpoint(self, route: str, handler: Handler, auth: bool = True) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            self.state.stats.requests[route] += 1
+            response = self._gate(route, request, auth) or await handler(request)
+            self._record(route, request, response)
+            return response
+
+        return endpoint
+
+    def _gate(self, route: str, request: Request, auth: bool) -> Response | None:
+        state = self.state
+        if auth and request.headers.get("x-api-key") != state.config.api_key:
+            return nest_error(401, "Unauthorized")
+        fault = state.faults.take(f"syncso.{route}")
+        if fault is not None:
+            return fault_response(fault)
+        wait_s = state.admit(route, state.clock()) if auth else None
+        if wait_s is None:
+            return None
+        headers = (
+            {"Retry-After": retry_after_header(wait_s)}
+            if state.config.send_retry_after_on_rate_limit
+            else None
+        )
+        return nest_error(429, RATE_LIMITED_MESSAGE, "rate_limit_exceeded", headers)
+
+    def _record(self, route: str, request: Request, response: Response) -> None:
+        stats, status = self.state.stats, response.status_code
+        error_code = generation_id = None
+        if isinstance(response, SimResponse):
+            error_code, generation_id = response.error_code, response.generation_id
+        stats.responses[str(status)] += 1
+        if status == 429 and error_code:
+            stats.throttled[error_code] += 1
+        self.events.record(
+            {
+                "t": self.state.clock(),
+                "route": f"syncso.{route}",
+                "status": status,
+                "error_code": error_code,
+                "generation_id": generation_id or request.path_params.get("gid"),
+            }
+        )
+
+    def _wire(self, generation: Generation, request: Request, now: float) -> dict[str, Any]:
+        cfg = self.state.config
+        url = None
+        if generation.status_at(now) is Status.COMPLETED:
+            expires = int(now + cfg.output_url_ttl_s)
+            signature = self.state.sign(generation.id, expires)
+            query = f"expires={expires}&signature={signature}"
+            url = f"{request.base_url}_sim/syncso/outputs/{generation.id}.mp4?{query}"
+        return generation.to_wire(now, url, cfg.output_duration_s)
+
+    # Handlers.
+    async def create(self, request: Request) -> Response:
+        keys = request.headers.getlist("idempotency-key")
+        if len(keys) > 1 or (keys and not IDEMPOTENCY_KEY.fullmatch(keys[0])):
+            message = "Idempotency-Key must be one header of 1-128 characters from [A-Za-z0-9._~-]"
+            return nest_error(400, message, "INVALID_IDEMPOTENCY_KEY")
+        key = keys[0] if keys else None
+        try:
+            body, fingerprint = await read_create_body(request, self.state.config.max_upload_bytes)
+            create_request = validate_create(body)
+        except CreateRejected as exc:
+            return nest_error(exc.status, exc.message, exc.error_code)
+        # No await from here on: replay check, concurrency check and creation are one atomic step.
+        now = self.state.clock()
+        try:
+            generation, replayed = self.state.submit(create_request, key, fingerprint, now)
+        except IdempotencyConflict:
+            message = "Idempotency-Key was already used with a different request body"
+            return nest_error(409, message, "IDEMPOTENCY_KEY_REUSED")
+        except ConcurrencyLimited:
+            limit = self.state.config.effective_concurrency
+            message = f"Concurrency limit reached. Your plan allows {limit} concurrent generations."
+            return nest_error(429, message, "concurrency_limit_reached")
+        body = self._wire(generation, request, now)
+        if replayed:
+            return SimResponse(body, 200, {"Idempotent-Replayed": "true"}, generation_id=generation.id)
+        return SimResponse(body, 201, generation_id=generation.id)
+
+    async def get_generation(self, request: Request) -> Response:
+        gen_id = request.path_params["gid"]
+        try:
+            wait_timeout_s = parse_wait(request.query_params)
+        except QueryInvalid as exc:
+            return nest_error(400, exc.messages)
+        generation = self.state.generations.get(gen_id)
+        if generation is not None and wait_timeout_s is not None:
+            generation = await self._wait_terminal(generation, wait_timeout_s)
+        if generation is None:
+            return nest_error(404, f"Generation {gen_id} not found")
+        headers = None
+        if wait_timeout_s is not None:
+            timeout = f"{wait_timeout_s:g}"
+            headers = {
+                "Retry-After": "2",
+                "X-Sync-Wait-Mode": "long_poll",
+                "X-Sync-Wait-Timeout-Seconds": timeout,
+            }
+        body = self._wire(generation, request, self.state.clock())
+        return SimResponse(body, 200, headers, generation_id=gen_id)
+
+    async def _wait_terminal(self, generation: Generation, timeout_s: float) -> Generation | None:
+        """Long-poll: return once terminal or at the deadline; None if a reset removed the generation."""
+        state = self.state
+        deadline = state.clock() + timeout_s
+        while True:
+            now = state.clock()
+            if state.generations.get(generation.id) is not generation:
+                return None
+            if generation.status_at(now) in TERMINAL or now >= deadline:
+                return generation
+            # Short naps keep a reset or a server shutdown from waiting out a full poll.
+            await asyncio.sleep(max(min(generation.terminal_at, deadline, now + MAX_NAP_S) - now, 0.001))
+
+    async def list_generations(self, request: Request) -> Response:
+        try:
+            query = parse_list_query(request.query_params)
+        except QueryInvalid as exc:
+            return nest_error(400, exc.messages)
+        now = self.state.clock()
+        selected = self._select(query, now)
+        if selected is None:
+            return nest_error(400, ["cursor must be the id of a generation"])
+        return SimResponse([self._wire(g, request, now) for g in selected])
+
+    def _select(self, query: ListQuery, now: float) -> list[Generation] | None:
+        items = self.state.newest_first()
+        if query.cursor is not None:
+            position = next((i for i, g in enumerate(items) if g.id == query.cursor), None)
+            if position is None:
+                return None
+            items = items[position + 1 :]
+        if query.statuses is not None:
+            items = [g for g in items if g.status_at(now).value in query.statuses]
+        if query.ids is not None:
+            items = [g for g in items if g.id in query.ids]
+        return items[: query.limit] if query.limit is not None else items
+
+    async def list_models(self, request: Request) -> Response:
+        models = [
+            {"id": mid, "name": mid, "type": kind, "version": version, "description": text}
+            for mid, kind, version, text in MODELS
+        ]
+        return SimResponse(models)
+
+    async def download(self, request: Request) -> Response:
+        gen_id = request.path_params["gid"]
+        expires, signature = (
+            request.query_params.get("expires", ""),
+            request.query_params.get("signature", ""),
+        )
+        now = self.state.clock()
+        if not expires.isdigit() or not self.state.verify(gen_id, int(expires), signature, now):
+            return nest_error(403, "Invalid or expired signature")
+        generation = self.state.generations.get(gen_id)
+        if generation is None or generation.status_at(now) is not Status.COMPLETED:
+            return nest_error(404, f"Output of generation {gen_id} not found")
+        size = self.state.config.output_bytes
+        name = generation.request.output_file_name or gen_id
+        headers = {"Content-Length": str(size), "Content-Disposition": f'attachment; filename="{name}.mp4"'}
+        return StreamingResponse(_stream_output(gen_id, size), media_type="video/mp4", headers=headers)
+
+
+async def _stream_output(generation_id: str, size: int) -> AsyncIterator[bytes]:
+    for index, length in output_chunks(generation_id, size):
+        yield hashlib.shake_256(f"{generation_id}:{index}".encode()).digest(length)
