@@ -1,0 +1,87 @@
+"""One error tree for every provider, translated once at the client boundary.
+
+Callers write ``except Throttled`` or ``except ProviderUnavailable``; they never look at status codes.
+``retryable`` says whether trying the same call again later can succeed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ProviderError(Exception):
+    """A provider call failed. Carries what an operator needs to find the request at the provider."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status_code: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.status_code = status_code
+        self.code = code
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        parts = [f"{self.provider}"]
+        if self.status_code is not None:
+            parts.append(str(self.status_code))
+        if self.code:
+            parts.append(self.code)
+        return f"[{' '.join(parts)}] {self.message}"
+
+
+class ProviderUnavailable(ProviderError):
+    """Network failure, timeout or a 5xx: the provider may answer later."""
+
+    retryable = True
+
+
+class Throttled(ProviderError):
+    """A 429. ``retry_after_s`` is the provider's Retry-After, if it sent one."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(Throttled):
+    """A request-rate window is full (sync.so ``rate_limit_exceeded``, Aimi cooldown)."""
+
+
+class ConcurrencyLimited(Throttled):
+    """Too many provider jobs in flight for the account (sync.so ``concurrency_limit_reached``)."""
+
+
+class AuthFailed(ProviderError):
+    """401/403: the key is missing, wrong or expired."""
+
+
+class PaymentRequired(ProviderError):
+    """402: billing or plan state."""
+
+
+class BadRequest(ProviderError):
+    """400/413/422: the provider refused the request itself; sending it again cannot help."""
+
+
+class NotFound(ProviderError):
+    """404: the provider does not know the id."""
+
+
+class Conflict(ProviderError):
+    """409: e.g. an idempotency key reused with another body."""
+
+
+class JobRejected(ProviderError):
+    """The provider job ended in a failure state (sync.so FAILED or REJECTED)."""

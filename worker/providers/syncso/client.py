@@ -1,0 +1,315 @@
+"""sync.so v2 lipsync API client: create, get and list generations, list models, download outputs.
+
+Every non-2xx response goes through ``raise_for_response``, the one place sync.so statuses and error
+bodies become the shared error tree. Responses are parsed leniently: new fields are ignored and
+unknown statuses still parse (as plain strings), so an API change never fails a job by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from datetime import datetime
+from enum import StrEnum, nonmember
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from worker.providers.errors import ConcurrencyLimited, ProviderError, ProviderUnavailable, RateLimited
+from worker.providers.http import (
+    Download,
+    build_error,
+    error_class_for_status,
+    make_http_client,
+    redact,
+    request_secrets,
+    send_with_connect_retry,
+    snippet,
+    stream_to_file,
+)
+from worker.settings import SyncSoSettings
+
+PROVIDER: Final = "syncso"
+API_KEY_HEADER: Final = "x-api-key"
+FILE_FIELDS: Final = frozenset({"video", "audio", "image"})
+# Documented format of the Idempotency-Key header; anything else is a 400 INVALID_IDEMPOTENCY_KEY.
+_IDEMPOTENCY_KEY_RE: Final = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+_CONCURRENCY_CODES: Final = frozenset({"concurrency_limit_reached", "batch_concurrency_limit_reached"})
+
+_ModelT = TypeVar("_ModelT")
+
+
+class GenerationStatus(StrEnum):
+    """Documented generation statuses. ``Generation.status`` stays a ``str``: compare against these."""
+
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+    # Listed only by the older docs; harmless to know.
+    CANCELED = "CANCELED"
+    TIMED_OUT = "TIMED_OUT"
+
+    TERMINAL = nonmember(frozenset({COMPLETED, FAILED, REJECTED, CANCELED, TIMED_OUT}))
+    # What the account's concurrency limit counts.
+    IN_FLIGHT = nonmember(frozenset({PENDING, PROCESSING}))
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        alias_generator=to_camel,
+        coerce_numbers_to_str=True,
+        frozen=True,
+    )
+
+
+# Other spellings of a wire key. ``outputMediaUrl``: newer tooling (``outputUrl`` is what REST sends);
+# ``error_code``: webhooks and the SDK (REST says ``errorCode``); snake_case: construction by name.
+_SPELLINGS: Final = {"outputUrl": ("outputMediaUrl", "output_url"), "errorCode": ("error_code",)}
+
+
+class Generation(_Lenient):
+    """A generation as the API returns it (camelCase on the wire)."""
+
+    id: str
+    status: str
+    created_at: datetime | None = None
+    model: str | None = None
+    output_url: str | None = None
+    output_duration: float | None = None
+    error: str | None = None
+    error_code: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_spellings(cls, data: Any) -> Any:
+        # Either spelling may come, or both with one null: take the first that has a value.
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for key, fallbacks in _SPELLINGS.items():
+            if merged.get(key) is None:
+                found = next((data[other] for other in fallbacks if data.get(other) is not None), None)
+                if found is not None:
+                    merged[key] = found
+        return merged
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the status can no longer change; unknown statuses count as still running."""
+        return self.status in GenerationStatus.TERMINAL
+
+    @property
+    def is_success(self) -> bool:
+        """True when the generation completed (the API then sets ``output_url``)."""
+        return self.status == GenerationStatus.COMPLETED
+
+
+class ModelInfo(_Lenient):
+    """One entry of ``GET /v2/models``."""
+
+    id: str
+    name: str | None = None
+    type: str | None = None
+    version: str | None = None
+    description: str | None = None
+
+
+_GENERATION: Final = TypeAdapter(Generation)
+_GENERATIONS: Final = TypeAdapter(list[Generation])
+_MODELS: Final = TypeAdapter(list[ModelInfo])
+
+
+def raise_for_response(response: httpx.Response, *, provider: str = PROVIDER) -> None:
+    """Raise the shared-tree error for a non-2xx sync.so response; return for a 2xx.
+
+    Reads the NestJS error body ``{statusCode, message: str | [str], errorCode, error, requestId}``
+    leniently: a non-JSON body (a proxy's 502 page) still yields a status-based error. A 429 is
+    ``ConcurrencyLimited`` when ``errorCode`` says ``concurrency_limit_reached`` and ``RateLimited``
+    otherwise, with ``retry_after_s`` from ``retry-after-ms`` / ``Retry-After``. A 503
+    ``IDEMPOTENCY_OUTCOME_UNKNOWN`` is ``ProviderUnavailable``: retry with the same idempotency key.
+    """
+    if response.is_success:
+        return
+    response.read()
+    message, code, body_request_id = _parse_error_body(response)
+    if response.status_code == 429:
+        error_class: type[ProviderError] = ConcurrencyLimited if code in _CONCURRENCY_CODES else RateLimited
+    else:
+        error_class = error_class_for_status(response.status_code)
+    raise build_error(
+        error_class,
+        redact(message, request_secrets(response)),
+        provider=provider,
+        status_code=response.status_code,
+        code=code,
+        request_id=body_request_id or response.headers.get("x-request-id"),
+        headers=response.headers,
+    )
+
+
+def _parse_error_body(response: httpx.Response) -> tuple[str, str | None, str | None]:
+    """(message, errorCode, requestId) from an error body of any shape."""
+    reason = response.reason_phrase or f"HTTP {response.status_code}"
+    try:
+        body = response.json()
+    except ValueError:
+        return snippet(response.text) or reason, None, None
+    if not isinstance(body, dict):
+        return snippet(response.text) or reason, None, None
+    raw_message = body.get("message")
+    if isinstance(raw_message, list):
+        message = "; ".join(str(item) for item in raw_message)
+    elif isinstance(raw_message, str):
+        message = raw_message
+    else:
+        message = _str_or_none(body.get("error")) or reason
+    generation_id = _str_or_none(body.get("generationId"))
+    if generation_id:
+        # The 503 IDEMPOTENCY_OUTCOME_UNKNOWN body may name the generation to poll.
+        message = f"{message} (generationId {generation_id})"
+    code = _str_or_none(body.get("errorCode")) or _str_or_none(body.get("error_code"))
+    return snippet(message) or reason, code, _str_or_none(body.get("requestId"))
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _form_value(value: object) -> str:
+    """A multipart text field: nested values (and booleans) as JSON, strings as they are."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping | list | tuple | bool):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+class SyncSoClient:
+    """Typed calls to the sync.so v2 API over an injected ``httpx.Client``.
+
+    The client must carry the base URL and the ``x-api-key`` header (``from_settings`` builds one).
+    Only fast connection failures are retried here; everything else raises from the shared tree.
+    """
+
+    def __init__(self, http: httpx.Client, *, provider: str = PROVIDER) -> None:
+        self._http = http
+        self.provider = provider
+
+    @classmethod
+    def from_settings(cls, settings: SyncSoSettings, *, transport: httpx.BaseTransport | None = None) -> Self:
+        """A client for ``settings.base_url`` with the API key and timeouts from ``settings``."""
+        headers = {"accept": "application/json", "user-agent": "genq"}
+        api_key = settings.api_key.get_secret_value()
+        if api_key:
+            headers[API_KEY_HEADER] = api_key
+        http = make_http_client(
+            settings.base_url,
+            connect_timeout_s=settings.http.connect_timeout_s,
+            read_timeout_s=settings.http.read_timeout_s,
+            headers=headers,
+            transport=transport,
+        )
+        return cls(http)
+
+    def __repr__(self) -> str:
+        return f"SyncSoClient(base_url={str(self._http.base_url)!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the underlying HTTP client and its connections."""
+        self._http.close()
+
+    def create_generation(
+        self,
+        body: Mapping[str, Any],
+        *,
+        idempotency_key: str,
+        files: Mapping[str, Path] | None = None,
+    ) -> Generation:
+        """``POST /v2/generate``; a 200 replay of an earlier create with the same key is a success.
+
+        Without ``files`` the body is sent as JSON. With ``files`` (keys ``video``, ``audio``,
+        ``image``) it is multipart/form-data: each file is streamed from disk, nested values
+        (``input``, ``options``, ``segments``...) are sent as JSON strings, scalars as text. The same
+        ``idempotency_key`` must be reused on every retry of one logical create.
+        """
+        if not _IDEMPOTENCY_KEY_RE.fullmatch(idempotency_key):
+            raise ValueError("idempotency_key must be 1-128 characters of [A-Za-z0-9._~-]")
+        headers = {"Idempotency-Key": idempotency_key}
+        if not files:
+            request = self._http.build_request("POST", "/v2/generate", json=dict(body), headers=headers)
+            return self._parse(self._send(request), _GENERATION)
+        unknown = set(files) - FILE_FIELDS
+        if unknown:
+            raise ValueError(f"unsupported file fields {sorted(unknown)}; allowed: {sorted(FILE_FIELDS)}")
+        data = {key: _form_value(value) for key, value in body.items() if value is not None}
+        with ExitStack() as stack:
+            parts: dict[str, tuple[str, IO[bytes], str]] = {}
+            for field, path in files.items():
+                content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                parts[field] = (path.name, stack.enter_context(path.open("rb")), content_type)
+            request = self._http.build_request(
+                "POST", "/v2/generate", data=data, files=parts, headers=headers
+            )
+            response = self._send(request)
+        return self._parse(response, _GENERATION)
+
+    def get_generation(self, generation_id: str) -> Generation:
+        """``GET /v2/generate/{id}``; an unknown id raises ``NotFound``."""
+        if not generation_id:
+            raise ValueError("generation_id is empty")
+        request = self._http.build_request("GET", f"/v2/generate/{quote(generation_id, safe='')}")
+        return self._parse(self._send(request), _GENERATION)
+
+    def list_generations(self, *, status: Sequence[str] = (), ids: Sequence[str] = ()) -> list[Generation]:
+        """``GET /v2/generations`` filtered by statuses and ids (sent as repeated query keys)."""
+        params = {"status": [str(value) for value in status], "ids": list(ids)}
+        request = self._http.build_request("GET", "/v2/generations", params=params)
+        return self._parse(self._send(request), _GENERATIONS)
+
+    def list_models(self) -> list[ModelInfo]:
+        """``GET /v2/models``: the models this account may use."""
+        request = self._http.build_request("GET", "/v2/models")
+        return self._parse(self._send(request), _MODELS)
+
+    def download_output(self, url: str, dest: Path, *, max_bytes: int) -> Download:
+        """Stream a generation's signed ``output_url`` to ``dest`` atomically, without the API key."""
+        return stream_to_file(self._http, url, dest, max_bytes=max_bytes, provider=self.provider)
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        response = send_with_connect_retry(self._http, request, provider=self.provider)
+        raise_for_response(response, provider=self.provider)
+        return response
+
+    def _parse(self, response: httpx.Response, adapter: TypeAdapter[_ModelT]) -> _ModelT:
+        # A 2xx we cannot read is the provider misbehaving, not our request being wrong: retry later
+        # (a create is retried with the same key, so it cannot run twice).
+        try:
+            return adapter.validate_json(response.content)
+        except ValidationError as exc:
+            message = f"unreadable {response.request.method} {response.request.url.path} response: "
+            raise ProviderUnavailable(
+                message + snippet(str(exc.errors(include_url=False, include_input=False))),
+                provider=self.provider,
+                status_code=response.status_code,
+                request_id=response.headers.get("x-request-id"),
+            ) from None
