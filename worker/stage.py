@@ -1,0 +1,130 @@
+"""The life of one stage run: load the job, skip it if it ended, run the plain function, and map what
+happened to the job record and to Celery (done, run again later, retry, or fail the job).
+
+Stage functions stay plain and testable; they signal with return values and exceptions:
+- return normally: the stage is done and the chain moves on;
+- raise ``Later``: run this stage again after a countdown (a status check that found the provider still
+  working); no worker slot is held meanwhile and no retry is spent;
+- raise ``Throttled``: a provider budget is spent; run again when it frees, without spending a retry;
+- raise a retryable ``ProviderError``: retry with backoff, up to ``retry.max_retries``, then fail the job
+  and put it in the dead-letter set;
+- raise any other ``ProviderError``: fail the job at once with the provider's message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from celery import Task
+from celery.exceptions import Ignore
+
+from schemas import JobError, JobRecord, JobStatus, StageStatus
+from worker.context import Context, get_context
+from worker.providers.errors import ProviderError, Throttled
+from worker.retry import backoff_s, throttle_delay_s
+from worker.store import JobMissing
+
+log = logging.getLogger(__name__)
+
+
+class Later(Exception):
+    """Run this stage again after ``countdown_s`` with ``args`` (defaults to the same arguments)."""
+
+    def __init__(self, countdown_s: float, detail: str, *, args: tuple[Any, ...] | None = None) -> None:
+        super().__init__(detail)
+        self.countdown_s = countdown_s
+        self.detail = detail
+        self.args_ = args
+
+
+class JobFailed(Exception):
+    """The job failed for good; the record says why. Raised to end the chain and show FAILURE in Flower."""
+
+
+class Stage(Task):  # type: ignore[type-arg]
+    """Base class of every genq stage task."""
+
+    abstract = True
+    # A failed job is an expected outcome: logged as one line, without a traceback.
+    throws = (JobFailed,)
+    stage: str = ""
+
+    @property
+    def ctx(self) -> Context:
+        return get_context()
+
+    @contextmanager
+    def running(self, job_id: str) -> Iterator[JobRecord]:
+        store = self.ctx.store
+        try:
+            job = store.get(job_id)
+        except JobMissing:
+            log.warning("job %s has no record; %s dropped", job_id, self.name)
+            raise Ignore() from None
+        if job.is_terminal:
+            log.info("job %s is %s; %s skipped", job_id, job.status.value, self.name)
+            raise Ignore()
+        if job.status is JobStatus.QUEUED:
+            store.transition(job_id, JobStatus.RUNNING)
+        state = store.stage_state(job_id, self.stage)
+        store.update_stage(
+            job_id,
+            self.stage,
+            StageStatus.RUNNING,
+            attempts=state.attempts + 1,
+            started_at=state.started_at or datetime.now(UTC),
+            detail=None,
+        )
+        store.count_attempt(job_id)
+        try:
+            yield job
+        except Later as later:
+            store.update_stage(job_id, self.stage, StageStatus.WAITING, detail=later.detail)
+            self._again(job_id, later.countdown_s, later.args_)
+        except Throttled as exc:
+            delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=self._max_countdown_s())
+            store.update_stage(job_id, self.stage, StageStatus.THROTTLED, detail=str(exc))
+            self._again(job_id, delay, None)
+        except ProviderError as exc:
+            self._failed(job_id, exc)
+        else:
+            store.update_stage(job_id, self.stage, StageStatus.DONE, finished_at=datetime.now(UTC))
+
+    def _max_countdown_s(self) -> float:
+        # A message waiting for its countdown sits unacknowledged in the worker; past the visibility
+        # timeout Redis would hand it to a second worker, so countdowns stay well below it.
+        return self.ctx.settings.visibility_timeout_s / 4
+
+    def _again(self, job_id: str, countdown_s: float, args: tuple[Any, ...] | None) -> NoReturn:
+        countdown_s = max(0.0, min(countdown_s, self._max_countdown_s()))
+        next_args = args if args is not None else tuple(self.request.args or (job_id,))
+        self.replace(self.si(*next_args).set(countdown=countdown_s))
+        raise AssertionError("replace() always raises")  # pragma: no cover
+
+    def _failed(self, job_id: str, exc: ProviderError) -> NoReturn:
+        retry = self.ctx.settings.retry
+        store = self.ctx.store
+        if exc.retryable and self.request.retries < retry.max_retries:
+            countdown = min(
+                backoff_s(self.request.retries, base_s=retry.backoff_base_s, cap_s=retry.backoff_cap_s),
+                self._max_countdown_s(),
+            )
+            store.update_stage(job_id, self.stage, StageStatus.RETRYING, detail=str(exc))
+            raise self.retry(exc=exc, countdown=countdown, max_retries=retry.max_retries)
+        error = JobError(
+            stage=self.stage,
+            message=exc.message,
+            provider=exc.provider,
+            code=exc.code,
+            status_code=exc.status_code,
+            retryable=exc.retryable,
+        )
+        store.update_stage(
+            job_id, self.stage, StageStatus.FAILED, detail=str(exc), finished_at=datetime.now(UTC)
+        )
+        store.fail(job_id, error, dead_letter=exc.retryable)
+        raise JobFailed(f"job {job_id} failed at {self.stage}: {exc}")

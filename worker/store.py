@@ -1,0 +1,83 @@
+"""The job store as the workers see it: one Redis hash per job (layout in ``schemas.layout``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from schemas import JobError, JobRecord, JobStatus, Output, StageState, StageStatus
+from schemas import layout as L
+
+
+class JobMissing(LookupError):
+    """The job's record is gone (expired or never stored)."""
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._transition = client.register_script(L.TRANSITION_LUA)
+
+    def get(self, job_id: str) -> JobRecord:
+        raw = self.redis.hgetall(L.job_key(job_id))
+        if not raw:
+            raise JobMissing(job_id)
+        return L.record_from_fields(job_id, raw)
+
+    def status(self, job_id: str) -> JobStatus | None:
+        value = self.redis.hget(L.job_key(job_id), L.F_STATUS)
+        return JobStatus(L.text(value)) if value else None
+
+    def transition(self, job_id: str, status: JobStatus) -> JobStatus | None:
+        """Move a job that has not ended to ``status``; return its previous status (None: no such job)."""
+        terminal = status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+        previous = self._transition(
+            keys=[L.job_key(job_id)],
+            args=[status.value, L.now_iso(), "1" if terminal else "0", L.JOB_TTL_S],
+        )
+        return JobStatus(L.text(previous)) if previous else None
+
+    def set_stage(self, job_id: str, stage: str, state: StageState) -> None:
+        self.redis.hset(
+            L.job_key(job_id),
+            mapping={L.STAGE_PREFIX + stage: state.model_dump_json(), L.F_UPDATED: L.now_iso()},
+        )
+
+    def record_provider_id(self, job_id: str, name: str, value: str) -> str:
+        """Store a provider id once; return the stored one (the first writer wins on a redelivery)."""
+        key, field = L.job_key(job_id), L.PROVIDER_ID_PREFIX + name
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, field, value)
+            pipe.hget(key, field)
+            _, stored = pipe.execute()
+        return L.text(stored)
+
+    def provider_id(self, job_id: str, name: str) -> str | None:
+        value = self.redis.hget(L.job_key(job_id), L.PROVIDER_ID_PREFIX + name)
+        return L.text(value) if value else None
+
+    def count_attempt(self, job_id: str) -> int:
+        return int(self.redis.hincrby(L.job_key(job_id), L.F_ATTEMPTS, 1))
+
+    def succeed(self, job_id: str, outputs: list[Output]) -> None:
+        payload = "[" + ",".join(o.model_dump_json() for o in outputs) + "]"
+        self.redis.hset(L.job_key(job_id), L.F_OUTPUTS, payload)
+        self.transition(job_id, JobStatus.SUCCEEDED)
+
+    def fail(self, job_id: str, error: JobError, *, dead_letter: bool = False) -> None:
+        self.redis.hset(L.job_key(job_id), L.F_ERROR, error.model_dump_json())
+        self.transition(job_id, JobStatus.FAILED)
+        if dead_letter:
+            self.redis.zadd(L.DEAD_LETTERS, {job_id: time.time()})
+
+    def stage_state(self, job_id: str, stage: str) -> StageState:
+        raw = self.redis.hget(L.job_key(job_id), L.STAGE_PREFIX + stage)
+        return StageState.model_validate_json(raw) if raw else StageState()
+
+    def update_stage(self, job_id: str, stage: str, status: StageStatus, **changes: Any) -> StageState:
+        """Read-modify-write of one stage's state (a job's stages never run concurrently)."""
+        state = self.stage_state(job_id, stage).model_copy(update={"status": status, **changes})
+        self.set_stage(job_id, stage, state)
+        return state

@@ -1,0 +1,33 @@
+"""Provider-neutral tasks: ``genq.start`` turns a submitted job into its provider's canvas."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from celery import Task
+from celery.canvas import Signature
+from celery.exceptions import Ignore
+
+from worker.app import app
+from worker.context import get_context
+from worker.providers.syncso import flow as syncso_flow
+from worker.store import JobMissing
+
+log = logging.getLogger(__name__)
+
+FLOWS: Mapping[str, Callable[[str], Signature]] = {"lipsync": syncso_flow.build}
+
+
+@app.task(bind=True, name="genq.start")
+def start(self: Task, job_id: str) -> None:  # type: ignore[type-arg]
+    """Publish the job's canvas, unless the job was cancelled first. (Not ``replace``: that would give
+    the canvas this task's id, and Flower would show one row for the start and the last stage.)"""
+    try:
+        job = get_context().store.get(job_id)
+    except JobMissing:
+        log.warning("job %s has no record; its start message is dropped", job_id)
+        raise Ignore() from None
+    if job.is_terminal:
+        raise Ignore()
+    FLOWS[job.kind](job_id).apply_async()
