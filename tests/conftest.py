@@ -1,0 +1,124 @@
+"""Session services, started before any test module imports ``worker`` (it reads settings at import):
+a private Redis on a free port and the provider simulators on loopback. Nothing here uses the
+machine's own Redis. Tests that kill Redis or workers start their own (see ``tests/integration``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from genq.redis_server import EmbeddedRedis
+from simulators.config import SimConfig, SyncSoSimConfig
+from simulators.server import SimulatorServer
+
+SIM_KEY = "sim-test-key-0123456789"
+# Fast provider timings: a generation takes about 0.3 s.
+FAST_SYNCSO = {"pending_s": 0.1, "processing_s": 0.2, "plan": "scale", "create_rate_limit": 10_000,
+               "other_rate_limit": 100_000, "duration_jitter": 0.0}  # fmt: skip
+WORKER_ENV = {
+    "GENQ_SYNCSO__API_KEY": SIM_KEY,
+    "GENQ_SYNCSO__POLL_INITIAL_S": "0.1",
+    "GENQ_SYNCSO__POLL_MAX_S": "0.5",
+    "GENQ_RETRY__BACKOFF_BASE_S": "0.1",
+    "GENQ_RETRY__BACKOFF_CAP_S": "1",
+    "GENQ_RETRY__MAX_RETRIES": "4",
+}
+
+
+class Services:
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="genq-tests-"))
+        self.redis = EmbeddedRedis()
+        self.sim = SimulatorServer(SimConfig(syncso=SyncSoSimConfig(api_key=SIM_KEY, **FAST_SYNCSO)))
+
+    def start(self) -> None:
+        self.redis.start()
+        self.sim.start()
+        os.environ.update(
+            GENQ_REDIS_URL=self.redis.url,
+            GENQ_SYNCSO__BASE_URL=self.sim.base_url,
+            GENQ_ARTIFACT_DIR=str(self.tmp / "artifacts"),
+            **WORKER_ENV,
+        )
+
+    def stop(self) -> None:
+        self.sim.stop()
+        self.redis.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_services = Services()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in [k for k in os.environ if k.startswith("GENQ_")]:
+        del os.environ[name]
+    _services.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _services.stop()
+
+
+class Sim:
+    """The simulator's control surface (``/_sim/``), as tests use it."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=10)
+
+    def stats(self) -> dict[str, Any]:
+        return self.http.get("/_sim/stats").raise_for_status().json()["syncso"]
+
+    def configure(self, **syncso: Any) -> None:
+        self.http.post("/_sim/config", json={"syncso": syncso}).raise_for_status()
+
+    def fault(self, **fault: Any) -> None:
+        self.http.post("/_sim/faults", json=fault).raise_for_status()
+
+    def events(self, since: float = 0.0) -> list[dict[str, Any]]:
+        return self.http.get("/_sim/events", params={"since": since}).raise_for_status().json()
+
+    def reset(self) -> None:
+        self.http.delete("/_sim/faults").raise_for_status()
+        self.http.post("/_sim/reset").raise_for_status()
+        self.configure(**FAST_SYNCSO, fail_share=0.0, reject_share=0.0)
+
+
+@pytest.fixture(scope="session")
+def services() -> Services:
+    return _services
+
+
+@pytest.fixture
+def sim(services: Services) -> Iterator[Sim]:
+    """The session's simulator, reset before and after the test."""
+    control = Sim(services.sim.base_url)
+    control.reset()
+    yield control
+    control.reset()
+    control.http.close()
+
+
+@pytest.fixture
+def redis_client(services: Services) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(services.redis.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> dict[str, str]:
+    """Small local input files (the simulator does not decode media)."""
+    video, audio = tmp_path / "in.mp4", tmp_path / "in.wav"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4096))
+    audio.write_bytes(b"RIFF" + os.urandom(2048))
+    return {"video": str(video), "audio": str(audio)}

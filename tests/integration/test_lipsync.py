@@ -1,0 +1,140 @@
+"""A lipsync job end to end: producer → Redis → real Celery worker → simulator over HTTP → file on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from genq.cli import main
+from producers import Producer
+from schemas import JobStatus, StageStatus
+from tests.conftest import Sim
+
+pytestmark = pytest.mark.integration
+
+URLS = {"video": "https://media.example.com/a.mp4", "audio": "https://media.example.com/a.wav"}
+
+
+def lipsync(**fields: object) -> dict[str, object]:
+    return {"kind": "lipsync", "model": "lipsync-2", **URLS, **fields}
+
+
+def test_url_inputs_produce_the_providers_file(producer: Producer, sim: Sim) -> None:
+    job_id = producer.submit(lipsync(output_file_name="talk_01", options={"sync_mode": "bounce"}))
+    record = producer.wait(job_id, timeout_s=30)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert [record.stages[s].status for s in ("create", "wait", "download")] == [StageStatus.DONE] * 3
+    output = record.outputs[0]
+    path = Path(output.path)
+    assert path.name == "talk_01.mp4"
+    data = path.read_bytes()
+    assert len(data) == output.bytes > 0
+    assert hashlib.sha256(data).hexdigest() == output.sha256
+    stats = sim.stats()
+    assert stats["generations_by_idempotency_key"] == {f"genq-{job_id}": [record.provider_ids["generation"]]}
+
+
+def test_local_files_are_uploaded_and_tts_is_sent(
+    producer: Producer, sim: Sim, media: dict[str, str]
+) -> None:
+    uploaded = producer.submit(lipsync(**media))
+    spoken = producer.submit(lipsync(audio=None, tts={"voice_id": "v1", "script": "Hello there."}))
+    for job_id in (uploaded, spoken):
+        assert producer.wait(job_id, timeout_s=30).status is JobStatus.SUCCEEDED
+    assert sim.stats()["generations_created"] == 2
+
+
+def test_a_5xx_is_retried_with_backoff_and_the_job_succeeds(producer: Producer, sim: Sim) -> None:
+    sim.fault(route="syncso.create", status=503, times=2)
+    sim.fault(route="syncso.get", status=502, times=1)
+    job_id = producer.submit(lipsync())
+    record = producer.wait(job_id, timeout_s=30)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert record.stages["create"].attempts == 3
+    stats = sim.stats()
+    assert stats["requests"]["create"] == 3
+    assert stats["generations_created"] == 1
+
+
+def test_a_400_fails_the_job_at_once_with_the_providers_message(producer: Producer, sim: Sim) -> None:
+    body = {"statusCode": 400, "message": ["input.0.url must be a URL address"], "error": "Bad Request",
+            "errorCode": "generation_input_validation_failed"}  # fmt: skip
+    sim.fault(route="syncso.create", status=400, times=1, body=body)
+    job_id = producer.submit(lipsync())
+    record = producer.wait(job_id, timeout_s=30)
+
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None
+    assert (record.error.stage, record.error.status_code, record.error.code) == (
+        "create",
+        400,
+        "generation_input_validation_failed",
+    )
+    assert "input.0.url must be a URL address" in record.error.message
+    assert record.stages["create"].attempts == 1
+    assert sim.stats()["requests"]["create"] == 1
+
+    shown = CliRunner().invoke(main, ["status", job_id, "--redis-url", _url(producer)])
+    assert shown.exit_code == 0
+    assert "input.0.url must be a URL address" in shown.output
+    assert "failed" in shown.output
+
+
+def test_a_rejected_generation_fails_the_job_with_its_code(producer: Producer, sim: Sim) -> None:
+    sim.fault(route="syncso.outcome", status="REJECTED", error_code="generation_input_face_selection_invalid",
+              error="No face found in the selected frame", times=1)  # fmt: skip
+    job_id = producer.submit(lipsync())
+    record = producer.wait(job_id, timeout_s=30)
+
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None
+    assert record.error.code == "generation_input_face_selection_invalid"
+    assert record.error.message == "No face found in the selected frame"
+    assert record.stages["wait"].status is StageStatus.FAILED
+    assert "download" not in record.stages
+
+
+def test_cancel_stops_the_job_before_its_next_stage(producer: Producer, sim: Sim) -> None:
+    sim.configure(processing_s=1.5)
+    job_id = producer.submit(lipsync())
+    _until(lambda: "generation" in producer.get(job_id).provider_ids)
+    record = producer.cancel(job_id)
+    assert record.status is JobStatus.CANCELLED
+    assert producer.cancel(job_id).status is JobStatus.CANCELLED  # cancelling again changes nothing
+    gets = sim.stats()["requests"]["get"]
+    time.sleep(2.5)  # the generation completes at the provider meanwhile
+
+    record = producer.get(job_id)
+    assert record.status is JobStatus.CANCELLED
+    assert "download" not in record.stages
+    stats = sim.stats()
+    assert stats["requests"].get("download", 0) == 0
+    assert stats["requests"]["get"] <= gets + 1  # at most the one check already under way
+
+
+def test_cancel_of_an_ended_job_changes_nothing(producer: Producer, sim: Sim) -> None:
+    job_id = producer.submit(lipsync())
+    assert producer.wait(job_id, timeout_s=30).status is JobStatus.SUCCEEDED
+    assert producer.cancel(job_id).status is JobStatus.SUCCEEDED
+    result = CliRunner().invoke(main, ["cancel", job_id, "--redis-url", _url(producer)])
+    assert result.exit_code == 1
+    assert "succeeded" in result.output
+
+
+def _until(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def _url(producer: Producer) -> str:
+    kwargs = producer.redis.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
