@@ -13,40 +13,13 @@ def main() -> None:
     """genq: Celery workers that drive AI media-generation APIs. See README.md."""
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8700, show_default=True, type=int)
-@click.option(
-    "--api-key", default="sim-syncso-key", show_default=True, help="The key the sync.so simulator accepts."
-)
-@click.option(
-    "--pending-s", default=1.0, show_default=True, type=float, help="Seconds a generation stays PENDING."
-)
-@click.option("--processing-s", default=3.0, show_default=True, type=float, help="Seconds in PROCESSING.")
-@click.option(
-    "--plan",
-    default="creator",
-    show_default=True,
-    type=click.Choice(["free", "hobbyist", "creator", "growth", "scale"]),
-    help="sync.so plan: its concurrency limit.",
-)
-@click.option(
-    "--fail-share", default=0.0, show_default=True, type=float, help="Share of generations that FAIL."
-)
-def sim(
-    host: str, port: int, api_key: str, pending_s: float, processing_s: float, plan: str, fail_share: float
-) -> None:
-    """Serve the provider simulators (sync.so) over HTTP; control endpoints under /_sim/."""
-    from simulators.server import serve
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def sim(args: tuple[str, ...]) -> None:
+    """Serve the provider simulators over HTTP (``genq sim --help`` lists the options)."""
+    from simulators.__main__ import main as serve_simulators
 
-    from simulators.config import SimConfig, SyncSoSimConfig
-
-    syncso = SyncSoSimConfig.model_validate(
-        {"api_key": api_key, "pending_s": pending_s, "processing_s": processing_s, "plan": plan,
-         "fail_share": fail_share}
-    )  # fmt: skip
-    click.echo(f"simulators on http://{host}:{port} (sync.so key {api_key!r}); stats at /_sim/stats")
-    serve(host, port, SimConfig(syncso=syncso))
+    serve_simulators(list(args))
 
 
 @main.command()
@@ -72,3 +45,7 @@ main.add_command(submit)
 main.add_command(status)
 main.add_command(watch)
 main.add_command(cancel)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from simulators.server import SimulatorServer
 
 from genq.processes import free_port, start_flower, start_worker, stop, worker_env
 from genq.redis_server import redis_for_run
 from producers import Producer
 from schemas import JobRecord, JobStatus, StageStatus
 from simulators.config import SimConfig, SyncSoSimConfig
+from simulators.server import SimulatorServer
 
 STAGES = ("create", "wait", "download")
 SIM_KEY = "sim-syncso-key"
@@ -67,7 +68,7 @@ def _describe(record: JobRecord) -> str:
 
 
 @contextlib.contextmanager
-def _services(run_dir: Path, workers: int, concurrency: int) -> Iterator[tuple[str, str]]:
+def _services(run_dir: Path, workers: int, concurrency: int) -> Iterator[tuple[str, str, str]]:
     console = Console()
     config = SimConfig(syncso=SyncSoSimConfig(api_key=SIM_KEY, pending_s=1.0, processing_s=4.0, plan="scale"))
     with redis_for_run() as redis_url, SimulatorServer(config) as sim, contextlib.ExitStack() as stack:
@@ -91,20 +92,23 @@ def _services(run_dir: Path, workers: int, concurrency: int) -> Iterator[tuple[s
             f"redis      {redis_url}\nsimulator  {sim.base_url}  (stats: {sim.base_url}/_sim/stats)"
         )
         console.print(f"flower     {flower_url}\nlogs       {run_dir}")
-        yield redis_url, flower_url
+        yield redis_url, flower_url, sim.base_url
 
 
 def run_demo(*, jobs: int, workers: int, concurrency: int, timeout_s: float, keep: bool) -> int:
     console = Console()
-    run_dir = Path(tempfile.mkdtemp(prefix="genq-demo-"))
-    with _services(run_dir, workers, concurrency) as (redis_url, flower_url):
+    run_dir = Path("artifacts") / time.strftime("demo-%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True)
+    run_dir = run_dir.resolve()
+    with _services(run_dir, workers, concurrency) as (redis_url, flower_url, sim_url):
         producer = Producer(redis_url)
         media = run_dir / "media"
         media.mkdir()
         ids = producer.submit_many(sample_requests(jobs, media))
         console.print(f"submitted {len(ids)} lipsync jobs")
         records = _follow(producer, ids, timeout_s)
-        console.print(_summary(records))
+        console.print(_summary(records, run_dir / "artifacts"))
+        console.print(_simulator_line(sim_url))
         ok = all(r.status is JobStatus.SUCCEEDED for r in records)
         console.print(f"{sum(r.status is JobStatus.SUCCEEDED for r in records)}/{len(records)} succeeded")
         if keep:
@@ -138,13 +142,29 @@ def _follow(producer: Producer, ids: list[str], timeout_s: float) -> list[JobRec
             time.sleep(0.3)
 
 
-def _summary(records: list[JobRecord]) -> Table:
-    table = Table(title="genq demo")
-    for column in ("job", "status", "duration", "output"):
-        table.add_column(column)
+def _summary(records: list[JobRecord], artifact_dir: Path) -> Table:
+    table = Table(title=f"genq demo: outputs under {artifact_dir}", title_justify="left")
+    table.add_column("job", no_wrap=True)
+    table.add_column("status")
+    table.add_column("duration", justify="right")
+    table.add_column("output", overflow="fold")
     for r in records:
         end = r.finished_at or r.updated_at
         duration = f"{(end - r.created_at).total_seconds():.1f} s"
-        detail = r.outputs[0].path if r.outputs else (r.error.message if r.error else "")
+        if r.outputs:
+            detail = str(Path(r.outputs[0].path).relative_to(artifact_dir))
+        else:
+            detail = r.error.message if r.error else ""
         table.add_row(r.id, r.status.value, duration, detail)
     return table
+
+
+def _simulator_line(sim_url: str) -> str:
+    with urllib.request.urlopen(f"{sim_url}/_sim/stats", timeout=5) as response:
+        stats = json.load(response)["syncso"]
+    throttled = stats["throttled"]
+    return (
+        f"sync.so simulator: {stats['generations_created']} generations, "
+        f"peak {stats['peak_in_flight']} in flight, 429s: {throttled['rate_limit_exceeded']} rate, "
+        f"{throttled['concurrency_limit_reached']} concurrency"
+    )

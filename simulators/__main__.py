@@ -1,4 +1,4 @@
-"""`python -m simulators --port 8600 --api-key K`: serve the provider simulators in the foreground."""
+"""`python -m simulators --port 8700 --api-key K`: serve the provider simulators in the foreground."""
 
 from __future__ import annotations
 
@@ -28,11 +28,9 @@ _SYNCSO_FLAGS: list[tuple[str, str, type]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m simulators", description="Serve the provider simulators."
-    )
+    parser = argparse.ArgumentParser(prog="genq sim", description="Serve the provider simulators.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8600)
+    parser.add_argument("--port", type=int, default=8700)
     for flag, field, kind in _SYNCSO_FLAGS:
         parser.add_argument(flag, dest=field, type=kind, default=None, help=f"sync.so {field}")
     return parser

@@ -1,0 +1,72 @@
+"""The `genq` commands as a user runs them: demo, sim, watch."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from genq.cli import main
+from genq.processes import free_port, stop, wait_http
+from producers import Producer
+from schemas import JobStatus
+from tests.conftest import Services
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+GENQ = [sys.executable, "-m", "genq.cli"]
+
+
+def _clean_env() -> dict[str, str]:
+    """A user's environment: no GENQ_ settings from this test session."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GENQ_")}
+
+
+def test_demo_runs_jobs_to_the_end_and_prints_a_summary(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*GENQ, "demo", "--jobs", "4", "--workers", "1", "--concurrency", "2", "--timeout-s", "90"],
+        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=150, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "4/4 succeeded" in result.stdout
+    assert re.search(r"flower\s+http://127\.0\.0\.1:\d+", result.stdout)
+    outputs = sorted(p.name for p in (tmp_path / "artifacts").rglob("demo_*.mp4"))
+    assert outputs == [f"demo_{i:03d}.mp4" for i in range(4)]
+
+
+def test_sim_serves_with_the_given_key() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*GENQ, "sim", "--port", str(port), "--api-key", "k-123", "--plan", "growth"],
+        env=_clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/_sim/stats")
+        assert httpx.get(f"{base}/v2/models", headers={"x-api-key": "k-123"}).status_code == 200
+        assert httpx.get(f"{base}/v2/models", headers={"x-api-key": "other"}).status_code == 401
+        assert httpx.get(f"{base}/_sim/config").json()["syncso"]["plan"] == "growth"
+    finally:
+        stop(process)
+
+
+def test_watch_ends_with_the_jobs_outcome(services: Services, producer: Producer) -> None:
+    job_id = producer.submit(
+        {
+            "kind": "lipsync",
+            "model": "lipsync-2",
+            "video": "https://x.test/v.mp4",
+            "audio": "https://x.test/a.wav",
+        }
+    )
+    args = ["watch", job_id, "--redis-url", services.redis.url, "--timeout-s", "30"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert producer.get(job_id).status is JobStatus.SUCCEEDED
+    assert "succeeded" in result.output
