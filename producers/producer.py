@@ -11,9 +11,9 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
-from producers.wire import task_message
 from schemas import JOB_REQUEST, JobRecord, JobRequest, JobStatus
 from schemas import layout as L
+from schemas.wire import task_message
 
 _SUBMIT_IDEMPOTENT_LUA = """
 local existing = redis.call('GET', KEYS[1])

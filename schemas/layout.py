@@ -121,3 +121,14 @@ def record_from_fields(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> J
 
 def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+# Provider budgets (worker/limits). `{name}` is a budget name such as `syncso.create`.
+# - RATE_KEY:tat  string, the GCRA theoretical arrival time (ms); expires a minute after it passes.
+# - RATE_KEY:resv sorted set, holder -> reserved time (ms); entries leave when used or a minute stale.
+# - RATE_KEY:paused / POOL_KEY:paused  string, paused until (ms), set by a 429; expires with the pause.
+# - POOL_KEY:leases sorted set, holder (job id) -> lease expiry (ms); a lapsed lease is reaped.
+# - POOL_KEY:waiting hash, holder -> {queue, message, tenant} of a parked stage; POOL_KEY:t:{tenant} sorted
+#   set of that tenant's parked holders by job age; POOL_KEY:tenants the tenants with parked holders;
+#   POOL_KEY:rr the tenant served last. All leave when the holder is woken or releases.
+RATE_KEY = PREFIX + "rate:{name}"
+POOL_KEY = PREFIX + "pool:{name}"

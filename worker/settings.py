@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,10 +20,30 @@ class HttpSettings(BaseModel):
     read_timeout_s: float = Field(30.0, gt=0)
 
 
+class RateBudgetSettings(BaseModel):
+    """At most ``limit`` calls in any ``period_s`` window. ``guard_s`` widens the window genq plans for,
+    so that network jitter between genq and the provider never puts limit + 1 calls into one of the
+    provider's windows (0.25 s of 60 s costs 0.4% of the rate)."""
+
+    limit: int = Field(gt=0)
+    period_s: float = Field(60.0, gt=0)
+    guard_s: float = Field(0.25, ge=0)
+
+
+# sync.so plan concurrency (generations in PENDING or PROCESSING), from sync.so's rate-limit guide.
+SYNCSO_PLAN_CONCURRENCY = {"free": 1, "hobbyist": 1, "creator": 3, "growth": 6, "scale": 15}
+
+
 class SyncSoSettings(BaseModel):
     api_key: SecretStr = SecretStr("")
     base_url: str = "https://api.sync.so"
     http: HttpSettings = HttpSettings()
+    # Budgets of the account (sync.so rate-limit guide): POST /v2/generate 60/min, every other endpoint
+    # 600/min; concurrency by plan unless `concurrency` says otherwise (enterprise: set it).
+    plan: Literal["free", "hobbyist", "creator", "growth", "scale", "enterprise"] = "creator"
+    concurrency: int | None = Field(None, gt=0)
+    create_rate: RateBudgetSettings = RateBudgetSettings(limit=60)
+    other_rate: RateBudgetSettings = RateBudgetSettings(limit=600)
     # A generation that is not terminal after this long fails the job (sync-3 on 2 min input: ~55 min).
     max_wait_s: float = Field(7200.0, gt=0)
     # Status checks start at poll_initial_s and grow by poll_factor up to poll_max_s.
@@ -32,6 +53,54 @@ class SyncSoSettings(BaseModel):
     # Direct multipart upload limit for local input files (older docs: 20 MB, 413 beyond).
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_output_bytes: int = Field(5 * 1024**3, gt=0)
+
+
+    @property
+    def effective_concurrency(self) -> int:
+        if self.concurrency is not None:
+            return self.concurrency
+        if self.plan == "enterprise":
+            raise ValueError("sync.so plan 'enterprise' has a custom concurrency: set GENQ_SYNCSO__CONCURRENCY")
+        return SYNCSO_PLAN_CONCURRENCY[self.plan]
+
+
+class AimiSettings(BaseModel):
+    """Aimi Sync: budgets declared now; the provider's stages arrive in a later release."""
+
+    api_key: SecretStr = SecretStr("")
+    base_url: str = "https://api.aimi.fm"
+    # Aimi FAQ: at most 10 executions at a time per user; status no more often than every 5 s per
+    # execution, or a cooldown may be triggered.
+    executions: int = Field(10, gt=0)
+    status_interval_s: float = Field(5.0, gt=0)
+
+
+class AIStudiosSettings(BaseModel):
+    """DeepBrain AI Studios v3: no limits are documented, so none apply unless configured."""
+
+    app_id: SecretStr = SecretStr("")
+    user_key: SecretStr = SecretStr("")
+    base_url: str = "https://app.aistudios.com"
+    concurrency: int | None = Field(None, gt=0)
+    rate: RateBudgetSettings | None = None
+
+
+class LimitsSettings(BaseModel):
+    """How genq spends provider budgets across every worker (see worker/limits)."""
+
+    enabled: bool = True
+    # A lease on a concurrency slot lapses this long after its last renewal (a dead worker's slot comes
+    # back then). Renewed at every status check, so it must exceed the longest check interval.
+    lease_ttl_s: float = Field(180.0, gt=0)
+    # Farthest ahead a rate token is reserved; a stage further back re-queues and asks again then.
+    horizon_s: float = Field(30.0, gt=0)
+    # A 429 without Retry-After pauses its budget this long.
+    pause_s: float = Field(5.0, gt=0)
+    # How often each worker reclaims lapsed leases and wakes parked stages.
+    sweep_interval_s: float = Field(1.0, gt=0)
+    # Celery's own per-worker `rate_limit` per task name (e.g. {"genq.syncso.create": "1/s"}); only for
+    # comparison with genq's global budgets (bench/ratelimit.py): it does not hold across workers.
+    celery_rate_limits: dict[str, str] = Field(default_factory=dict)
 
 
 class RetrySettings(BaseModel):
@@ -51,7 +120,10 @@ class Settings(BaseSettings):
     # broker and result backend. Every countdown must stay far below it.
     visibility_timeout_s: int = Field(3600, gt=0)
     retry: RetrySettings = RetrySettings()
+    limits: LimitsSettings = LimitsSettings()
     syncso: SyncSoSettings = SyncSoSettings()
+    aimi: AimiSettings = AimiSettings()
+    aistudios: AIStudiosSettings = AIStudiosSettings()
 
     @property
     def effective_broker_url(self) -> str:

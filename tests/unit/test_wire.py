@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery
 from kombu import Connection
 
-from producers.wire import task_message
+from schemas.wire import task_message
 
 VARYING = {"id", "root_id", "origin", "correlation_id", "delivery_tag", "reply_to", "ignore_result"}
 

@@ -1,0 +1,91 @@
+"""The limiter's interface: rate tokens and concurrency leases shared by every worker.
+
+Rate budgets use GCRA with reservations: each call gets its own turn, ``interval_s`` after the one
+before; a caller whose turn is in the future keeps it and comes back then, so the budget is spent
+evenly and fully, in arrival order, with no retry storms. Weak spots: there is no burst (an idle
+budget does not let a backlog through at once, though the provider would); a caller that never comes
+back for its reserved turn wastes that one turn; and the bound holds at the provider only while
+genq's lateness in sending stays within the budget's ``guard_s`` (a caller later than half the guard
+gives up its turn and takes a new one).
+
+Concurrency pools are leases with a time to live, renewed while the provider job runs and released
+when it ends; a dead worker's lease lapses and is reclaimed. A caller that finds the pool full is
+*parked* with the Celery message that re-runs it; whoever frees a slot (a release, a lapsed lease, the
+end of a pause) grants it to the next parked caller and pushes that message to its queue in the same
+atomic step. Parked callers are served round-robin between tenants and oldest job first within one.
+Weak spot: a parked caller waits for a slot to free; if every holder dies at once, slots come back
+only when their leases lapse (``lease_ttl_s``) and the next sweep runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from worker.limits.budgets import Pool, RateBudget
+
+
+class Turn(StrEnum):
+    GO = "go"  # spend it now
+    WAIT = "wait"  # a turn is reserved for this holder in `wait_s`
+    FULL = "full"  # nothing reserved: the backlog is longer than the horizon; ask again in `wait_s`
+
+
+@dataclass(frozen=True)
+class RateTurn:
+    turn: Turn
+    wait_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """A stage waiting for a slot: who it is, whom it belongs to, and how to run it again."""
+
+    holder: str  # the job id
+    tenant: str  # "" for jobs without one
+    order: float  # the job's submission time: older jobs first
+    queue: str
+    message: str  # a Celery message, as the Redis transport stores it
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    name: str
+    kind: str  # "rate" or "pool"
+    limit: int
+    in_use: float  # pool: live leases; rate: calls in the last period (an estimate under steady use)
+    waiting: int  # pool: parked callers; rate: reserved turns not yet used
+    paused_until: float | None  # unix time, or None
+
+
+class Limiter(Protocol):
+    """Every call is atomic across processes and hosts. ``now`` (unix seconds) is for tests; by default
+    the limiter's own clock is used (the Redis server's, for every worker alike)."""
+
+    def take_turn(
+        self, budget: RateBudget, holder: str, *, horizon_s: float, now: float | None = None
+    ) -> RateTurn: ...
+
+    def acquire(self, pool: Pool, waiter: Waiter, *, now: float | None = None) -> bool:
+        """Take (or renew) the holder's lease; False: the waiter is parked and will be woken."""
+        ...
+
+    def renew(self, pool: Pool, holder: str, *, ttl_s: float | None = None, now: float | None = None) -> None:
+        """Keep the holder's lease for ``ttl_s`` more, taking it back if it lapsed (the provider job
+        still runs, so it still counts)."""
+        ...
+
+    def release(self, pool: Pool, holder: str, *, now: float | None = None) -> int:
+        """Give the holder's lease (or parked place) back; returns how many parked callers were woken."""
+        ...
+
+    def pause(self, budget: RateBudget | Pool, for_s: float, *, now: float | None = None) -> None:
+        """Spend nothing of this budget for ``for_s`` (a 429), for every worker."""
+        ...
+
+    def sweep(self, pool: Pool, *, now: float | None = None) -> int:
+        """Reap lapsed leases and wake parked callers into free slots; returns how many were woken."""
+        ...
+
+    def state(self, budget: RateBudget | Pool, *, now: float | None = None) -> BudgetState: ...

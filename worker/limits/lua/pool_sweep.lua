@@ -1,0 +1,2 @@
+-- Reap lapsed leases and wake parked callers into free slots.
+return wake()
