@@ -30,6 +30,13 @@ WORKER_ENV = {
     "GENQ_RETRY__BACKOFF_BASE_S": "0.1",
     "GENQ_RETRY__BACKOFF_CAP_S": "1",
     "GENQ_RETRY__MAX_RETRIES": "4",
+    # Budgets far above what the tests send, except where a test sets its own.
+    "GENQ_SYNCSO__CONCURRENCY": "6",
+    "GENQ_SYNCSO__CREATE_RATE__LIMIT": "1000",
+    "GENQ_SYNCSO__CREATE_RATE__PERIOD_S": "1",
+    "GENQ_SYNCSO__OTHER_RATE__LIMIT": "1000",
+    "GENQ_SYNCSO__OTHER_RATE__PERIOD_S": "1",
+    "GENQ_LIMITS__SWEEP_INTERVAL_S": "0.2",
 }
 
 
@@ -42,6 +49,7 @@ class Services:
     def start(self) -> None:
         self.redis.start()
         self.sim.start()
+        self.sim_initial = httpx.get(f"{self.sim.base_url}/_sim/config").raise_for_status().json()["syncso"]
         os.environ.update(
             GENQ_REDIS_URL=self.redis.url,
             GENQ_SYNCSO__BASE_URL=self.sim.base_url,
@@ -71,9 +79,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 class Sim:
     """The simulator's control surface (``/_sim/``), as tests use it."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, initial: dict[str, Any]) -> None:
         self.base_url = base_url
         self.http = httpx.Client(base_url=base_url, timeout=10)
+        self.initial = initial  # the whole configuration the session started with
 
     def stats(self) -> dict[str, Any]:
         return self.http.get("/_sim/stats").raise_for_status().json()["syncso"]
@@ -90,7 +99,7 @@ class Sim:
     def reset(self) -> None:
         self.http.delete("/_sim/faults").raise_for_status()
         self.http.post("/_sim/reset").raise_for_status()
-        self.configure(**FAST_SYNCSO, fail_share=0.0, reject_share=0.0)
+        self.configure(**self.initial)
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +110,7 @@ def services() -> Services:
 @pytest.fixture
 def sim(services: Services) -> Iterator[Sim]:
     """The session's simulator, reset before and after the test."""
-    control = Sim(services.sim.base_url)
+    control = Sim(services.sim.base_url, services.sim_initial)
     control.reset()
     yield control
     control.reset()

@@ -9,6 +9,7 @@ from celery import Celery
 from kombu import Queue
 
 from schemas import layout as L
+from worker.limits.sweeper import LimiterSweep
 from worker.settings import Settings, get_settings
 
 PROVIDER_QUEUES = ("syncso", "aistudios", "aimi")
@@ -57,7 +58,13 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_send_sent_event=True,
         task_track_started=True,
         worker_hijack_root_logger=False,
+        # Celery's per-worker rate limits, for comparison only (bench/ratelimit.py); genq's own budgets
+        # are global (worker/limits).
+        task_annotations={
+            name: {"rate_limit": rate} for name, rate in settings.limits.celery_rate_limits.items()
+        },
     )
+    app.steps["worker"].add(LimiterSweep)
     return app
 
 

@@ -8,6 +8,7 @@ from functools import cache, cached_property
 
 import redis
 
+from worker.limits import Budgets, Limiter, RedisLimiter, Unlimited, budgets_from
 from worker.providers.syncso.client import SyncSoClient
 from worker.settings import Settings, get_settings
 from worker.store import JobStore
@@ -24,6 +25,14 @@ class Context:
     @cached_property
     def store(self) -> JobStore:
         return JobStore(self.redis)
+
+    @cached_property
+    def limiter(self) -> Limiter:
+        return RedisLimiter(self.redis) if self.settings.limits.enabled else Unlimited()
+
+    @cached_property
+    def budgets(self) -> Budgets:
+        return budgets_from(self.settings)
 
     @cached_property
     def syncso(self) -> SyncSoClient:

@@ -54,13 +54,14 @@ class SyncSoSettings(BaseModel):
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_output_bytes: int = Field(5 * 1024**3, gt=0)
 
-
     @property
     def effective_concurrency(self) -> int:
         if self.concurrency is not None:
             return self.concurrency
         if self.plan == "enterprise":
-            raise ValueError("sync.so plan 'enterprise' has a custom concurrency: set GENQ_SYNCSO__CONCURRENCY")
+            raise ValueError(
+                "sync.so plan 'enterprise' has a custom concurrency: set GENQ_SYNCSO__CONCURRENCY"
+            )
         return SYNCSO_PLAN_CONCURRENCY[self.plan]
 
 

@@ -1,14 +1,19 @@
 """The life of one stage run: load the job, skip it if it ended, run the plain function, and map what
-happened to the job record and to Celery (done, run again later, retry, or fail the job).
+happened to the job record and to Celery.
 
 Stage functions stay plain and testable; they signal with return values and exceptions:
 - return normally: the stage is done and the chain moves on;
-- raise ``Later``: run this stage again after a countdown (a status check that found the provider still
-  working); no worker slot is held meanwhile and no retry is spent;
-- raise ``Throttled``: a provider budget is spent; run again when it frees, without spending a retry;
+- raise ``Later`` (worker.outcomes): run this stage again after a countdown: a status check that found
+  the provider still working, or a rate budget whose turn for this job comes later. No worker slot is
+  held meanwhile and no retry is spent;
+- raise ``Parked`` (worker.limits): the stage waits in the limiter for a concurrency slot and is re-run
+  with the slot granted when one frees; its message is acknowledged now;
+- raise ``Stop``: the job was cancelled and nothing more is to be done for it;
+- raise ``Throttled`` outside a gate: run again after Retry-After, without spending a retry;
 - raise a retryable ``ProviderError``: retry with backoff, up to ``retry.max_retries``, then fail the job
   and put it in the dead-letter set;
 - raise any other ``ProviderError``: fail the job at once with the provider's message.
+A job that fails or is cancelled gives back every concurrency slot it holds.
 """
 
 from __future__ import annotations
@@ -24,25 +29,14 @@ from celery.exceptions import Ignore
 
 from schemas import JobError, JobRecord, JobStatus, StageStatus
 from worker.context import Context, get_context
+from worker.limits import Gate, Parked
+from worker.outcomes import JobFailed, Later, Stop
+from worker.parking import rerun_message
 from worker.providers.errors import ProviderError, Throttled
 from worker.retry import backoff_s, throttle_delay_s
 from worker.store import JobMissing
 
 log = logging.getLogger(__name__)
-
-
-class Later(Exception):
-    """Run this stage again after ``countdown_s`` with ``args`` (defaults to the same arguments)."""
-
-    def __init__(self, countdown_s: float, detail: str, *, args: tuple[Any, ...] | None = None) -> None:
-        super().__init__(detail)
-        self.countdown_s = countdown_s
-        self.detail = detail
-        self.args_ = args
-
-
-class JobFailed(Exception):
-    """The job failed for good; the record says why. Raised to end the chain and show FAILURE in Flower."""
 
 
 class Stage(Task):  # type: ignore[type-arg]
@@ -52,21 +46,50 @@ class Stage(Task):  # type: ignore[type-arg]
     # A failed job is an expected outcome: logged as one line, without a traceback.
     throws = (JobFailed,)
     stage: str = ""
+    # A stage that must keep following the provider job of a cancelled job (to free its slot when the
+    # provider job really ends, where the provider has no cancel call).
+    follows_cancelled: bool = False
 
     @property
     def ctx(self) -> Context:
         return get_context()
 
     @contextmanager
-    def running(self, job_id: str) -> Iterator[JobRecord]:
+    def running(self, job_id: str) -> Iterator[tuple[JobRecord, Gate]]:
+        job = self._begin(job_id)
+        gate = Gate(self.ctx.limiter, self.ctx.settings.limits, job, self._rerun)
+        store = self.ctx.store
+        try:
+            yield job, gate
+        except Parked as parked:
+            store.update_stage(job_id, self.stage, StageStatus.THROTTLED, detail=str(parked))
+            raise Ignore() from None
+        except Later as later:
+            store.update_stage(job_id, self.stage, later.status, detail=later.detail)
+            self._again(job_id, later.countdown_s, later.args_)
+        except Stop as stop:
+            store.update_stage(job_id, self.stage, StageStatus.DONE, detail=str(stop), finished_at=_now())
+            raise Ignore() from None
+        except Throttled as exc:
+            delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=self._max_countdown_s())
+            store.update_stage(job_id, self.stage, StageStatus.THROTTLED, detail=str(exc))
+            self._again(job_id, delay, None)
+        except ProviderError as exc:
+            self._failed(job_id, exc)
+        else:
+            store.update_stage(job_id, self.stage, StageStatus.DONE, finished_at=_now())
+
+    def _begin(self, job_id: str) -> JobRecord:
         store = self.ctx.store
         try:
             job = store.get(job_id)
         except JobMissing:
             log.warning("job %s has no record; %s dropped", job_id, self.name)
             raise Ignore() from None
-        if job.is_terminal:
+        following = self.follows_cancelled and job.status is JobStatus.CANCELLED
+        if job.is_terminal and not following:
             log.info("job %s is %s; %s skipped", job_id, job.status.value, self.name)
+            self._release_slots(job_id)
             raise Ignore()
         if job.status is JobStatus.QUEUED:
             store.transition(job_id, JobStatus.RUNNING)
@@ -76,23 +99,18 @@ class Stage(Task):  # type: ignore[type-arg]
             self.stage,
             StageStatus.RUNNING,
             attempts=state.attempts + 1,
-            started_at=state.started_at or datetime.now(UTC),
+            started_at=state.started_at or _now(),
             detail=None,
         )
         store.count_attempt(job_id)
-        try:
-            yield job
-        except Later as later:
-            store.update_stage(job_id, self.stage, StageStatus.WAITING, detail=later.detail)
-            self._again(job_id, later.countdown_s, later.args_)
-        except Throttled as exc:
-            delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=self._max_countdown_s())
-            store.update_stage(job_id, self.stage, StageStatus.THROTTLED, detail=str(exc))
-            self._again(job_id, delay, None)
-        except ProviderError as exc:
-            self._failed(job_id, exc)
-        else:
-            store.update_stage(job_id, self.stage, StageStatus.DONE, finished_at=datetime.now(UTC))
+        return job
+
+    def _rerun(self) -> tuple[str, str]:
+        return rerun_message(self, tuple(self.request.args or ()))
+
+    def _release_slots(self, job_id: str) -> None:
+        for pool in self.ctx.budgets.pools:
+            self.ctx.limiter.release(pool, job_id)
 
     def _max_countdown_s(self) -> float:
         # A message waiting for its countdown sits unacknowledged in the worker; past the visibility
@@ -109,12 +127,11 @@ class Stage(Task):  # type: ignore[type-arg]
         retry = self.ctx.settings.retry
         store = self.ctx.store
         if exc.retryable and self.request.retries < retry.max_retries:
-            countdown = min(
-                backoff_s(self.request.retries, base_s=retry.backoff_base_s, cap_s=retry.backoff_cap_s),
-                self._max_countdown_s(),
-            )
+            backoff = backoff_s(self.request.retries, base_s=retry.backoff_base_s, cap_s=retry.backoff_cap_s)
             store.update_stage(job_id, self.stage, StageStatus.RETRYING, detail=str(exc))
-            raise self.retry(exc=exc, countdown=countdown, max_retries=retry.max_retries)
+            raise self.retry(
+                exc=exc, countdown=min(backoff, self._max_countdown_s()), max_retries=retry.max_retries
+            )
         error = JobError(
             stage=self.stage,
             message=exc.message,
@@ -123,8 +140,11 @@ class Stage(Task):  # type: ignore[type-arg]
             status_code=exc.status_code,
             retryable=exc.retryable,
         )
-        store.update_stage(
-            job_id, self.stage, StageStatus.FAILED, detail=str(exc), finished_at=datetime.now(UTC)
-        )
+        store.update_stage(job_id, self.stage, StageStatus.FAILED, detail=str(exc), finished_at=_now())
         store.fail(job_id, error, dead_letter=exc.retryable)
+        self._release_slots(job_id)
         raise JobFailed(f"job {job_id} failed at {self.stage}: {exc}")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -3,14 +3,18 @@ Redis; tests that kill or scale workers start subprocess workers on a Redis of t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.contrib.testing.worker import start_worker
+from celery.contrib.testing import worker as celery_testing
 
+from genq.processes import start_worker, stop, worker_env
+from genq.redis_server import EmbeddedRedis
 from producers import Producer
-from tests.conftest import Services
+from tests.conftest import SIM_KEY, WORKER_ENV, Services
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +25,7 @@ def celery_worker(services: Services) -> Iterator[Any]:
 
     for module in TASK_MODULES:
         __import__(module)
-    with start_worker(
+    with celery_testing.start_worker(
         app,
         pool="threads",
         concurrency=8,
@@ -38,3 +42,35 @@ def producer(services: Services, celery_worker: Any) -> Iterator[Producer]:
     p = Producer(services.redis.url)
     yield p
     p.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of the test's own: its workers share nothing with the session's."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def env(own_redis: EmbeddedRedis, services: Services, tmp_path: Path) -> dict[str, str]:
+    """Subprocess workers' environment: the test's Redis, the session simulator, fast settings and a
+    short visibility timeout, so a killed worker's messages come back within seconds."""
+    extra = {**WORKER_ENV, "GENQ_VISIBILITY_TIMEOUT_S": "4"}
+    return worker_env(own_redis.url, syncso_url=services.sim.base_url, syncso_key=SIM_KEY,
+                      artifact_dir=tmp_path / "artifacts", extra=extra)  # fmt: skip
+
+
+@pytest.fixture
+def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start subprocess workers (``workers(name, **env_overrides)``); all are stopped at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, concurrency: int = 2, **overrides: str) -> subprocess.Popen[bytes]:
+        process = start_worker({**env, **overrides}, name=name, concurrency=concurrency,
+                               log_path=tmp_path / f"{name}.log")  # fmt: skip
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        stop(process)

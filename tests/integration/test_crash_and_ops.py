@@ -7,17 +7,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from genq.processes import free_port, start_flower, start_worker, stop, wait_http, worker_env
+from genq.processes import free_port, start_flower, start_worker, stop, wait_http
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus, StageStatus
-from tests.conftest import SIM_KEY, WORKER_ENV, Services, Sim
+from tests.conftest import SIM_KEY, Sim
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,20 +27,6 @@ JOB = {
     "video": "https://x.test/v.mp4",
     "audio": "https://x.test/a.wav",
 }
-
-
-@pytest.fixture
-def own_redis() -> Iterator[EmbeddedRedis]:
-    with EmbeddedRedis() as server:
-        yield server
-
-
-@pytest.fixture
-def env(own_redis: EmbeddedRedis, services: Services, tmp_path: Path) -> dict[str, str]:
-    # A short visibility timeout so a killed worker's messages come back within seconds.
-    extra = {**WORKER_ENV, "GENQ_VISIBILITY_TIMEOUT_S": "4"}
-    return worker_env(own_redis.url, syncso_url=services.sim.base_url, syncso_key=SIM_KEY,
-                      artifact_dir=tmp_path / "artifacts", extra=extra)  # fmt: skip
 
 
 def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -38,7 +38,9 @@ def backend(request: pytest.FixtureRequest, services: Services) -> Iterator[Back
         yield Backend(memory, lambda q: list(memory.queues[q]), tag)
         return
     client = redis.Redis.from_url(services.redis.url)
-    yield Backend(RedisLimiter(client), lambda q: [m.decode() for m in reversed(client.lrange(q, 0, -1))], tag)
+    yield Backend(
+        RedisLimiter(client), lambda q: [m.decode() for m in reversed(client.lrange(q, 0, -1))], tag
+    )
     client.close()
 
 
@@ -87,7 +89,9 @@ def test_a_holder_too_late_for_its_turn_takes_a_new_one(backend: Backend) -> Non
     assert lim.take_turn(budget, "b", horizon_s=10, now=slot + 0.04).turn is Turn.GO
     assert lim.take_turn(budget, "c", horizon_s=10, now=T0).turn is Turn.WAIT
     c_slot = slot + budget.interval_s
-    assert lim.take_turn(budget, "c", horizon_s=10, now=c_slot + 0.1).turn is Turn.WAIT  # missed: next free turn
+    assert (
+        lim.take_turn(budget, "c", horizon_s=10, now=c_slot + 0.1).turn is Turn.WAIT
+    )  # missed: next free turn
     assert lim.take_turn(budget, "d", horizon_s=10, now=c_slot + 1).turn is Turn.GO
 
 
@@ -179,6 +183,17 @@ def test_a_paused_pool_grants_nothing_until_the_pause_ends(backend: Backend) -> 
     assert not lim.acquire(p, waiter(backend, "a"), now=T0 + 1)
     assert lim.sweep(p, now=T0 + 2) == 0
     assert lim.state(p, now=T0 + 2).paused_until == approx(T0 + 3)
+    assert lim.sweep(p, now=T0 + 3.1) == 1
+    assert backend.woken(f"q{backend.tag}") == ["run a"]
+
+
+def test_a_pause_parks_even_a_holder_about_to_start_a_provider_job(backend: Backend) -> None:
+    lim, p = backend.limiter, pool(backend, size=2)
+    assert lim.acquire(p, waiter(backend, "a"), now=T0)
+    lim.pause(p, 2.0, now=T0 + 1)
+    assert not lim.acquire(p, waiter(backend, "a"), now=T0 + 1.5)
+    state = lim.state(p, now=T0 + 1.5)
+    assert (state.in_use, state.waiting) == (0, 1)
     assert lim.sweep(p, now=T0 + 3.1) == 1
     assert backend.woken(f"q{backend.tag}") == ["run a"]
 

@@ -89,3 +89,32 @@ class Limiter(Protocol):
         ...
 
     def state(self, budget: RateBudget | Pool, *, now: float | None = None) -> BudgetState: ...
+
+
+class Unlimited:
+    """A ``Limiter`` that never says no (``GENQ_LIMITS__ENABLED=false``): every call goes at once, and
+    provider 429s are the only brake."""
+
+    def take_turn(
+        self, budget: RateBudget, holder: str, *, horizon_s: float, now: float | None = None
+    ) -> RateTurn:
+        return RateTurn(Turn.GO)
+
+    def acquire(self, pool: Pool, waiter: Waiter, *, now: float | None = None) -> bool:
+        return True
+
+    def renew(self, pool: Pool, holder: str, *, ttl_s: float | None = None, now: float | None = None) -> None:
+        pass
+
+    def release(self, pool: Pool, holder: str, *, now: float | None = None) -> int:
+        return 0
+
+    def pause(self, budget: RateBudget | Pool, for_s: float, *, now: float | None = None) -> None:
+        pass
+
+    def sweep(self, pool: Pool, *, now: float | None = None) -> int:
+        return 0
+
+    def state(self, budget: RateBudget | Pool, *, now: float | None = None) -> BudgetState:
+        limit = budget.size if isinstance(budget, Pool) else budget.limit
+        return BudgetState(budget.name, "pool" if isinstance(budget, Pool) else "rate", limit, 0, 0, None)

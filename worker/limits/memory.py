@@ -87,11 +87,13 @@ class MemoryLimiter:
         with self._lock:
             t, p = self._now(now), self._pools[pool.name]
             self._wake(pool, p, t)
-            if waiter.holder in p.leases:
+            paused = p.paused > t
+            if waiter.holder in p.leases and not paused:
                 p.leases[waiter.holder] = t + pool.lease_ttl_s
                 p.waiting.pop(waiter.holder, None)
                 return True
-            if p.paused <= t and len(p.leases) < pool.size and not p.waiting:
+            p.leases.pop(waiter.holder, None)
+            if not paused and len(p.leases) < pool.size and not p.waiting:
                 p.leases[waiter.holder] = t + pool.lease_ttl_s
                 return True
             p.waiting[waiter.holder] = waiter

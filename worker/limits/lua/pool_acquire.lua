@@ -1,13 +1,18 @@
--- Take or renew the holder's lease (1), or park it with its message (0).
+-- Take or renew the holder's lease (1), or park it with its message (0). While the pool is paused
+-- (a 429), even a holder parks: it is about to start a provider job, which the pause forbids.
 -- ARGV[4] holder, ARGV[5] tenant, ARGV[6] order (job age), ARGV[7] queue, ARGV[8] message.
 local holder, tenant, order = ARGV[4], ARGV[5], tonumber(ARGV[6])
 wake()
+local paused = paused_until() > 0
 if redis.call('ZSCORE', LEASES, holder) then
-  redis.call('ZADD', LEASES, now + ttl, holder)
-  unpark(holder)
-  return 1
+  if not paused then
+    redis.call('ZADD', LEASES, now + ttl, holder)
+    unpark(holder)
+    return 1
+  end
+  redis.call('ZREM', LEASES, holder)
 end
-if paused_until() == 0 and redis.call('ZCARD', LEASES) < size and redis.call('HLEN', WAITING) == 0 then
+if not paused and redis.call('ZCARD', LEASES) < size and redis.call('HLEN', WAITING) == 0 then
   redis.call('ZADD', LEASES, now + ttl, holder)
   return 1
 end

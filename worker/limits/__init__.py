@@ -1,0 +1,24 @@
+"""Provider budgets shared by every worker: rate turns and concurrency leases (see ``base``)."""
+
+from worker.limits.base import BudgetState, Limiter, RateTurn, Turn, Unlimited, Waiter
+from worker.limits.budgets import Budgets, Pool, RateBudget, budgets_from
+from worker.limits.gate import Gate, Parked
+from worker.limits.memory import MemoryLimiter
+from worker.limits.redis_limiter import RedisLimiter
+
+__all__ = [
+    "BudgetState",
+    "Budgets",
+    "Gate",
+    "Limiter",
+    "MemoryLimiter",
+    "Parked",
+    "Pool",
+    "RateBudget",
+    "RateTurn",
+    "RedisLimiter",
+    "Turn",
+    "Unlimited",
+    "Waiter",
+    "budgets_from",
+]
