@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from producers.cli import cancel, status, submit, watch
+from producers.cli import cancel, redis_option, status, submit, watch
 
 
 @click.group()
@@ -39,6 +39,41 @@ def demo(jobs: int, workers: int, concurrency: int, timeout_s: float, keep: bool
     raise SystemExit(
         run_demo(jobs=jobs, workers=workers, concurrency=concurrency, timeout_s=timeout_s, keep=keep)
     )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--prometheus", is_flag=True, help="Print the figures in Prometheus text format.")
+@redis_option
+def limits(as_json: bool, prometheus: bool, redis_url: str) -> None:
+    """Every provider budget: limit, in use, waiting, paused until. Budgets come from the same GENQ_
+    settings as the workers'."""
+    import dataclasses
+    import json
+    import time
+
+    import redis
+    from rich.console import Console
+    from rich.table import Table
+
+    from worker.limits import RedisLimiter, budgets_from
+    from worker.limits.report import prometheus_text, snapshot
+    from worker.settings import get_settings
+
+    states = snapshot(RedisLimiter(redis.Redis.from_url(redis_url)), budgets_from(get_settings()))
+    if prometheus:
+        click.echo(prometheus_text(states), nl=False)
+        return
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(s) for s in states], indent=2))
+        return
+    table = Table(title="provider budgets", title_justify="left")
+    for column in ("budget", "kind", "limit", "in use", "waiting", "paused until"):
+        table.add_column(column)
+    for s in states:
+        paused = time.strftime("%H:%M:%S", time.localtime(s.paused_until)) if s.paused_until else ""
+        table.add_row(s.name, s.kind, str(s.limit), f"{s.in_use:g}", str(s.waiting), paused)
+    Console().print(table)
 
 
 main.add_command(submit)

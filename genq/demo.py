@@ -21,9 +21,14 @@ from producers import Producer
 from schemas import JobRecord, JobStatus, StageStatus
 from simulators.config import SimConfig, SyncSoSimConfig
 from simulators.server import SimulatorServer
+from worker.limits import Pool, RateBudget, RedisLimiter, budgets_from
+from worker.settings import Settings, SyncSoSettings
 
 STAGES = ("create", "wait", "download")
 SIM_KEY = "sim-syncso-key"
+# The simulator enforces sync.so's real limits for this plan (15 generations in flight, 60 creates a
+# minute, 600 other calls a minute) and the workers spend exactly those budgets.
+PLAN = "scale"
 MODELS = ("lipsync-2", "lipsync-2-pro", "lipsync-1.9.0-beta")
 
 
@@ -70,14 +75,18 @@ def _describe(record: JobRecord) -> str:
 @contextlib.contextmanager
 def _services(run_dir: Path, workers: int, concurrency: int) -> Iterator[tuple[str, str, str]]:
     console = Console()
-    config = SimConfig(syncso=SyncSoSimConfig(api_key=SIM_KEY, pending_s=1.0, processing_s=4.0, plan="scale"))
+    config = SimConfig(syncso=SyncSoSimConfig(api_key=SIM_KEY, pending_s=1.0, processing_s=4.0, plan=PLAN))
     with redis_for_run() as redis_url, SimulatorServer(config) as sim, contextlib.ExitStack() as stack:
         env = worker_env(
             redis_url,
             syncso_url=sim.base_url,
             syncso_key=SIM_KEY,
             artifact_dir=run_dir / "artifacts",
-            extra={"GENQ_SYNCSO__POLL_INITIAL_S": "0.5", "GENQ_SYNCSO__POLL_MAX_S": "2"},
+            extra={
+                "GENQ_SYNCSO__POLL_INITIAL_S": "0.5",
+                "GENQ_SYNCSO__POLL_MAX_S": "2",
+                "GENQ_SYNCSO__PLAN": PLAN,
+            },
         )
         for n in range(workers):
             proc = start_worker(
@@ -119,8 +128,16 @@ def run_demo(*, jobs: int, workers: int, concurrency: int, timeout_s: float, kee
     return 0 if ok else 1
 
 
+def _budget_line(limiter: RedisLimiter, pool: Pool, rate: RateBudget) -> str:
+    slots, creates = limiter.state(pool), limiter.state(rate)
+    return (f"all jobs · sync.so slots {slots.in_use}/{slots.limit}, {slots.waiting} parked · "
+            f"creates {creates.in_use:.0f}/{creates.limit} a minute")  # fmt: skip
+
+
 def _follow(producer: Producer, ids: list[str], timeout_s: float) -> list[JobRecord]:
     deadline = time.monotonic() + timeout_s
+    budgets = budgets_from(Settings(syncso=SyncSoSettings(plan=PLAN)))
+    limiter = RedisLimiter(producer.redis)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -136,7 +153,11 @@ def _follow(producer: Producer, ids: list[str], timeout_s: float) -> list[JobRec
                 progress.update(
                     bars[record.id], completed=_progress_of(record), description=_describe(record)
                 )
-            progress.update(overall, completed=sum(r.is_terminal for r in records))
+            progress.update(
+                overall,
+                completed=sum(r.is_terminal for r in records),
+                description=_budget_line(limiter, budgets.syncso_generations, budgets.syncso_create),
+            )
             if all(r.is_terminal for r in records) or time.monotonic() > deadline:
                 return records
             time.sleep(0.3)

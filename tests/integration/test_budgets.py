@@ -117,7 +117,10 @@ def test_a_429_pauses_that_budget_for_every_worker(
     assert len(refused) == 1
     after = [e["t"] for e in creates if e["t"] > refused[0]]
     assert len(after) == 8  # every job created, the refused one again
-    assert min(after) >= refused[0] + 2.0  # and nobody, on either worker, before Retry-After
+    # Nobody, on either worker, starts a create before Retry-After. A create another worker had already
+    # sent when the 429 came back can still arrive a few ms after it: that is the grace allowed here.
+    in_flight_grace_s = 0.1
+    assert [t for t in after if refused[0] + in_flight_grace_s < t < refused[0] + 2.0] == []
     assert sim.stats()["generations_created"] == 8
 
 

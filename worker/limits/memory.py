@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 from worker.limits.base import BudgetState, RateTurn, Turn, Waiter
 from worker.limits.budgets import Pool, RateBudget
-from worker.limits.redis_limiter import rate_state
 
-_EARLY_S = 0.002
+_EARLY_S = 0.020
 
 
 @dataclass
@@ -21,6 +20,7 @@ class _Rate:
     tat: float = 0.0
     paused: float = 0.0
     reserved: dict[str, float] = field(default_factory=dict)
+    log: list[float] = field(default_factory=list)  # when calls went, oldest first
 
 
 @dataclass
@@ -47,22 +47,34 @@ class MemoryLimiter:
     ) -> RateTurn:
         with self._lock:
             t, r = self._now(now), self._rates[budget.name]
+            window = budget.period_s + budget.guard_s
+            r.log = [s for s in r.log if s > t - window]
+
+            def admit() -> bool:
+                if t < r.paused or len(r.log) >= budget.limit:
+                    return False
+                r.log.append(t)
+                return True
+
             slot = r.reserved.pop(holder, None)
             if slot is not None:
                 if t + _EARLY_S < slot:
                     r.reserved[holder] = slot
                     return RateTurn(Turn.WAIT, slot - t)
-                if t - slot <= budget.guard_s / 2 and t >= r.paused:
+                if admit():
                     return RateTurn(Turn.GO)
             r.reserved = {h: s for h, s in r.reserved.items() if s >= t - 60}
-            tat = max(r.tat, t, r.paused)
+            earliest = max(t, r.paused)
+            if len(r.log) >= budget.limit:
+                earliest = max(earliest, r.log[0] + window)
+            tat = max(r.tat, earliest)
             if tat - t > horizon_s:
                 return RateTurn(Turn.FULL, tat - t - horizon_s)
             r.tat = tat + budget.interval_s
-            if tat - t <= _EARLY_S:
+            if tat - t <= _EARLY_S and admit():
                 return RateTurn(Turn.GO)
             r.reserved[holder] = tat
-            return RateTurn(Turn.WAIT, tat - t)
+            return RateTurn(Turn.WAIT, max(tat - t, 0.001))
 
     def _wake(self, pool: Pool, p: _Pool, t: float) -> int:
         p.leases = {h: e for h, e in p.leases.items() if e > t}
@@ -133,5 +145,8 @@ class MemoryLimiter:
                 paused = p.paused if p.paused > t else None
                 return BudgetState(budget.name, "pool", budget.size, live, len(p.waiting), paused)
             r = self._rates[budget.name]
+            sent = sum(1 for s in r.log if s > t - budget.period_s)
             reserved = sum(1 for s in r.reserved.values() if s >= t)
-            return rate_state(budget, r.tat, reserved, r.paused, t)
+            return BudgetState(
+                budget.name, "rate", budget.limit, sent, reserved, r.paused if r.paused > t else None
+            )

@@ -55,8 +55,10 @@ class RedisLimiter:
     def take_turn(
         self, budget: RateBudget, holder: str, *, horizon_s: float, now: float | None = None
     ) -> RateTurn:
-        late_ms = budget.guard_s * 500.0  # half the guard
-        args: list[str | float] = [_ms(now), budget.interval_s * 1000.0, horizon_s * 1000.0, late_ms, holder]
+        window_ms = (budget.period_s + budget.guard_s) * 1000.0
+        args: list[str | float] = [
+            _ms(now), budget.interval_s * 1000.0, horizon_s * 1000.0, window_ms, budget.limit, holder
+        ]  # fmt: skip
         turn, wait_ms = self._scripts["rate_turn"](keys=[L.RATE_KEY.format(name=budget.name)], args=args)
         return RateTurn(Turn(_text(turn)), float(_text(wait_ms)) / 1000.0)
 
@@ -86,18 +88,15 @@ class RedisLimiter:
             leases, waiting, paused = self._pool("pool_state", budget, now)
             until = float(_text(paused)) / 1000.0
             return BudgetState(budget.name, "pool", budget.size, int(leases), int(waiting), until or None)
-        tat, reserved, paused, server_now = self._scripts["rate_state"](
-            keys=[L.RATE_KEY.format(name=budget.name)], args=[_ms(now)]
+        sent, reserved, paused, server_now = self._scripts["rate_state"](
+            keys=[L.RATE_KEY.format(name=budget.name)], args=[_ms(now), budget.period_s * 1000.0]
         )
-        return rate_state(budget, float(_text(tat)) / 1000, int(reserved), float(_text(paused)) / 1000,
-                          float(_text(server_now)) / 1000)  # fmt: skip
-
-
-def rate_state(budget: RateBudget, tat_s: float, reserved: int, paused_s: float, now_s: float) -> BudgetState:
-    """A rate budget's figures from its GCRA state. Calls in the last period are estimated from how far
-    the next free turn lies from now: exact under steady use, approximate after a burst or a pause."""
-    in_use = budget.limit - (now_s - tat_s) / budget.interval_s
-    paused = paused_s if paused_s > now_s else None
-    return BudgetState(
-        budget.name, "rate", budget.limit, max(0.0, min(float(budget.limit), in_use)), reserved, paused
-    )
+        paused_s, now_s = float(_text(paused)) / 1000, float(_text(server_now)) / 1000
+        return BudgetState(
+            budget.name,
+            "rate",
+            budget.limit,
+            int(sent),
+            int(reserved),
+            paused_s if paused_s > now_s else None,
+        )
