@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from click.testing import CliRunner
 
 from genq.cli import main
@@ -17,6 +20,7 @@ from genq.processes import free_port, stop, wait_http
 from producers import Producer
 from schemas import JobStatus
 from tests.conftest import Services
+from worker.limits import Pool, RedisLimiter, Waiter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -70,3 +74,27 @@ def test_watch_ends_with_the_jobs_outcome(services: Services, producer: Producer
     assert result.exit_code == 0, result.output
     assert producer.get(job_id).status is JobStatus.SUCCEEDED
     assert "succeeded" in result.output
+
+
+def test_limits_shows_every_budget_with_its_state(services: Services) -> None:
+    client = redis.Redis.from_url(services.redis.url)
+    limiter = RedisLimiter(client)
+    pool = Pool("syncso.generations", 6, 180.0)
+    limiter.acquire(pool, Waiter("limits-test-job", "", 0.0, "nowhere", "m"))
+    limiter.pause(pool, 30.0)
+    try:
+        result = CliRunner().invoke(main, ["limits", "--json", "--redis-url", services.redis.url])
+        assert result.exit_code == 0, result.output
+        states = {s["name"]: s for s in json.loads(result.output)}
+        assert set(states) == {"syncso.create", "syncso.other", "syncso.generations", "aimi.executions"}
+        assert states["syncso.generations"]["limit"] == 6  # the settings the workers have
+        assert states["syncso.generations"]["in_use"] == 1
+        assert states["syncso.generations"]["paused_until"] > time.time() + 20
+        table = CliRunner().invoke(main, ["limits", "--redis-url", services.redis.url])
+        assert "syncso.generations" in table.output
+        metrics = CliRunner().invoke(main, ["limits", "--prometheus", "--redis-url", services.redis.url])
+        assert 'genq_budget_in_use{budget="syncso.generations",kind="pool"} 1' in metrics.output
+    finally:
+        limiter.pause(pool, 0.001)
+        limiter.release(pool, "limits-test-job")
+        client.close()

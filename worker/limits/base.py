@@ -1,20 +1,25 @@
-"""The limiter's interface: rate tokens and concurrency leases shared by every worker.
+"""The limiter's interface: rate turns and concurrency leases shared by every worker.
 
-Rate budgets use GCRA with reservations: each call gets its own turn, ``interval_s`` after the one
-before; a caller whose turn is in the future keeps it and comes back then, so the budget is spent
-evenly and fully, in arrival order, with no retry storms. Weak spots: there is no burst (an idle
-budget does not let a backlog through at once, though the provider would); a caller that never comes
-back for its reserved turn wastes that one turn; and the bound holds at the provider only while
-genq's lateness in sending stays within the budget's ``guard_s`` (a caller later than half the guard
-gives up its turn and takes a new one).
+Rate budgets ("at most ``limit`` calls in any ``period_s``") combine two mechanisms. Turns are scheduled
+GCRA-style: each caller is given its own turn, ``interval_s`` after the one before, and a caller whose turn
+is in the future keeps it and comes back then (its stage re-queued with that countdown), so a backlog is
+served in arrival order, evenly, with no retry storms. Whether a call may go is decided by a sliding log of
+the calls actually sent: it goes only while the last ``period_s + guard_s`` holds fewer than ``limit``. So
+a caller that comes back late still uses the room its turn left, and callers that bunch up can never put
+more than ``limit`` calls into one window. Weak spots: no burst (an idle budget releases a backlog at one
+call per interval, not all at once, though the provider would allow it); the log costs one sorted-set
+entry per call in the window (600 for sync.so's 600/min); a turn whose caller never comes back is lost;
+and the bound holds at the provider only while the provider's clock and genq's (the Redis server's) and
+the network between them differ by less than ``guard_s``.
 
-Concurrency pools are leases with a time to live, renewed while the provider job runs and released
-when it ends; a dead worker's lease lapses and is reclaimed. A caller that finds the pool full is
-*parked* with the Celery message that re-runs it; whoever frees a slot (a release, a lapsed lease, the
-end of a pause) grants it to the next parked caller and pushes that message to its queue in the same
-atomic step. Parked callers are served round-robin between tenants and oldest job first within one.
-Weak spot: a parked caller waits for a slot to free; if every holder dies at once, slots come back
-only when their leases lapse (``lease_ttl_s``) and the next sweep runs.
+Concurrency pools are leases with a time to live, renewed while the provider job runs and released when it
+ends; a dead worker's lease lapses and is reclaimed. A caller that finds the pool full is *parked* with the
+Celery message that re-runs it; whoever frees a slot (a release, a lapsed lease, the end of a pause) grants
+it to the next parked caller and pushes that message onto its queue in the same atomic step. Parked callers
+are served round-robin between tenants, oldest job first within one. Weak spots: when every holder dies at
+once, slots come back only as their leases lapse (``lease_ttl_s``) and a sweep runs; and a worker that dies
+between parking a stage and acknowledging its message leaves two copies, both of which may run (stages are
+idempotent, so the cost is a duplicate status check and download, never a second provider job).
 """
 
 from __future__ import annotations
