@@ -59,7 +59,7 @@ class BudgetState:
     name: str
     kind: str  # "rate" or "pool"
     limit: int
-    in_use: float  # pool: live leases; rate: calls in the last period (an estimate under steady use)
+    in_use: float  # pool: live leases; rate: calls sent in the last period
     waiting: int  # pool: parked callers; rate: reserved turns not yet used
     paused_until: float | None  # unix time, or None
 

@@ -18,7 +18,7 @@ def prometheus_text(states: Iterable[BudgetState]) -> str:
     """The figures as Prometheus gauges, one sample per budget."""
     gauges = {
         "genq_budget_limit": ("Calls per period (rate) or slots (pool) the provider allows.", "limit"),
-        "genq_budget_in_use": ("Slots held, or calls in the last period (estimated).", "in_use"),
+        "genq_budget_in_use": ("Slots held, or calls sent in the last period.", "in_use"),
         "genq_budget_waiting": ("Stages parked for a slot, or reserved rate turns not yet used.", "waiting"),
         "genq_budget_paused_until_seconds": (
             "Unix time a 429 paused the budget until; 0 if not paused.",
