@@ -30,9 +30,7 @@ def broker_transport_options(visibility_timeout_s: int) -> dict[str, int]:
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery(
-        "genq", broker=settings.effective_broker_url, backend=settings.redis_url, include=TASK_MODULES
-    )
+    app = Celery("genq", broker=settings.redis_url, backend=settings.redis_url, include=TASK_MODULES)
     transport = broker_transport_options(settings.visibility_timeout_s)
     app.conf.update(
         task_serializer="json",

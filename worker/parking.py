@@ -31,10 +31,17 @@ class _Capture:
             self.published = (body, options)
 
 
-def rerun_message(task: Task, args: tuple[Any, ...]) -> tuple[str, str]:  # type: ignore[type-arg]
-    """(queue, message) that runs ``task`` again with ``args`` in its current canvas."""
+def rerun_message(
+    task: Task,  # type: ignore[type-arg]
+    args: tuple[Any, ...],
+    *,
+    countdown_s: float | None = None,
+) -> tuple[str, str]:
+    """(queue, message) that runs ``task`` again with ``args`` in its canvas, after ``countdown_s``."""
     capture = _Capture()
     signature = task.signature_from_request(task.request, args=args, kwargs={})
+    if countdown_s:
+        signature.set(countdown=countdown_s)
     signature.apply_async(producer=capture)  # type: ignore[arg-type]
     assert capture.published is not None
     body, options = capture.published

@@ -113,9 +113,10 @@ class RetrySettings(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENQ_", env_nested_delimiter="__", extra="ignore")
 
+    # One Redis is the broker, the result backend, the job store and the budgets: a submit writes a job's
+    # record and its first message in one transaction, and the limiter pushes a woken stage's message in
+    # the same script that grants its slot, so they cannot live on different servers.
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # Broker defaults to the same Redis as the job store.
-    broker_url: str | None = None
     artifact_dir: Path = Path("artifacts")
     # How long an unacknowledged message waits before Redis hands it to another worker. Set once for
     # broker and result backend. Every countdown must stay far below it.
@@ -125,10 +126,6 @@ class Settings(BaseSettings):
     syncso: SyncSoSettings = SyncSoSettings()
     aimi: AimiSettings = AimiSettings()
     aistudios: AIStudiosSettings = AIStudiosSettings()
-
-    @property
-    def effective_broker_url(self) -> str:
-        return self.broker_url or self.redis_url
 
 
 @lru_cache(maxsize=1)

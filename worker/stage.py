@@ -118,10 +118,14 @@ class Stage(Task):  # type: ignore[type-arg]
         return self.ctx.settings.visibility_timeout_s / 4
 
     def _again(self, job_id: str, countdown_s: float, args: tuple[Any, ...] | None) -> NoReturn:
+        """Run this stage again after ``countdown_s``, its message put at the *front* of its queue: the
+        job already holds its slot, or a turn reserved for that moment, so it goes before stages that
+        have neither. (A worker takes the message at once and runs it at its ETA.)"""
         countdown_s = max(0.0, min(countdown_s, self._max_countdown_s()))
         next_args = args if args is not None else tuple(self.request.args or (job_id,))
-        self.replace(self.si(*next_args).set(countdown=countdown_s))
-        raise AssertionError("replace() always raises")  # pragma: no cover
+        queue, message = rerun_message(self, next_args, countdown_s=countdown_s)
+        self.ctx.redis.rpush(queue, message)  # kombu's consumers pop from the right: first in line
+        raise Ignore()
 
     def _failed(self, job_id: str, exc: ProviderError) -> NoReturn:
         retry = self.ctx.settings.retry

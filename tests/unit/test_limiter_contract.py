@@ -27,7 +27,7 @@ def approx(x: float) -> object:
 @dataclass
 class Backend:
     limiter: Limiter
-    woken: Callable[[str], list[str]]  # messages pushed to a queue, oldest first
+    woken: Callable[[str], list[str]]  # messages pushed to the front of a queue, in the order pushed
     tag: str  # makes budget and queue names unique to the test
 
 
@@ -39,9 +39,7 @@ def backend(request: pytest.FixtureRequest, services: Services) -> Iterator[Back
         yield Backend(memory, lambda q: list(memory.queues[q]), tag)
         return
     client = redis.Redis.from_url(services.redis.url)
-    yield Backend(
-        RedisLimiter(client), lambda q: [m.decode() for m in reversed(client.lrange(q, 0, -1))], tag
-    )
+    yield Backend(RedisLimiter(client), lambda q: [m.decode() for m in client.lrange(q, 0, -1)], tag)
     client.close()
 
 

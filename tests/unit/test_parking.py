@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 
 from celery import Celery
 
@@ -37,3 +38,25 @@ def test_the_rerun_message_keeps_the_chain_and_the_root() -> None:
     assert headers["root_id"] == "root-1"
     assert headers["id"] == message["properties"]["correlation_id"] == "t-1"  # as a retry keeps it
     assert headers["argsrepr"] == "('j1',)"
+
+
+def test_a_later_rerun_carries_its_eta() -> None:
+    app = Celery("t", broker="memory://")
+    app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
+
+    @app.task(bind=True, name="genq.syncso.wait")
+    def wait(self, job_id: str, poll: int) -> None:  # pragma: no cover (never run)
+        pass
+
+    wait.push_request(
+        id="t-2", args=["j1", 0], kwargs={}, delivery_info={"exchange": "", "routing_key": "syncso"}
+    )
+    try:
+        before = datetime.now(UTC)
+        _, text = rerun_message(wait, ("j1", 1), countdown_s=30.0)
+    finally:
+        wait.pop_request()
+    headers = json.loads(text)["headers"]
+    assert headers["argsrepr"] == "('j1', 1)"
+    eta = datetime.fromisoformat(headers["eta"])
+    assert 29.0 <= (eta - before).total_seconds() <= 31.0

@@ -41,7 +41,9 @@ local function wake()
     local d = head and unpark(head)
     if d then
       redis.call('ZADD', LEASES, now + ttl, head)
-      redis.call('LPUSH', d['queue'], d['message'])
+      -- RPUSH: kombu's consumers pop from the right, so the woken stage, which holds its slot now,
+      -- runs before stages queued without one.
+      redis.call('RPUSH', d['queue'], d['message'])
       free = free - 1
       woken = woken + 1
     elseif not head then
