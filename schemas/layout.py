@@ -122,6 +122,7 @@ def record_from_fields(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> J
 def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
+
 # Provider budgets (worker/limits). `{name}` is a budget name such as `syncso.create`.
 # - RATE_KEY:tat  string, the GCRA theoretical arrival time (ms); expires a minute after it passes.
 # - RATE_KEY:resv sorted set, holder -> reserved time (ms); entries leave when used or a minute stale.
