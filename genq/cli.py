@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from producers.cli import cancel, redis_option, status, submit, watch
+from producers.cli import cancel, dead, redis_option, replay, status, submit, watch
 
 
 @click.group()
@@ -80,6 +80,8 @@ main.add_command(submit)
 main.add_command(status)
 main.add_command(watch)
 main.add_command(cancel)
+main.add_command(dead)
+main.add_command(replay)
 
 
 if __name__ == "__main__":

@@ -127,3 +127,36 @@ def cancel(job_id: str, redis_url: str) -> None:
         raise click.ClickException(f"no job {job_id}") from None
     click.echo(f"{job_id} {record.status.value}")
     sys.exit(0 if record.status is JobStatus.CANCELLED else 1)
+
+
+@click.command()
+@click.option("--limit", default=100, show_default=True, help="How many, newest first.")
+@redis_option
+def dead(limit: int, redis_url: str) -> None:
+    """List the jobs whose retries ran out (the dead-letter set), with their last error."""
+    records = Producer(redis_url).dead_letters(limit)
+    table = Table(title=f"dead letters: {len(records)}", title_justify="left")
+    table.add_column("job", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("failed at")
+    table.add_column("error", overflow="fold")
+    for r in records:
+        error = f"[{r.error.stage}] {r.error.message}" if r.error else ""
+        table.add_row(
+            r.id, r.kind, r.finished_at.isoformat(timespec="seconds") if r.finished_at else "", error
+        )
+    Console().print(table)
+
+
+@click.command()
+@click.argument("job_id")
+@redis_option
+def replay(job_id: str, redis_url: str) -> None:
+    """Run a failed job again from its first stage; provider ids it already has are kept."""
+    try:
+        record = Producer(redis_url).replay(job_id)
+    except JobNotFound:
+        raise click.ClickException(f"no job {job_id}") from None
+    except InvalidRequest as exc:
+        raise click.ClickException(exc.problems[0]) from None
+    click.echo(f"{job_id} {record.status.value}")

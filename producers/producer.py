@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -83,6 +84,7 @@ class Producer:
         self.redis = client
         self._submit_idempotent = client.register_script(_SUBMIT_IDEMPOTENT_LUA)
         self._transition = client.register_script(L.TRANSITION_LUA)
+        self._replay = client.register_script(L.REPLAY_LUA)
 
     def submit(self, request: JobRequest | Mapping[str, Any], idempotency_key: str | None = None) -> str:
         """Validate, store and enqueue one job; return its id. A repeated key returns the first job's id."""
@@ -157,6 +159,34 @@ class Producer:
         )
         if previous is None:
             raise JobNotFound(job_id)
+        return self.get(job_id)
+
+    def dead_letters(self, limit: int = 100) -> list[JobRecord]:
+        """Jobs whose retries ran out, newest first (``genq dead``)."""
+        ids = [
+            L.text(i)
+            for i in self.redis.zrevrange(L.DEAD_LETTERS, 0, limit - 1)
+            if isinstance(i, bytes | str)
+        ]
+        records = []
+        for job_id in ids:
+            with contextlib.suppress(JobNotFound):
+                records.append(self.get(job_id))
+        return records
+
+    def replay(self, job_id: str) -> JobRecord:
+        """Run a failed job again from its first stage, keeping its provider ids (so a generation it
+        already has is followed, not created again). Refuses a job that did not fail."""
+        job = self.get(job_id)
+        message = task_message(L.START_TASK, [job_id], L.QUEUE_FOR_KIND[job.kind])
+        result = self._replay(
+            keys=[L.job_key(job_id), L.DEAD_LETTERS, L.QUEUE_FOR_KIND[job.kind]],
+            args=[L.now_iso(), job_id, message],
+        )
+        if result is None:
+            raise JobNotFound(job_id)
+        if result != 1:
+            raise InvalidRequest([f"job {job_id} is {L.text(result)}; only a failed job can be replayed"])
         return self.get(job_id)
 
     def close(self) -> None:

@@ -60,6 +60,26 @@ return status
 """
 
 
+# Puts a failed job back in line: status queued, error and stage history cleared, no expiry, out of the
+# dead-letter set, and its first message pushed, all at once. Provider ids stay, so stages resume (a
+# recorded generation is followed, not created again). Returns 1, or the status of a job that had not
+# failed, or false when there is no such job.
+REPLAY_LUA = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+if status ~= 'failed' then return status end
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 6) == 'stage:' then redis.call('HDEL', KEYS[1], field) end
+end
+redis.call('HDEL', KEYS[1], 'error', 'finished_at')
+redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at', ARGV[1])
+redis.call('PERSIST', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('LPUSH', KEYS[3], ARGV[3])
+return 1
+"""
+
+
 def job_key(job_id: str) -> str:
     return JOB_KEY.format(job_id=job_id)
 

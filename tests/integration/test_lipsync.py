@@ -147,3 +147,27 @@ def _until(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
 def _url(producer: Producer) -> str:
     kwargs = producer.redis.connection_pool.connection_kwargs
     return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+def test_a_job_whose_retries_ran_out_is_dead_lettered_and_can_be_replayed(
+    producer: Producer, sim: Sim
+) -> None:
+    sim.fault(route="syncso.create", status=503, times=5)  # the session's workers retry 4 times
+    job_id = producer.submit(lipsync())
+    record = producer.wait(job_id, timeout_s=30)
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None and record.error.retryable and record.error.status_code == 503
+    assert [r.id for r in producer.dead_letters()] == [job_id]
+    listed = CliRunner().invoke(main, ["dead", "--redis-url", _url(producer)])
+    assert job_id in listed.output
+
+    replayed = CliRunner().invoke(main, ["replay", job_id, "--redis-url", _url(producer)])
+    assert replayed.exit_code == 0, replayed.output
+    record = producer.wait(job_id, timeout_s=30)
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert record.error is None
+    assert producer.dead_letters() == []
+    assert sim.stats()["generations_created"] == 1
+    again = CliRunner().invoke(main, ["replay", job_id, "--redis-url", _url(producer)])
+    assert again.exit_code == 1
+    assert "only a failed job can be replayed" in again.output
