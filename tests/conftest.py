@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,14 @@ WORKER_ENV = {
     "GENQ_SYNCSO__OTHER_RATE__PERIOD_S": "1",
     "GENQ_LIMITS__SWEEP_INTERVAL_S": "0.2",
 }
+
+
+def until(condition: Callable[[], bool], timeout_s: float = 15.0, what: str = "the condition") -> None:
+    """Poll ``condition`` every 50 ms until it holds; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 class Services:

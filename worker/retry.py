@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from worker.providers.errors import ProviderError, Throttled
+from worker.providers.errors import Throttled
 
 
 def backoff_s(attempt: int, *, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
@@ -21,11 +21,6 @@ def throttle_delay_s(error: Throttled, attempt: int, *, base_s: float, cap_s: fl
     if error.retry_after_s is not None:
         return min(cap_s, max(0.0, error.retry_after_s)) + random.uniform(0, 0.25)
     return backoff_s(attempt, base_s=base_s, cap_s=cap_s)
-
-
-def is_retryable(error: BaseException) -> bool:
-    """Whether the same call may succeed later. Anything that is not a ProviderError is a bug: no retry."""
-    return isinstance(error, ProviderError) and error.retryable
 
 
 def poll_delay_s(poll: int, *, initial_s: float, factor: float, max_s: float) -> float:

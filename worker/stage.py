@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 from celery import Task
 from celery.exceptions import Ignore
 
-from schemas import JobError, JobRecord, JobStatus, StageStatus
+from schemas import JobError, JobRecord, JobStatus, StageState, StageStatus
 from worker.context import Context, get_context
 from worker.limits import Gate, Parked
 from worker.outcomes import JobFailed, Later, Stop
@@ -93,16 +93,14 @@ class Stage(Task):  # type: ignore[type-arg]
             raise Ignore()
         if job.status is JobStatus.QUEUED:
             store.transition(job_id, JobStatus.RUNNING)
-        state = store.stage_state(job_id, self.stage)
-        store.update_stage(
+        state = job.stages.get(self.stage, StageState())  # the record just read holds it
+        store.start_stage(
             job_id,
             self.stage,
-            StageStatus.RUNNING,
-            attempts=state.attempts + 1,
-            started_at=state.started_at or _now(),
-            detail=None,
+            StageState(
+                status=StageStatus.RUNNING, attempts=state.attempts + 1, started_at=state.started_at or _now()
+            ),
         )
-        store.count_attempt(job_id)
         return job
 
     def _rerun(self) -> tuple[str, str]:

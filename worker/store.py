@@ -26,10 +26,6 @@ class JobStore:
             raise JobMissing(job_id)
         return L.record_from_fields(job_id, raw)
 
-    def status(self, job_id: str) -> JobStatus | None:
-        value = self.redis.hget(L.job_key(job_id), L.F_STATUS)
-        return JobStatus(L.text(value)) if value else None
-
     def transition(self, job_id: str, status: JobStatus) -> JobStatus | None:
         """Move a job that has not ended to ``status``; return its previous status (None: no such job)."""
         terminal = status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
@@ -54,12 +50,15 @@ class JobStore:
             _, stored = pipe.execute()
         return L.text(stored)
 
-    def provider_id(self, job_id: str, name: str) -> str | None:
-        value = self.redis.hget(L.job_key(job_id), L.PROVIDER_ID_PREFIX + name)
-        return L.text(value) if value else None
-
-    def count_attempt(self, job_id: str) -> int:
-        return int(self.redis.hincrby(L.job_key(job_id), L.F_ATTEMPTS, 1))
+    def start_stage(self, job_id: str, stage: str, state: StageState) -> None:
+        """Record a stage run: its state, and one more attempt for the job, in one round trip."""
+        key = L.job_key(job_id)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key, mapping={L.STAGE_PREFIX + stage: state.model_dump_json(), L.F_UPDATED: L.now_iso()}
+            )
+            pipe.hincrby(key, L.F_ATTEMPTS, 1)
+            pipe.execute()
 
     def succeed(self, job_id: str, outputs: list[Output]) -> None:
         payload = "[" + ",".join(o.model_dump_json() for o in outputs) + "]"

@@ -14,7 +14,7 @@ from genq.processes import stop
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus
-from tests.conftest import Sim
+from tests.conftest import Sim, until
 from worker.limits import Pool, RedisLimiter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,13 +35,6 @@ def budget_env(*, concurrency: int, creates_per_s: int, lease_ttl_s: float = 180
         "GENQ_SYNCSO__CREATE_RATE__GUARD_S": "0.05",
         "GENQ_LIMITS__LEASE_TTL_S": str(lease_ttl_s),
     }
-
-
-def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _wait_all(producer: Producer, ids: list[str], timeout_s: float) -> None:
@@ -82,14 +75,14 @@ def test_a_killed_workers_slot_comes_back_within_the_lease_ttl(
     producer = Producer(own_redis.url)
     doomed = workers("doomed", **budgets)
     first = producer.submit(lipsync())
-    _until(lambda: "generation" in producer.get(first).provider_ids, 30, "the first generation")
+    until(lambda: "generation" in producer.get(first).provider_ids, 30, "the first generation")
     second = producer.submit(lipsync())
-    _until(lambda: limiter.state(pool).waiting == 1, 15, "the second job to wait for the slot")
+    until(lambda: limiter.state(pool).waiting == 1, 15, "the second job to wait for the slot")
 
     stop(doomed, kill=True)  # SIGKILL while the first job holds the only slot
     killed_at = time.monotonic()
     workers("survivor", **budgets)
-    _until(lambda: "generation" in producer.get(second).provider_ids, 15, "the second job to get the slot")
+    until(lambda: "generation" in producer.get(second).provider_ids, 15, "the second job to get the slot")
     assert time.monotonic() - killed_at < 3.0 + 2.0  # the lease's ttl, plus a sweep and a stage run
 
     _wait_all(producer, [first, second], timeout_s=60)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ from genq.processes import free_port, start_flower, start_worker, stop, wait_htt
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus, StageStatus
-from tests.conftest import SIM_KEY, Sim
+from tests.conftest import SIM_KEY, Sim, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,13 +25,6 @@ JOB = {
     "video": "https://x.test/v.mp4",
     "audio": "https://x.test/a.wav",
 }
-
-
-def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_sigkilled_worker_mid_job_the_job_succeeds_with_one_generation(
@@ -49,7 +40,7 @@ def test_sigkilled_worker_mid_job_the_job_succeeds_with_one_generation(
             stages = producer.get(job_id).stages
             return "wait" in stages and stages["wait"].status is StageStatus.WAITING
 
-        _until(waiting, 30, "the job to be waiting on the provider")
+        until(waiting, 30, "the job to be waiting on the provider")
     finally:
         stop(first, kill=True)  # SIGKILL the whole worker: no warm shutdown, no ack, no requeue
 
@@ -92,7 +83,7 @@ def test_inspect_ping_answers_and_flower_lists_the_tasks_by_name(
                 return dict(json.load(response))
 
         wanted = {"genq.start", "genq.syncso.create", "genq.syncso.wait", "genq.syncso.download"}
-        _until(lambda: wanted <= {t["name"] for t in tasks().values()}, 20, "Flower to list the tasks")
+        until(lambda: wanted <= {t["name"] for t in tasks().values()}, 20, "Flower to list the tasks")
         listed = [t for t in tasks().values() if t["name"] == "genq.syncso.create"]
         assert job_id in listed[0]["args"]
         assert SIM_KEY not in json.dumps(tasks())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from click.testing import CliRunner
 from genq.cli import main
 from producers import Producer
 from schemas import JobStatus, StageStatus
-from tests.conftest import Sim
+from tests.conftest import Sim, until
 from worker.limits import Pool, RedisLimiter
 
 pytestmark = pytest.mark.integration
@@ -111,10 +110,10 @@ def test_cancel_follows_the_generation_to_its_end_then_frees_the_slot(
     its slot until the generation ends, then gives it back; nothing is downloaded."""
     sim.configure(processing_s=1.5)
     job_id = producer.submit(lipsync())
-    _until(lambda: "generation" in producer.get(job_id).provider_ids)
+    until(lambda: "generation" in producer.get(job_id).provider_ids)
     assert producer.cancel(job_id).status is JobStatus.CANCELLED
     assert producer.cancel(job_id).status is JobStatus.CANCELLED  # cancelling again changes nothing
-    _until(lambda: "ended" in (producer.get(job_id).stages["wait"].detail or ""), timeout_s=10)
+    until(lambda: "ended" in (producer.get(job_id).stages["wait"].detail or ""), timeout_s=10)
 
     record = producer.get(job_id)
     assert record.status is JobStatus.CANCELLED
@@ -135,13 +134,6 @@ def test_cancel_of_an_ended_job_changes_nothing(producer: Producer, sim: Sim) ->
     result = CliRunner().invoke(main, ["cancel", job_id, "--redis-url", _url(producer)])
     assert result.exit_code == 1
     assert "succeeded" in result.output
-
-
-def _until(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def _url(producer: Producer) -> str:

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from worker.providers import errors as E
-from worker.retry import backoff_s, is_retryable, poll_delay_s, throttle_delay_s
+from worker.retry import backoff_s, poll_delay_s, throttle_delay_s
 
 
 @pytest.mark.parametrize(
@@ -32,11 +32,10 @@ def test_backoff_doubles_with_jitter_and_caps(attempt: int, low: float, high: fl
         (E.NotFound("404", provider="p"), False),
         (E.Conflict("409", provider="p"), False),
         (E.JobRejected("REJECTED", provider="p"), False),
-        (ValueError("a bug"), False),
     ],
 )
-def test_what_is_retryable(error: BaseException, retryable: bool) -> None:
-    assert is_retryable(error) is retryable
+def test_what_is_retryable(error: E.ProviderError, retryable: bool) -> None:
+    assert error.retryable is retryable
 
 
 @pytest.mark.parametrize(
