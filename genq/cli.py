@@ -46,34 +46,46 @@ def demo(jobs: int, workers: int, concurrency: int, timeout_s: float, keep: bool
 @click.option("--prometheus", is_flag=True, help="Print the figures in Prometheus text format.")
 @redis_option
 def limits(as_json: bool, prometheus: bool, redis_url: str) -> None:
-    """Every provider budget: limit, in use, waiting, paused until. Budgets come from the same GENQ_
-    settings as the workers'."""
-    import dataclasses
+    """Every provider budget (limit, in use, waiting, paused until), and the backlog no Celery queue
+    shows: stages parked until their provider job ends, and stage runs scheduled for later. Budgets
+    come from the same GENQ_ settings as the workers'."""
     import json
-    import time
 
-    import redis
     from rich.console import Console
-    from rich.table import Table
 
-    from worker.limits import RedisLimiter, budgets_from
+    from genq.report import backlog, backlog_tables, budget_table
+    from worker.context import Context
     from worker.limits.report import prometheus_text, snapshot
     from worker.settings import get_settings
 
-    states = snapshot(RedisLimiter(redis.Redis.from_url(redis_url)), budgets_from(get_settings()))
+    ctx = Context(get_settings().model_copy(update={"redis_url": redis_url}))
+    states = snapshot(ctx.limiter, ctx.budgets)
+    waits, scheduled = backlog(ctx)
     if prometheus:
-        click.echo(prometheus_text(states), nl=False)
+        click.echo(prometheus_text(states, waits, scheduled), nl=False)
         return
     if as_json:
-        click.echo(json.dumps([dataclasses.asdict(s) for s in states], indent=2))
+        click.echo(json.dumps({"budgets": states, "parked": waits, "scheduled": scheduled}, indent=2,
+                              default=lambda o: o.__dict__))  # fmt: skip
         return
-    table = Table(title="provider budgets", title_justify="left")
-    for column in ("budget", "kind", "limit", "in use", "waiting", "paused until"):
-        table.add_column(column)
-    for s in states:
-        paused = time.strftime("%H:%M:%S", time.localtime(s.paused_until)) if s.paused_until else ""
-        table.add_row(s.name, s.kind, str(s.limit), f"{s.in_use:g}", str(s.waiting), paused)
-    Console().print(table)
+    console = Console()
+    console.print(budget_table(states))
+    for table in backlog_tables(waits, scheduled):
+        console.print(table)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8780, show_default=True, type=int)
+def webhooks(host: str, port: int) -> None:
+    """Receive providers' webhook deliveries (sync.so: POST /syncso) and wake the parked stages.
+    Providers are told its URL by GENQ_WEBHOOKS__BASE_URL; it reads the same GENQ_ settings as the
+    workers (Redis, webhook secrets)."""
+    import uvicorn
+
+    from worker.webhooks import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", lifespan="off")
 
 
 main.add_command(submit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 import click
@@ -13,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from producers.producer import InvalidRequest, JobNotFound, Producer
-from schemas import JobRecord, JobStatus
+from schemas import JobRecord, JobStatus, ParkedWait
 
 redis_option = click.option(
     "--redis-url",
@@ -67,13 +68,25 @@ def _get(producer: Producer, job_id: str) -> JobRecord:
         raise click.ClickException(f"no job {job_id}") from None
 
 
-def render(record: JobRecord) -> Table:
+def _clock(moment: datetime) -> str:
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
+def parked_detail(wait: ParkedWait) -> str:
+    """What a parked stage waits for, since when, and when it is checked next."""
+    check = f"next check {_clock(wait.next_check)}" if wait.next_check else "being checked"
+    return f"parked: waiting for {wait.provider} {wait.provider_id} since {_clock(wait.since)}, {check}"
+
+
+def render(record: JobRecord, parked: list[ParkedWait] | None = None) -> Table:
     """The job as a table: one row per stage, then its provider ids, outputs and error."""
     table = Table(title=f"job {record.id} ({record.kind}): {record.status.value}", title_justify="left")
     for column in ("stage", "status", "attempts", "detail"):
         table.add_column(column)
+    waits = {wait.stage: wait for wait in parked or []}
     for name, stage in record.stages.items():
-        table.add_row(name, stage.status.value, str(stage.attempts), stage.detail or "")
+        detail = parked_detail(waits[name]) if name in waits else stage.detail or ""
+        table.add_row(name, stage.status.value, str(stage.attempts), detail)
     for name, value in record.provider_ids.items():
         table.add_row(f"{name} id", value, "", "")
     for output in record.outputs:
@@ -91,11 +104,14 @@ def render(record: JobRecord) -> Table:
 @redis_option
 def status(job_id: str, as_json: bool, redis_url: str) -> None:
     """Show a job's status, stages, provider ids, outputs and error."""
-    record = _get(Producer(redis_url), job_id)
+    producer = Producer(redis_url)
+    record = _get(producer, job_id)
+    parked = producer.parked(record)
     if as_json:
-        click.echo(record.model_dump_json(indent=2))
+        data = record.model_dump(mode="json") | {"parked": [w.model_dump(mode="json") for w in parked]}
+        click.echo(json.dumps(data, indent=2))
     else:
-        Console().print(render(record))
+        Console().print(render(record, parked))
 
 
 @click.command()
@@ -107,11 +123,11 @@ def watch(job_id: str, timeout_s: float | None, redis_url: str) -> None:
     producer = Producer(redis_url)
     record = _get(producer, job_id)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    with Live(render(record), refresh_per_second=4) as live:
+    with Live(render(record, producer.parked(record)), refresh_per_second=4) as live:
         while not record.is_terminal and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.25)
             record = _get(producer, job_id)
-            live.update(render(record))
+            live.update(render(record, producer.parked(record)))
     sys.exit(0 if record.status is JobStatus.SUCCEEDED else 1)
 
 
@@ -120,7 +136,8 @@ def watch(job_id: str, timeout_s: float | None, redis_url: str) -> None:
 @redis_option
 def cancel(job_id: str, redis_url: str) -> None:
     """Cancel a job. Stages check before they act; sync.so has no cancel call, so a generation already
-    started runs on at the provider but genq stops following it."""
+    started runs on at the provider: genq follows it to its end (it holds a concurrency slot until
+    then) and downloads nothing."""
     try:
         record = Producer(redis_url).cancel(job_id)
     except JobNotFound:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -12,7 +13,7 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
-from schemas import JOB_REQUEST, JobRecord, JobRequest, JobStatus
+from schemas import JOB_REQUEST, JobRecord, JobRequest, JobStatus, ParkedWait
 from schemas import layout as L
 from schemas.wire import task_message
 
@@ -140,6 +141,21 @@ class Producer:
         if not raw:
             raise JobNotFound(job_id)
         return L.record_from_fields(job_id, raw)
+
+    def parked(self, record: JobRecord) -> list[ParkedWait]:
+        """The job's stages parked until a provider job ends: what each waits for, since when, and
+        when the status sweep checks it next."""
+        provider = L.QUEUE_FOR_KIND[record.kind]
+        entries, _, due = L.wait_keys(provider)
+        waits = []
+        for provider_id in record.provider_ids.values():
+            entry = self.redis.hget(entries, provider_id)
+            if not isinstance(entry, bytes | str):
+                continue
+            account = json.loads(entry)["account"]
+            score = self.redis.zscore(due + account, provider_id)
+            waits.append(L.parked_wait(provider, provider_id, entry, score))
+        return waits
 
     def wait(self, job_id: str, timeout_s: float, *, poll_s: float = 0.2) -> JobRecord:
         """Block until the job ends or ``timeout_s`` passes; return its record either way."""

@@ -6,6 +6,7 @@ from schemas.records import (
     JobRecord,
     JobStatus,
     Output,
+    ParkedWait,
     StageState,
     StageStatus,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "LipsyncModel",
     "LipsyncRequest",
     "Output",
+    "ParkedWait",
     "StageState",
     "StageStatus",
     "is_local_path",

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.records import JobError, JobRecord, JobStatus, Output, StageState
+from schemas.records import JobError, JobRecord, JobStatus, Output, ParkedWait, StageState
 from schemas.requests import JOB_REQUEST
 
 PREFIX = "genq:"
@@ -153,3 +153,48 @@ def text(value: bytes | str) -> str:
 #   POOL_KEY:rr the tenant served last. All leave when the holder is woken or releases.
 RATE_KEY = PREFIX + "rate:{name}"
 POOL_KEY = PREFIX + "pool:{name}"
+
+
+# The Redis-side schedule (worker/schedule.py): delayed stage runs (budget re-runs, retry backoff).
+# - SCHEDULE_KEY sorted set per queue, run key (job id and stage) -> due time (ms, Redis clock); a run
+#   key is scheduled once, so a redelivered stage that schedules itself again replaces its entry.
+# - SCHEDULE_KEY:items hash, run key -> "queue\nmessage"; both leave when the mover pushes the message.
+# - SCHEDULE_CHANNEL pub/sub: the due time of an entry that became the earliest, so movers wake for it.
+SCHEDULE_KEY = PREFIX + "schedule:{queue}"
+SCHEDULE_CHANNEL = PREFIX + "schedule:wake"
+
+# Parked waits (worker/waits.py): stages waiting for a provider job to end, woken by a sweep or webhook.
+# - WAIT_DUE_KEY sorted set per provider account, provider id -> next status check (ms); leaves on wake.
+# - WAIT_KEY:entries hash, provider id -> {job, stage, account, since, deadline} (JSON); leaves on wake.
+# - WAIT_KEY:messages hash, provider id -> "queue\nmessage" of the parked stage's next run.
+# - WAIT_RESULT_KEY string, the provider job's end as a sweep or webhook saw it (JSON); kept
+#   WAIT_RESULT_TTL_S, so a stage that parks after its job ended is woken at once.
+# - SWEEP_LEASE_KEY string, the worker that sweeps this account now; lapses when it stops renewing.
+# - WEBHOOK_SEEN_KEY string per accepted delivery (its id or signature); kept past the 5 min tolerance.
+WAIT_KEY = PREFIX + "wait:{provider}"
+WAIT_DUE_KEY = WAIT_KEY + ":due:{account}"
+WAIT_RESULT_KEY = WAIT_KEY + ":result:{provider_id}"
+WAIT_RESULT_TTL_S = JOB_TTL_S
+SWEEP_LEASE_KEY = PREFIX + "sweep:{provider}:{account}"
+WEBHOOK_SEEN_KEY = PREFIX + "webhook:seen:{provider}:{digest}"
+
+
+def parked_wait(
+    provider: str, provider_id: str, entry: bytes | str, next_check_ms: float | None
+) -> ParkedWait:
+    """Decode a parked wait's entry (``WAIT_KEY:entries``) and its due score."""
+    data = json.loads(entry)
+    return ParkedWait(
+        provider=provider,
+        provider_id=provider_id,
+        stage=data["stage"],
+        since=datetime.fromtimestamp(data["since"] / 1000.0, UTC),
+        deadline=datetime.fromtimestamp(data["deadline"] / 1000.0, UTC),
+        next_check=None if next_check_ms is None else datetime.fromtimestamp(next_check_ms / 1000.0, UTC),
+    )
+
+
+def wait_keys(provider: str) -> tuple[str, str, str]:
+    """(entries, messages, due-key prefix) of one provider's parked waits."""
+    base = WAIT_KEY.format(provider=provider)
+    return base + ":entries", base + ":messages", base + ":due:"

@@ -81,3 +81,16 @@ class JobRecord(BaseModel):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+class ParkedWait(BaseModel):
+    """A stage parked until a provider job ends (``genq status`` shows it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str
+    provider_id: str
+    stage: str
+    since: datetime
+    deadline: datetime
+    next_check: datetime | None = None  # None: a sweep is checking it now

@@ -26,8 +26,8 @@ FAST_SYNCSO = {"pending_s": 0.1, "processing_s": 0.2, "plan": "scale", "create_r
                "other_rate_limit": 100_000, "duration_jitter": 0.0}  # fmt: skip
 WORKER_ENV = {
     "GENQ_SYNCSO__API_KEY": SIM_KEY,
-    "GENQ_SYNCSO__POLL_INITIAL_S": "0.1",
-    "GENQ_SYNCSO__POLL_MAX_S": "0.5",
+    "GENQ_SYNCSO__CHECK_INTERVAL_S": "0.1",
+    "GENQ_WAITS__SWEEP_LEASE_S": "1",
     "GENQ_RETRY__BACKOFF_BASE_S": "0.1",
     "GENQ_RETRY__BACKOFF_CAP_S": "1",
     "GENQ_RETRY__MAX_RETRIES": "4",

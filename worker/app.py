@@ -9,6 +9,7 @@ from celery import Celery
 from kombu import Queue
 
 from schemas import layout as L
+from worker.background import Background
 from worker.limits.sweeper import LimiterSweep
 from worker.settings import Settings, get_settings
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         },
     )
     app.steps["worker"].add(LimiterSweep)
+    app.steps["worker"].add(Background)
     return app
 
 

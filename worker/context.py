@@ -10,8 +10,10 @@ import redis
 
 from worker.limits import Budgets, Limiter, RedisLimiter, Unlimited, budgets_from
 from worker.providers.syncso.client import SyncSoClient
+from worker.schedule import Schedule
 from worker.settings import Settings, get_settings
 from worker.store import JobStore
+from worker.waits import Waits
 
 
 @dataclass
@@ -25,6 +27,14 @@ class Context:
     @cached_property
     def store(self) -> JobStore:
         return JobStore(self.redis)
+
+    @cached_property
+    def schedule(self) -> Schedule:
+        return Schedule(self.redis)
+
+    @cached_property
+    def waits(self) -> Waits:
+        return Waits(self.redis)
 
     @cached_property
     def limiter(self) -> Limiter:

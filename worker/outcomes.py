@@ -1,5 +1,5 @@
 """How a stage's plain function says what should happen next, other than "done" (returning) and
-"failed" (raising a ``ProviderError``). Handled in ``worker.stage.Stage.running``."""
+"failed" (raising a ``ProviderError``). Handled in ``worker.stage.Stage.perform``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from schemas import StageStatus
 
 
 class Later(Exception):
-    """Run this stage again after ``countdown_s`` with ``args`` (default: the same arguments). No worker
-    slot is held meanwhile and no retry is spent."""
+    """Run this stage again after ``countdown_s`` with ``args`` (default: the same arguments), through the
+    Redis-side schedule. No worker slot or memory is held meanwhile and no retry is spent."""
 
     def __init__(
         self,
@@ -25,6 +25,29 @@ class Later(Exception):
         self.detail = detail
         self.args_ = args
         self.status = status
+
+
+class Wait(Exception):
+    """Park this stage until the provider job ``provider_id`` ends: the account's status sweep (first
+    check in ``check_in_s``) or a webhook wakes it, or genq gives up ``deadline_in_s`` from now."""
+
+    def __init__(
+        self,
+        provider: str,
+        account: str,
+        provider_id: str,
+        *,
+        what: str,
+        check_in_s: float,
+        deadline_in_s: float,
+    ) -> None:
+        super().__init__(f"waiting for {provider} {what}")
+        self.provider = provider
+        self.account = account
+        self.provider_id = provider_id
+        self.what = what
+        self.check_in_s = check_in_s
+        self.deadline_in_s = deadline_in_s
 
 
 class Stop(Exception):

@@ -1,6 +1,9 @@
-"""The message that runs a task again, built the way Celery's own ``Task.retry`` builds it (same chain
-continuation, chord and group membership, root id), but kept instead of sent: a parked stage's message
-waits in the limiter, which pushes it onto its queue when a slot frees."""
+"""The message of a stage's next run, built the way Celery's own ``Task.retry`` builds it (same chain
+continuation, chord and group membership, root id), but kept instead of sent: it waits in the
+limiter, the schedule or a parked wait, which push it onto its queue when its time comes.
+
+Each run is a task of its own (a new task id, whose parent is the run before), so Flower shows every
+run as one row that ends in a final state instead of one row re-used by every run."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from celery import Task
+from celery.utils import uuid
 from kombu.serialization import dumps
 
 from schemas.wire import envelope
@@ -16,7 +20,7 @@ from schemas.wire import envelope
 
 class _Capture:
     """Stands in for a kombu producer: keeps what Celery would publish. Only the first publish is the
-    task; a second one would be its task-sent event, which a parked task should not send."""
+    task; a second one would be its task-sent event, which a kept message should not send."""
 
     def __init__(self) -> None:
         self.published: tuple[Any, dict[str, Any]] | None = None
@@ -35,13 +39,16 @@ def rerun_message(
     task: Task,  # type: ignore[type-arg]
     args: tuple[Any, ...],
     *,
-    countdown_s: float | None = None,
+    retries: int | None = None,
 ) -> tuple[str, str]:
-    """(queue, message) that runs ``task`` again with ``args`` in its canvas, after ``countdown_s``."""
+    """(queue, message) that runs ``task`` again with ``args`` in its canvas, as a new task whose parent
+    is the running one; ``retries`` counts the retry it is (default: as many as this run's)."""
     capture = _Capture()
     signature = task.signature_from_request(task.request, args=args, kwargs={})
-    if countdown_s:
-        signature.set(countdown=countdown_s)
+    options: dict[str, Any] = {"task_id": uuid(), "parent_id": task.request.id}
+    if retries is not None:
+        options["retries"] = retries
+    signature.set(**options)
     signature.apply_async(producer=capture)  # type: ignore[arg-type]
     assert capture.published is not None
     body, options = capture.published

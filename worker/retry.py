@@ -21,8 +21,3 @@ def throttle_delay_s(error: Throttled, attempt: int, *, base_s: float, cap_s: fl
     if error.retry_after_s is not None:
         return min(cap_s, max(0.0, error.retry_after_s)) + random.uniform(0, 0.25)
     return backoff_s(attempt, base_s=base_s, cap_s=cap_s)
-
-
-def poll_delay_s(poll: int, *, initial_s: float, factor: float, max_s: float) -> float:
-    """Countdown before status check number ``poll`` (0-based): grows geometrically to ``max_s``."""
-    return float(min(max_s, initial_s * factor**poll))

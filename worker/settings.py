@@ -46,10 +46,14 @@ class SyncSoSettings(BaseModel):
     other_rate: RateBudgetSettings = RateBudgetSettings(limit=600)
     # A generation that is not terminal after this long fails the job (sync-3 on 2 min input: ~55 min).
     max_wait_s: float = Field(7200.0, gt=0)
-    # Status checks start at poll_initial_s and grow by poll_factor up to poll_max_s.
-    poll_initial_s: float = Field(5.0, gt=0)
-    poll_max_s: float = Field(60.0, gt=0)
-    poll_factor: float = Field(1.5, ge=1.0)
+    # A parked generation is checked this often by the account's status sweep (and first this long after
+    # create); webhooks, when configured, end the wait sooner.
+    check_interval_s: float = Field(10.0, gt=0)
+    # The longest request target (path and query) a status sweep sends: it sets how many ids one
+    # `GET /v2/generations?ids=...` carries (about 195 at 8000).
+    max_url_bytes: int = Field(8000, ge=512)
+    # The `whsec_...` secret that signs webhook deliveries (dashboard, webhook settings).
+    webhook_secret: SecretStr = SecretStr("")
     # Direct multipart upload limit for local input files (older docs: 20 MB, 413 beyond).
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_output_bytes: int = Field(5 * 1024**3, gt=0)
@@ -104,6 +108,27 @@ class LimitsSettings(BaseModel):
     celery_rate_limits: dict[str, str] = Field(default_factory=dict)
 
 
+class WaitSettings(BaseModel):
+    """Parked waits and the Redis-side schedule (worker/waits.py, worker/sweep.py, worker/schedule.py)."""
+
+    # Only the holder of an account's sweep lease sends its status requests; when the holder dies,
+    # another worker takes over within this long.
+    sweep_lease_s: float = Field(5.0, gt=0)
+    # A mover sleeps at most this long when no announcement of a newly scheduled entry wakes it.
+    mover_max_sleep_s: float = Field(1.0, gt=0)
+
+
+class WebhookSettings(BaseModel):
+    """Where providers deliver webhooks: the public URL of `genq webhooks`. Unset: genq polls only."""
+
+    base_url: str | None = None
+    # Deliveries signed longer ago than this are refused (replays).
+    tolerance_s: float = Field(300.0, gt=0)
+
+    def url_for(self, provider: str) -> str | None:
+        return None if not self.base_url else f"{self.base_url.rstrip('/')}/{provider}"
+
+
 class RetrySettings(BaseModel):
     max_retries: int = Field(8, ge=0)
     backoff_base_s: float = Field(2.0, gt=0)
@@ -119,10 +144,12 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     artifact_dir: Path = Path("artifacts")
     # How long an unacknowledged message waits before Redis hands it to another worker. Set once for
-    # broker and result backend. Every countdown must stay far below it.
+    # broker and result backend. Delays do not depend on it: they wait in the Redis-side schedule.
     visibility_timeout_s: int = Field(3600, gt=0)
     retry: RetrySettings = RetrySettings()
     limits: LimitsSettings = LimitsSettings()
+    waits: WaitSettings = WaitSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     syncso: SyncSoSettings = SyncSoSettings()
     aimi: AimiSettings = AimiSettings()
     aistudios: AIStudiosSettings = AIStudiosSettings()

@@ -3,40 +3,51 @@ happened to the job record and to Celery.
 
 Stage functions stay plain and testable; they signal with return values and exceptions:
 - return normally: the stage is done and the chain moves on;
-- raise ``Later`` (worker.outcomes): run this stage again after a countdown: a status check that found
-  the provider still working, or a rate budget whose turn for this job comes later. No worker slot is
-  held meanwhile and no retry is spent;
+- raise ``Wait`` (worker.outcomes): park until the provider job ends; the account's status sweep or a
+  webhook wakes the stage's next run (worker.waits);
+- raise ``Later``: run this stage again after a countdown (a rate budget whose turn for this job comes
+  later), through the Redis-side schedule (worker.schedule). No worker slot is held meanwhile and no
+  retry is spent;
 - raise ``Parked`` (worker.limits): the stage waits in the limiter for a concurrency slot and is re-run
-  with the slot granted when one frees; its message is acknowledged now;
+  with the slot granted when one frees;
 - raise ``Stop``: the job was cancelled and nothing more is to be done for it;
 - raise ``Throttled`` outside a gate: run again after Retry-After, without spending a retry;
-- raise a retryable ``ProviderError``: retry with backoff, up to ``retry.max_retries``, then fail the job
-  and put it in the dead-letter set;
+- raise a retryable ``ProviderError``: retry with backoff through the schedule, up to
+  ``retry.max_retries``, then fail the job and put it in the dead-letter set;
 - raise any other ``ProviderError``: fail the job at once with the provider's message.
 A job that fails or is cancelled gives back every concurrency slot it holds.
+
+Every run ends in a final state in Flower: a run that parks, waits or is re-scheduled ends as a SUCCESS
+whose result says so (and does not continue the canvas: the next run, a new task whose parent is this
+one, carries it); a retried run ends as RETRY, a failed job as FAILURE.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Retry
 
 from schemas import JobError, JobRecord, JobStatus, StageState, StageStatus
 from worker.context import Context, get_context
 from worker.limits import Gate, Parked
-from worker.outcomes import JobFailed, Later, Stop
+from worker.outcomes import JobFailed, Later, Stop, Wait
 from worker.parking import rerun_message
 from worker.providers.errors import ProviderError, Throttled
 from worker.retry import backoff_s, throttle_delay_s
 from worker.store import JobMissing
 
 log = logging.getLogger(__name__)
+
+Action = Callable[[JobRecord, Gate], object]
+
+
+class _Skip(Exception):
+    """This run has nothing to do (the job ended, or its record is gone)."""
 
 
 class Stage(Task):  # type: ignore[type-arg]
@@ -54,30 +65,41 @@ class Stage(Task):  # type: ignore[type-arg]
     def ctx(self) -> Context:
         return get_context()
 
-    @contextmanager
-    def running(self, job_id: str) -> Iterator[tuple[JobRecord, Gate]]:
-        job = self._begin(job_id)
+    def perform(self, job_id: str, action: Action) -> str:
+        """Run ``action`` for the job as this stage; return what this run did (Flower shows it)."""
+        try:
+            job = self._begin(job_id)
+        except _Skip as skip:
+            return self._end_here(f"skipped: {skip}")
         gate = Gate(self.ctx.limiter, self.ctx.settings.limits, job, self._rerun)
         store = self.ctx.store
         try:
-            yield job, gate
+            action(job, gate)
         except Parked as parked:
             store.update_stage(job_id, self.stage, StageStatus.THROTTLED, detail=str(parked))
-            raise Ignore() from None
+            return self._end_here(f"parked: {parked}")
+        except Wait as wait:
+            return self._park(job, wait)
         except Later as later:
             store.update_stage(job_id, self.stage, later.status, detail=later.detail)
-            self._again(job_id, later.countdown_s, later.args_)
+            return self._later(job_id, later.countdown_s, later.args_, later.detail)
         except Stop as stop:
             store.update_stage(job_id, self.stage, StageStatus.DONE, detail=str(stop), finished_at=_now())
-            raise Ignore() from None
+            return self._end_here(f"stopped: {stop}")
         except Throttled as exc:
-            delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=self._max_countdown_s())
+            retry = self.ctx.settings.retry
+            delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=retry.backoff_cap_s)
             store.update_stage(job_id, self.stage, StageStatus.THROTTLED, detail=str(exc))
-            self._again(job_id, delay, None)
+            return self._later(job_id, delay, None, str(exc))
         except ProviderError as exc:
             self._failed(job_id, exc)
-        else:
-            store.update_stage(job_id, self.stage, StageStatus.DONE, finished_at=_now())
+        store.update_stage(job_id, self.stage, StageStatus.DONE, finished_at=_now())
+        return "done"
+
+    def run_key(self, job_id: str) -> str:
+        """Names this stage's one pending run of the job in the schedule (a stage with parallel
+        branches adds its branch)."""
+        return f"{job_id}:{self.name}"
 
     def _begin(self, job_id: str) -> JobRecord:
         store = self.ctx.store
@@ -85,12 +107,13 @@ class Stage(Task):  # type: ignore[type-arg]
             job = store.get(job_id)
         except JobMissing:
             log.warning("job %s has no record; %s dropped", job_id, self.name)
-            raise Ignore() from None
+            self._release_slots(job_id)
+            raise _Skip("the job has no record") from None
         following = self.follows_cancelled and job.status is JobStatus.CANCELLED
         if job.is_terminal and not following:
             log.info("job %s is %s; %s skipped", job_id, job.status.value, self.name)
             self._release_slots(job_id)
-            raise Ignore()
+            raise _Skip(f"the job is {job.status.value}")
         if job.status is JobStatus.QUEUED:
             store.transition(job_id, JobStatus.RUNNING)
         state = job.stages.get(self.stage, StageState())  # the record just read holds it
@@ -103,27 +126,47 @@ class Stage(Task):  # type: ignore[type-arg]
         )
         return job
 
+    def _args(self, job_id: str) -> tuple[Any, ...]:
+        return tuple(self.request.args or (job_id,))
+
     def _rerun(self) -> tuple[str, str]:
         return rerun_message(self, tuple(self.request.args or ()))
+
+    def _end_here(self, result: str) -> str:
+        """End this run without continuing its canvas: the run parked or scheduled in its place (or
+        nothing, for a job that ended) carries it."""
+        self.request.chain = None
+        self.request.callbacks = None
+        self.request.chord = None
+        return result
+
+    def _park(self, job: JobRecord, wait: Wait) -> str:
+        self.ctx.store.update_stage(job.id, self.stage, StageStatus.WAITING, detail=str(wait))
+        queue, message = rerun_message(self, self._args(job.id))
+        parked = self.ctx.waits.park(
+            wait.provider,
+            wait.account,
+            wait.provider_id,
+            job=job.id,
+            stage=self.stage,
+            queue=queue,
+            message=message,
+            check_in_s=wait.check_in_s,
+            deadline_in_s=wait.deadline_in_s,
+        )
+        return self._end_here(f"{'waiting' if parked else 'ended already'}: {wait}")
+
+    def _later(self, job_id: str, delay_s: float, args: tuple[Any, ...] | None, detail: str) -> str:
+        """Run this stage again in ``delay_s``, through the Redis-side schedule; its message goes to the
+        *front* of its queue then: the job already holds its slot, or a turn reserved for that moment,
+        so it goes before stages that have neither."""
+        queue, message = rerun_message(self, args if args is not None else self._args(job_id))
+        self.ctx.schedule.add(self.run_key(job_id), queue, message, delay_s)
+        return self._end_here(f"again in {delay_s:.2f} s: {detail}")
 
     def _release_slots(self, job_id: str) -> None:
         for pool in self.ctx.budgets.pools:
             self.ctx.limiter.release(pool, job_id)
-
-    def _max_countdown_s(self) -> float:
-        # A message waiting for its countdown sits unacknowledged in the worker; past the visibility
-        # timeout Redis would hand it to a second worker, so countdowns stay well below it.
-        return self.ctx.settings.visibility_timeout_s / 4
-
-    def _again(self, job_id: str, countdown_s: float, args: tuple[Any, ...] | None) -> NoReturn:
-        """Run this stage again after ``countdown_s``, its message put at the *front* of its queue: the
-        job already holds its slot, or a turn reserved for that moment, so it goes before stages that
-        have neither. (A worker takes the message at once and runs it at its ETA.)"""
-        countdown_s = max(0.0, min(countdown_s, self._max_countdown_s()))
-        next_args = args if args is not None else tuple(self.request.args or (job_id,))
-        queue, message = rerun_message(self, next_args, countdown_s=countdown_s)
-        self.ctx.redis.rpush(queue, message)  # kombu's consumers pop from the right: first in line
-        raise Ignore()
 
     def _failed(self, job_id: str, exc: ProviderError) -> NoReturn:
         retry = self.ctx.settings.retry
@@ -131,9 +174,9 @@ class Stage(Task):  # type: ignore[type-arg]
         if exc.retryable and self.request.retries < retry.max_retries:
             backoff = backoff_s(self.request.retries, base_s=retry.backoff_base_s, cap_s=retry.backoff_cap_s)
             store.update_stage(job_id, self.stage, StageStatus.RETRYING, detail=str(exc))
-            raise self.retry(
-                exc=exc, countdown=min(backoff, self._max_countdown_s()), max_retries=retry.max_retries
-            )
+            queue, message = rerun_message(self, self._args(job_id), retries=self.request.retries + 1)
+            self.ctx.schedule.add(self.run_key(job_id), queue, message, backoff)
+            raise Retry(str(exc), exc=exc, when=round(backoff, 2))  # type: ignore[arg-type]
         error = JobError(
             stage=self.stage,
             message=exc.message,

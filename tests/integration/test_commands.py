@@ -85,15 +85,20 @@ def test_limits_shows_every_budget_with_its_state(services: Services) -> None:
     try:
         result = CliRunner().invoke(main, ["limits", "--json", "--redis-url", services.redis.url])
         assert result.exit_code == 0, result.output
-        states = {s["name"]: s for s in json.loads(result.output)}
+        figures = json.loads(result.output)
+        states = {s["name"]: s for s in figures["budgets"]}
+        assert [w["provider"] for w in figures["parked"]] == ["syncso"]
+        assert {q["queue"] for q in figures["scheduled"]} >= {"default", "syncso"}
         assert set(states) == {"syncso.create", "syncso.other", "syncso.generations", "aimi.executions"}
         assert states["syncso.generations"]["limit"] == 6  # the settings the workers have
         assert states["syncso.generations"]["in_use"] == 1
         assert states["syncso.generations"]["paused_until"] > time.time() + 20
         table = CliRunner().invoke(main, ["limits", "--redis-url", services.redis.url])
         assert "syncso.generations" in table.output
+        assert "parked until the provider job ends" in table.output
         metrics = CliRunner().invoke(main, ["limits", "--prometheus", "--redis-url", services.redis.url])
         assert 'genq_budget_in_use{budget="syncso.generations",kind="pool"} 1' in metrics.output
+        assert 'genq_scheduled{queue="syncso"} 0' in metrics.output
     finally:
         limiter.pause(pool, 0.001)
         limiter.release(pool, "limits-test-job")

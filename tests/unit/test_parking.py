@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
 
 from celery import Celery
 
@@ -36,27 +35,27 @@ def test_the_rerun_message_keeps_the_chain_and_the_root() -> None:
     headers = message["headers"]
     assert headers["task"] == "genq.syncso.create"
     assert headers["root_id"] == "root-1"
-    assert headers["id"] == message["properties"]["correlation_id"] == "t-1"  # as a retry keeps it
+    assert headers["id"] == message["properties"]["correlation_id"] != "t-1"  # a run of its own
+    assert headers["parent_id"] == "t-1"  # ... linked to the run before
     assert headers["argsrepr"] == "('j1',)"
+    assert headers["eta"] is None  # delays wait in the Redis-side schedule, not in a worker
 
 
-def test_a_later_rerun_carries_its_eta() -> None:
+def test_a_retry_run_counts_one_more_retry() -> None:
     app = Celery("t", broker="memory://")
     app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
 
     @app.task(bind=True, name="genq.syncso.wait")
-    def wait(self, job_id: str, poll: int) -> None:  # pragma: no cover (never run)
+    def wait(self, job_id: str) -> None:  # pragma: no cover (never run)
         pass
 
     wait.push_request(
-        id="t-2", args=["j1", 0], kwargs={}, delivery_info={"exchange": "", "routing_key": "syncso"}
+        id="t-2", args=["j1"], kwargs={}, retries=2, delivery_info={"exchange": "", "routing_key": "syncso"}
     )
     try:
-        before = datetime.now(UTC)
-        _, text = rerun_message(wait, ("j1", 1), countdown_s=30.0)
+        _, again = rerun_message(wait, ("j1",))
+        _, retry = rerun_message(wait, ("j1",), retries=3)
     finally:
         wait.pop_request()
-    headers = json.loads(text)["headers"]
-    assert headers["argsrepr"] == "('j1', 1)"
-    eta = datetime.fromisoformat(headers["eta"])
-    assert 29.0 <= (eta - before).total_seconds() <= 31.0
+    assert json.loads(again)["headers"]["retries"] == 2
+    assert json.loads(retry)["headers"]["retries"] == 3

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from worker.providers import errors as E
-from worker.retry import backoff_s, poll_delay_s, throttle_delay_s
+from worker.retry import backoff_s, throttle_delay_s
 
 
 @pytest.mark.parametrize(
@@ -49,8 +49,3 @@ def test_throttle_honours_retry_after_within_the_cap(retry_after_s: float, low: 
 def test_throttle_without_retry_after_backs_off() -> None:
     error = E.ConcurrencyLimited("429", provider="p")
     assert 4.0 <= throttle_delay_s(error, 2, base_s=2.0, cap_s=60.0) <= 8.0
-
-
-@pytest.mark.parametrize(("poll", "expected"), [(0, 5.0), (1, 7.5), (2, 11.25), (20, 60.0)])
-def test_status_checks_space_out(poll: int, expected: float) -> None:
-    assert poll_delay_s(poll, initial_s=5.0, factor=1.5, max_s=60.0) == pytest.approx(expected)

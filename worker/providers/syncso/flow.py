@@ -9,4 +9,4 @@ from worker.providers.syncso import stages
 
 
 def build(job_id: str) -> Signature:
-    return chain(stages.create.si(job_id), stages.wait.si(job_id, 0), stages.download.si(job_id))
+    return chain(stages.create.si(job_id), stages.wait.si(job_id), stages.download.si(job_id))

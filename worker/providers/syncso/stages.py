@@ -1,4 +1,5 @@
-"""sync.so lipsync stages. Each task is thin: the work is in the plain functions above it."""
+"""sync.so lipsync stages: create → wait (parked; woken by the status sweep or a webhook) → download.
+Each task is thin: the work is in the plain functions above it."""
 
 from __future__ import annotations
 
@@ -7,17 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas import JobRecord, JobStatus, LipsyncRequest, Output, is_local_path
+from schemas import JobRecord, JobStatus, LipsyncRequest, Output, StageStatus, is_local_path
 from worker.app import app
 from worker.context import Context
 from worker.limits import Gate, Pool, RateBudget
-from worker.outcomes import Later, Stop
-from worker.providers.errors import BadRequest, JobRejected
+from worker.outcomes import Later, Stop, Wait
+from worker.providers.errors import AuthFailed, BadRequest, JobRejected, NotFound
 from worker.providers.syncso.client import Generation, SyncSoClient
-from worker.retry import poll_delay_s
+from worker.providers.syncso.watch import account_label
 from worker.settings import SyncSoSettings
 from worker.stage import Stage
 from worker.store import JobStore
+from worker.waits import Waits
 
 PROVIDER = "syncso"
 GENERATION = "generation"  # the provider id's name in the job record
@@ -81,11 +83,23 @@ class SyncSo:
     generations: Pool  # generations in PENDING or PROCESSING
     create_rate: RateBudget  # POST /v2/generate
     other_rate: RateBudget  # every other endpoint
+    webhook_url: str | None  # where sync.so delivers the end of a generation, if anywhere
+
+    @property
+    def account(self) -> str:
+        return account_label(self.settings)
 
     @classmethod
     def of(cls, ctx: Context) -> SyncSo:
         b = ctx.budgets
-        return cls(ctx.syncso, ctx.settings.syncso, b.syncso_generations, b.syncso_create, b.syncso_other)
+        return cls(
+            ctx.syncso,
+            ctx.settings.syncso,
+            b.syncso_generations,
+            b.syncso_create,
+            b.syncso_other,
+            ctx.settings.webhooks.url_for(PROVIDER),
+        )
 
 
 def start_generation(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> str:
@@ -98,59 +112,82 @@ def start_generation(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) 
     assert isinstance(job.request, LipsyncRequest)
     gate.hold(sync.generations)
     body, files = create_body(job.request, max_upload_bytes=sync.settings.max_upload_bytes)
+    if sync.webhook_url:
+        body["webhookUrl"] = sync.webhook_url
     with gate.calling(sync.create_rate, sync.generations):
         key = idempotency_key(job.id)
         generation = sync.client.create_generation(body, idempotency_key=key, files=files or None)
     return store.record_provider_id(job.id, GENERATION, generation.id)
 
 
-def check_generation(job: JobRecord, sync: SyncSo, gate: Gate, poll: int) -> Generation:
-    """One status check. Returns the finished generation; raises ``Later`` while it runs and
-    ``JobRejected`` when it failed or was rejected, or when the deadline passed. The job's slot is kept
-    while the generation runs and given back when it ends. A cancelled job's generation is followed to
-    its end (sync.so cannot cancel it, and it still counts against the account), then the job stops."""
+def follow_generation(job: JobRecord, sync: SyncSo, waits: Waits, gate: Gate) -> Generation:
+    """The generation once it has ended. Until then the stage parks (``Wait``): the account's status
+    sweep or a webhook records the end and wakes it, and this run reads that end instead of asking the
+    provider. The job's slot is kept while the generation runs and given back when it ends. A cancelled
+    job's generation is followed to its end (sync.so cannot cancel it, and it still counts against the
+    account), then the job stops."""
     settings = sync.settings
-    with gate.calling(sync.other_rate):
-        generation = sync.client.get_generation(job.provider_ids[GENERATION])
-    if generation.is_terminal:
+    generation_id = job.provider_ids[GENERATION]
+    result = waits.result(PROVIDER, generation_id)
+    if result is None:
+        created = job.stages["create"].finished_at if "create" in job.stages else None
+        remaining_s = settings.max_wait_s - (time.time() - (created or job.created_at).timestamp())
+        gate.keep(sync.generations, for_s=max(0.0, remaining_s))
+        what = f"generation {generation_id}"
+        raise Wait(PROVIDER, sync.account, generation_id, what=what,
+                   check_in_s=settings.check_interval_s, deadline_in_s=max(0.0, remaining_s))  # fmt: skip
+    if result.state == "timeout":
         gate.let_go(sync.generations)
-        if job.status is JobStatus.CANCELLED:
-            raise Stop(f"job cancelled; its generation ended {generation.status}")
-        if generation.is_success:
-            return generation
         raise JobRejected(
-            generation.error or f"generation ended {generation.status}",
-            provider=PROVIDER,
-            code=generation.error_code or generation.status,
-        )
-    created = job.stages["create"].finished_at if "create" in job.stages else None
-    waited_s = time.time() - (created or job.created_at).timestamp()
-    if waited_s > settings.max_wait_s:
-        raise JobRejected(
-            f"generation still {generation.status} after {waited_s:.0f} s (limit {settings.max_wait_s:g} s)",
+            f"generation still running after {settings.max_wait_s:g} s (GENQ_SYNCSO__MAX_WAIT_S)",
             provider=PROVIDER,
             code="genq_wait_timeout",
         )
-    countdown = poll_delay_s(
-        poll, initial_s=settings.poll_initial_s, factor=settings.poll_factor, max_s=settings.poll_max_s
+    if result.state == "missing":  # the sweep did not find it: ask for it alone (a 404 fails the job)
+        with gate.calling(sync.other_rate):
+            generation = sync.client.get_generation(generation_id)
+        if not generation.is_terminal:
+            waits.forget(PROVIDER, generation_id)
+            raise Later(0.0, f"generation {generation.status}", status=StageStatus.WAITING)
+    else:
+        generation = Generation.model_validate(result.body)
+    gate.let_go(sync.generations)
+    if job.status is JobStatus.CANCELLED:
+        raise Stop(f"job cancelled; its generation ended {generation.status}")
+    if generation.is_success:
+        return generation
+    raise JobRejected(
+        generation.error or f"generation ended {generation.status}",
+        provider=PROVIDER,
+        code=generation.error_code or generation.status,
     )
-    gate.keep(sync.generations, for_s=countdown)
-    raise Later(countdown, f"generation {generation.status}", args=(job.id, poll + 1))
 
 
-def fetch_output(job: JobRecord, sync: SyncSo, gate: Gate, artifact_dir: Path) -> Output:
-    """Download the finished video into ``artifact_dir/<job id>/``; a redelivery downloads it again."""
-    with gate.calling(sync.other_rate):
-        generation = sync.client.get_generation(job.provider_ids[GENERATION])
-    if not generation.output_url:
-        raise JobRejected("generation completed without an outputUrl", provider=PROVIDER)
+def fetch_output(job: JobRecord, sync: SyncSo, waits: Waits, gate: Gate, artifact_dir: Path) -> Output:
+    """Download the finished video into ``artifact_dir/<job id>/``; a redelivery downloads it again.
+    The output URL comes from the end the sweep or webhook recorded; only if that is gone, or its
+    signed URL was refused (it expires), is the generation asked for again."""
+    generation_id = job.provider_ids[GENERATION]
     assert isinstance(job.request, LipsyncRequest)
-    name = (job.request.output_file_name or job.provider_ids[GENERATION]) + ".mp4"
+    name = (job.request.output_file_name or generation_id) + ".mp4"
     dest = artifact_dir / job.id / name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    download = sync.client.download_output(
-        generation.output_url, dest, max_bytes=sync.settings.max_output_bytes
-    )
+    max_bytes = sync.settings.max_output_bytes
+    result = waits.result(PROVIDER, generation_id)
+    generation = Generation.model_validate(result.body) if result and result.state == "ended" else None
+    download = None
+    if generation is not None and generation.output_url:
+        try:
+            download = sync.client.download_output(generation.output_url, dest, max_bytes=max_bytes)
+        except (AuthFailed, NotFound):
+            download = None
+    if download is None:
+        with gate.calling(sync.other_rate):
+            generation = sync.client.get_generation(generation_id)
+        if not generation.output_url:
+            raise JobRejected("generation completed without an outputUrl", provider=PROVIDER)
+        download = sync.client.download_output(generation.output_url, dest, max_bytes=max_bytes)
+    assert generation is not None
     return Output(
         path=str(download.path.resolve()),
         bytes=download.bytes,
@@ -160,22 +197,23 @@ def fetch_output(job: JobRecord, sync: SyncSo, gate: Gate, artifact_dir: Path) -
 
 
 @app.task(bind=True, base=Stage, name="genq.syncso.create", stage="create")
-def create(self: Stage, job_id: str) -> None:
+def create(self: Stage, job_id: str) -> str:
     ctx = self.ctx
-    with self.running(job_id) as (job, gate):
-        start_generation(job, ctx.store, SyncSo.of(ctx), gate)
+    return self.perform(job_id, lambda job, gate: start_generation(job, ctx.store, SyncSo.of(ctx), gate))
 
 
 @app.task(bind=True, base=Stage, name="genq.syncso.wait", stage="wait", follows_cancelled=True)
-def wait(self: Stage, job_id: str, poll: int = 0) -> None:
+def wait(self: Stage, job_id: str) -> str:
     ctx = self.ctx
-    with self.running(job_id) as (job, gate):
-        check_generation(job, SyncSo.of(ctx), gate, poll)
+    return self.perform(job_id, lambda job, gate: follow_generation(job, SyncSo.of(ctx), ctx.waits, gate))
 
 
 @app.task(bind=True, base=Stage, name="genq.syncso.download", stage="download")
-def download(self: Stage, job_id: str) -> None:
+def download(self: Stage, job_id: str) -> str:
     ctx = self.ctx
-    with self.running(job_id) as (job, gate):
-        output = fetch_output(job, SyncSo.of(ctx), gate, ctx.settings.artifact_dir)
+
+    def finish(job: JobRecord, gate: Gate) -> None:
+        output = fetch_output(job, SyncSo.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir)
         ctx.store.succeed(job_id, [output])
+
+    return self.perform(job_id, finish)

@@ -1,0 +1,57 @@
+"""A worker bootstep that runs genq's background loops in threads of the worker's main process:
+the schedule's mover (every worker) and the status sweeps (only the holder of each account's lease
+sends requests). Neither holds anything of a job: both work on what Redis holds."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import bootsteps
+
+from worker.context import Context
+from worker.providers import watchers
+from worker.schedule import Mover
+from worker.settings import get_settings
+from worker.sweep import Sweeper
+
+log = logging.getLogger(__name__)
+
+
+class Background(bootsteps.StartStopStep):
+    # After the pool: prefork children must not be forked while these threads hold locks.
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.loops: list[Mover | Sweeper] = []
+        self.threads: list[threading.Thread] = []
+
+    def start(self, worker: Any) -> None:
+        # A context of their own: the threads' Redis and HTTP clients are not the pool's.
+        ctx = Context(get_settings())
+        waits = ctx.settings.waits
+        queues = sorted(worker.app.amqp.queues)
+        self.loops = [
+            Mover(ctx.redis, queues, max_sleep_s=waits.mover_max_sleep_s),
+            Sweeper(
+                ctx.redis,
+                ctx.limiter,
+                watchers(ctx),
+                lease_s=waits.sweep_lease_s,
+                horizon_s=ctx.settings.limits.horizon_s,
+            ),
+        ]
+        self.threads = [
+            threading.Thread(target=loop.run, name=f"genq-{type(loop).__name__.lower()}", daemon=True)
+            for loop in self.loops
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self, worker: Any) -> None:
+        for loop in self.loops:
+            loop.stop()
+        for thread in self.threads:
+            thread.join(timeout=5)

@@ -1,0 +1,7 @@
+"""genq's Lua scripts outside the limiter: the schedule, parked waits and leases."""
+
+from importlib import resources
+
+
+def source(name: str) -> str:
+    return (resources.files(__name__) / f"{name}.lua").read_text()

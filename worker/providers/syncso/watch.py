@@ -1,0 +1,66 @@
+"""The sync.so status sweep: parked generations are checked in pages with ``GET /v2/generations?ids=...``,
+as many ids per request as the request target allows, each request spending the account's
+``other_rate`` budget."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from worker.limits import RateBudget
+from worker.providers.syncso.client import Generation, SyncSoClient
+from worker.settings import SyncSoSettings
+from worker.waits import WaitResult
+
+PROVIDER = "syncso"
+LIST_PATH = "/v2/generations?"
+_UUID_CHARS = 36
+
+
+def account_label(settings: SyncSoSettings) -> str:
+    """Names the account in Redis keys without revealing its key."""
+    return hashlib.sha256(settings.api_key.get_secret_value().encode()).hexdigest()[:12]
+
+
+def ended(generation: Generation) -> WaitResult:
+    return WaitResult(state="ended", body=generation.model_dump(mode="json", by_alias=True))
+
+
+@dataclass
+class GenerationWatcher:
+    client: SyncSoClient
+    settings: SyncSoSettings
+    rate: RateBudget
+    provider: str = PROVIDER
+
+    @property
+    def account(self) -> str:
+        return account_label(self.settings)
+
+    @property
+    def check_interval_s(self) -> float:
+        return self.settings.check_interval_s
+
+    @property
+    def page_size(self) -> int:
+        """How many sync.so ids (UUIDs) fit in one request target."""
+        return max(1, (self.settings.max_url_bytes - len(LIST_PATH)) // (len("ids=&") + _UUID_CHARS))
+
+    def pages(self, ids: Sequence[str]) -> list[list[str]]:
+        pages: list[list[str]] = [[]]
+        length = len(LIST_PATH)
+        for pid in ids:
+            item = len("ids=&") + len(quote(pid, safe=""))
+            if pages[-1] and length + item > self.settings.max_url_bytes:
+                pages.append([])
+                length = len(LIST_PATH)
+            pages[-1].append(pid)
+            length += item
+        return [page for page in pages if page]
+
+    def check(self, ids: Sequence[str]) -> Mapping[str, WaitResult | None]:
+        found = self.client.list_generations(ids=ids)
+        wanted = set(ids)
+        return {g.id: (ended(g) if g.is_terminal else None) for g in found if g.id in wanted}

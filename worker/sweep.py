@@ -1,0 +1,169 @@
+"""One status sweep per provider account: the only status requests genq sends for parked waits.
+
+Every worker runs a ``Sweeper`` thread, but for each account only the holder of a Redis lease sweeps;
+the others keep trying to take the lease, so when the holder dies another worker takes over within
+``lease_s``. The holder claims the ids whose check is due, oldest-due first, as many as one status
+request can carry (``Watcher.page_size``), spends a turn of the account's rate budget through the
+limiter for each request, and then wakes every parked stage whose provider job ended and schedules the
+next check of the rest (``check_interval_s`` later). Status requests so grow with the number of parked
+jobs divided by the page size, and an ended job is seen at most about one check interval late.
+Weak spots: a page claimed by a holder that dies is checked again only after ``claim_hold_s``; the lease
+bounds overlap by time, so a holder stalled past its lease (a long GC pause) may sweep once more beside
+its successor (harmless: resolving is idempotent, only a request is spent twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import redis
+
+from schemas import layout as L
+from worker.limits import Limiter, RateBudget, Turn
+from worker.lua import source
+from worker.providers.errors import ProviderError, Throttled
+from worker.waits import WaitResult, Waits
+
+log = logging.getLogger(__name__)
+
+
+class Watcher(Protocol):
+    """What the sweeper needs of a provider: how to check a page of ids, and what that costs."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def account(self) -> str:
+        """A label of the account (never a secret)."""
+        ...
+
+    @property
+    def rate(self) -> RateBudget:
+        """What each status request spends."""
+        ...
+
+    @property
+    def check_interval_s(self) -> float:
+        """How often one parked job is checked."""
+        ...
+
+    @property
+    def page_size(self) -> int:
+        """How many ids one sweep round claims."""
+        ...
+
+    def pages(self, ids: Sequence[str]) -> list[list[str]]:
+        """``ids`` split into the pages of one status request each."""
+        ...
+
+    def check(self, ids: Sequence[str]) -> Mapping[str, WaitResult | None]:
+        """One status request: for each id the provider knows, its end, or None while it runs. An id
+        left out is one the provider does not know (``missing``)."""
+        ...
+
+
+def holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Sweeper:
+    def __init__(
+        self,
+        client: redis.Redis,
+        limiter: Limiter,
+        watchers: Sequence[Watcher],
+        *,
+        lease_s: float,
+        horizon_s: float,
+        holder: str | None = None,
+    ) -> None:
+        self.redis = client
+        self.waits = Waits(client)
+        self.limiter = limiter
+        self.watchers = list(watchers)
+        self.lease_s = lease_s
+        self.horizon_s = horizon_s
+        self.holder = holder or holder_id()
+        self.stopped = threading.Event()
+        self._lease = client.register_script(source("lease"))
+        self.requests = 0  # status requests sent by this sweeper
+
+    @property
+    def claim_hold_s(self) -> float:
+        return max(30.0, 3 * self.lease_s)
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            pause_s = min(1.0, self.lease_s / 3)
+            for watcher in self.watchers:
+                try:
+                    if self.holds(watcher):
+                        pause_s = min(pause_s, self.sweep(watcher))
+                except redis.RedisError:
+                    log.warning("sweep of %s: Redis unavailable", watcher.provider)
+                except Exception:  # a bug in one provider's check must not stop every sweep
+                    log.exception("sweep of %s failed", watcher.provider)
+            self.stopped.wait(pause_s)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def holds(self, watcher: Watcher) -> bool:
+        """Take or keep the account's sweep lease."""
+        key = L.SWEEP_LEASE_KEY.format(provider=watcher.provider, account=watcher.account)
+        return bool(self._lease(keys=[key], args=[self.holder, round(self.lease_s * 1000)]))
+
+    def sweep(self, watcher: Watcher) -> float:
+        """Check everything due now; return how long until the next check is due (at most 1 s)."""
+        while not self.stopped.is_set():
+            ids = self.waits.claim_due(
+                watcher.provider, watcher.account, watcher.page_size, hold_s=self.claim_hold_s
+            )
+            if not ids:
+                break
+            for page in watcher.pages(ids):
+                if not self._turn(watcher):
+                    return 0.0
+                self._check(watcher, page)
+        counts = self.waits.counts(watcher.provider, watcher.account)
+        return 1.0 if counts.next_check_s is None else min(1.0, counts.next_check_s)
+
+    def _turn(self, watcher: Watcher) -> bool:
+        """Wait for a turn of the account's rate budget, keeping the lease; False if it was lost."""
+        holder = f"sweep:{self.holder}"
+        while not self.stopped.is_set():
+            turn = self.limiter.take_turn(watcher.rate, holder, horizon_s=self.horizon_s)
+            if turn.turn is Turn.GO:
+                return True
+            if not self.holds(watcher):
+                return False
+            self.stopped.wait(min(turn.wait_s, self.lease_s / 3))
+        return False
+
+    def _check(self, watcher: Watcher, page: list[str]) -> None:
+        provider, account = watcher.provider, watcher.account
+        self.requests += 1
+        try:
+            found = watcher.check(page)
+        except Throttled as exc:
+            pause_s = exc.retry_after_s or 5.0
+            self.limiter.pause(watcher.rate, pause_s)
+            self.waits.recheck(provider, account, page, in_s=pause_s)
+            log.warning("sweep of %s throttled: %s", provider, exc)
+            return
+        except ProviderError as exc:
+            self.waits.recheck(provider, account, page, in_s=watcher.check_interval_s)
+            log.warning("sweep of %s: %s", provider, exc)
+            return
+        ended = {pid: r for pid, r in found.items() if r is not None}
+        ended |= {pid: WaitResult(state="missing", source="sweep") for pid in page if pid not in found}
+        running = [pid for pid in page if pid not in ended]
+        late = self.waits.recheck(provider, account, running, in_s=watcher.check_interval_s)
+        ended |= {pid: WaitResult(state="timeout", source="sweep") for pid in late}
+        self.waits.resolve_many(provider, ended)
