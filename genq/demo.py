@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genq.processes import free_port, start_flower, start_worker, stop, worker_env
+from genq.processes import free_port, start_flower, start_webhooks, start_worker, stop, worker_env
 from genq.redis_server import redis_for_run
 from producers import Producer
 from schemas import JobRecord, JobStatus, StageStatus
@@ -26,6 +26,7 @@ from worker.settings import Settings, SyncSoSettings
 
 STAGES = ("create", "wait", "download")
 SIM_KEY = "sim-syncso-key"
+WEBHOOK_SECRET = "whsec_demo_0123456789abcdef"
 # The simulator enforces sync.so's real limits for this plan (15 generations in flight, 60 creates a
 # minute, 600 other calls a minute) and the workers spend exactly those budgets.
 PLAN = "scale"
@@ -75,7 +76,11 @@ def _describe(record: JobRecord) -> str:
 @contextlib.contextmanager
 def _services(run_dir: Path, workers: int, concurrency: int) -> Iterator[tuple[str, str, str]]:
     console = Console()
-    config = SimConfig(syncso=SyncSoSimConfig(api_key=SIM_KEY, pending_s=1.0, processing_s=4.0, plan=PLAN))
+    syncso = SyncSoSimConfig(
+        api_key=SIM_KEY, pending_s=1.0, processing_s=4.0, plan=PLAN, webhook_secret=WEBHOOK_SECRET
+    )
+    config = SimConfig(syncso=syncso)
+    webhooks_port = free_port()
     with redis_for_run() as redis_url, SimulatorServer(config) as sim, contextlib.ExitStack() as stack:
         env = worker_env(
             redis_url,
@@ -83,11 +88,15 @@ def _services(run_dir: Path, workers: int, concurrency: int) -> Iterator[tuple[s
             syncso_key=SIM_KEY,
             artifact_dir=run_dir / "artifacts",
             extra={
-                "GENQ_SYNCSO__POLL_INITIAL_S": "0.5",
-                "GENQ_SYNCSO__POLL_MAX_S": "2",
+                # sync.so signs a webhook when a generation ends; the sweep checks every 5 s besides.
+                "GENQ_SYNCSO__CHECK_INTERVAL_S": "5",
+                "GENQ_SYNCSO__WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "GENQ_WEBHOOKS__BASE_URL": f"http://127.0.0.1:{webhooks_port}",
                 "GENQ_SYNCSO__PLAN": PLAN,
             },
         )
+        receiver = start_webhooks(env, port=webhooks_port, log_path=run_dir / "webhooks.log")
+        stack.callback(stop, receiver)
         for n in range(workers):
             proc = start_worker(
                 env, name=f"demo{n}", concurrency=concurrency, log_path=run_dir / f"worker{n}.log"
@@ -100,6 +109,7 @@ def _services(run_dir: Path, workers: int, concurrency: int) -> Iterator[tuple[s
         console.print(
             f"redis      {redis_url}\nsimulator  {sim.base_url}  (stats: {sim.base_url}/_sim/stats)"
         )
+        console.print(f"webhooks   http://127.0.0.1:{webhooks_port}/syncso")
         console.print(f"flower     {flower_url}\nlogs       {run_dir}")
         yield redis_url, flower_url, sim.base_url
 
@@ -183,9 +193,10 @@ def _summary(records: list[JobRecord], artifact_dir: Path) -> Table:
 def _simulator_line(sim_url: str) -> str:
     with urllib.request.urlopen(f"{sim_url}/_sim/stats", timeout=5) as response:
         stats = json.load(response)["syncso"]
-    throttled = stats["throttled"]
+    throttled, hooks = stats["throttled"], stats["webhooks"]
     return (
         f"sync.so simulator: {stats['generations_created']} generations, "
         f"peak {stats['peak_in_flight']} in flight, 429s: {throttled['rate_limit_exceeded']} rate, "
-        f"{throttled['concurrency_limit_reached']} concurrency"
+        f"{throttled['concurrency_limit_reached']} concurrency; {stats['requests']['list']} status "
+        f"sweeps; webhooks: {hooks['delivered']} delivered, {hooks['refused']} refused"
     )

@@ -72,6 +72,14 @@ def start_flower(
     return _spawn(command, flower_env, log_path)
 
 
+def start_webhooks(
+    env: Mapping[str, str], *, port: int, log_path: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``genq webhooks`` on 127.0.0.1:port, with the workers' settings (Redis, webhook secrets)."""
+    command = [sys.executable, "-m", "genq.cli", "webhooks", "--host", "127.0.0.1", "--port", str(port)]
+    return _spawn(command, env, log_path)
+
+
 def _spawn(command: list[str], env: Mapping[str, str], log_path: Path | None) -> subprocess.Popen[bytes]:
     """A child in its own process group (a test can SIGKILL all of it), output appended to ``log_path``."""
     if log_path is None:

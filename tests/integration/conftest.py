@@ -3,18 +3,21 @@ Redis; tests that kill or scale workers start subprocess workers on a Redis of t
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from celery.contrib.testing import worker as celery_testing
 
 from genq.processes import start_worker, stop, worker_env
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
-from tests.conftest import SIM_KEY, WORKER_ENV, Services
+from tests.conftest import SIM_KEY, WORKER_ENV, Services, until
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +77,26 @@ def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., subpr
     yield start
     for process in started:
         stop(process)
+
+
+class AppServer:
+    """An ASGI app served by uvicorn on a free loopback port in a daemon thread."""
+
+    def __init__(self, app: Any) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._socket.bind(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        daemon=True)  # fmt: skip
+
+    def __enter__(self) -> AppServer:
+        self._thread.start()
+        until(lambda: self._server.started, 10, "the app server to start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()

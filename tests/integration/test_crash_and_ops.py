@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from tests.conftest import SIM_KEY, Sim, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+FINAL_STATES = {"SUCCESS", "FAILURE", "RETRY"}
 JOB = {
     "kind": "lipsync",
     "model": "lipsync-2",
@@ -41,6 +44,8 @@ def test_sigkilled_worker_mid_job_the_job_succeeds_with_one_generation(
             return "wait" in stages and stages["wait"].status is StageStatus.WAITING
 
         until(waiting, 30, "the job to be waiting on the provider")
+        # Parked in Redis: nothing of the job is left in the worker about to die.
+        until(lambda: bool(producer.parked(producer.get(job_id))), 10, "the wait to park")
     finally:
         stop(first, kill=True)  # SIGKILL the whole worker: no warm shutdown, no ack, no requeue
 
@@ -87,6 +92,57 @@ def test_inspect_ping_answers_and_flower_lists_the_tasks_by_name(
         listed = [t for t in tasks().values() if t["name"] == "genq.syncso.create"]
         assert job_id in listed[0]["args"]
         assert SIM_KEY not in json.dumps(tasks())
+    finally:
+        stop(worker)
+        stop(flower)
+
+
+def test_flower_shows_every_stage_run_of_a_job_once_in_a_final_state(
+    env: dict[str, str], own_redis: EmbeddedRedis, sim: Sim, tmp_path: Path
+) -> None:
+    # One slot for two jobs (one parks in the limiter), a 503 on the first create (a retry), and waits
+    # that park until the sweep finds the generation ended: every kind of re-run.
+    sim.configure(pending_s=0.3, processing_s=0.6)
+    sim.fault(route="syncso.create", status=503, times=1)
+    port = free_port()
+    flower = start_flower(env, port=port, log_path=tmp_path / "flower.log")
+    worker = start_worker({**env, "GENQ_SYNCSO__CONCURRENCY": "1", "GENQ_SYNCSO__CHECK_INTERVAL_S": "0.3"},
+                          name="rows", concurrency=2, log_path=tmp_path / "worker.log")  # fmt: skip
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthcheck", timeout_s=30)
+        time.sleep(1.0)  # Flower subscribes to events once it runs
+        producer = Producer(own_redis.url)
+        ids = producer.submit_many([JOB, JOB])
+        records = {job_id: producer.wait(job_id, timeout_s=60) for job_id in ids}
+        assert all(r.status is JobStatus.SUCCEEDED for r in records.values()), records
+
+        def rows(job_id: str) -> list[dict[str, Any]]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=5) as response:
+                tasks = json.load(response)
+            return [t | {"id": i} for i, t in tasks.items() if job_id in (t.get("args") or "")]
+
+        def settled() -> bool:
+            return all(
+                sum(1 for row in rows(job_id) if row["name"] != "genq.start") == record.attempts
+                and all(row["state"] in FINAL_STATES for row in rows(job_id))
+                for job_id, record in records.items()
+            )
+
+        until(settled, 20, "Flower to show every run in a final state")
+        for job_id, record in records.items():
+            job_rows = rows(job_id)
+            by_stage = Counter(
+                row["name"].rsplit(".", 1)[1] for row in job_rows if row["name"] != "genq.start"
+            )
+            assert by_stage == {name: stage.attempts for name, stage in record.stages.items()}
+            ids_of_job = {row["id"] for row in job_rows}
+            roots = [row for row in job_rows if row["parent_id"] is None]
+            assert [row["name"] for row in roots] == ["genq.start"]
+            assert all(row["parent_id"] in ids_of_job for row in job_rows if row not in roots)
+            assert {row["root_id"] for row in job_rows} == {roots[0]["id"]}
+        states = Counter(row["state"] for job_id in ids for row in rows(job_id))
+        assert states["RETRY"] == 1  # the 503
+        assert states["FAILURE"] == 0
     finally:
         stop(worker)
         stop(flower)
