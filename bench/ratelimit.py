@@ -205,8 +205,7 @@ def mode_env(mode: str, opts: Options) -> dict[str, str]:
         "GENQ_SYNCSO__CREATE_RATE__GUARD_S": f"{GUARD_S:g}",
         "GENQ_SYNCSO__OTHER_RATE__LIMIT": str(OTHER_LIMIT),
         "GENQ_SYNCSO__OTHER_RATE__PERIOD_S": window,
-        "GENQ_SYNCSO__POLL_INITIAL_S": "0.3",
-        "GENQ_SYNCSO__POLL_MAX_S": "1",
+        "GENQ_SYNCSO__CHECK_INTERVAL_S": "0.3",
         "GENQ_LIMITS__SWEEP_INTERVAL_S": "0.2",
         "GENQ_RETRY__BACKOFF_BASE_S": "0.2",
     }

@@ -147,3 +147,14 @@ def test_readme_mentions_every_service(services: dict[str, dict[str, Any]]) -> N
     readme = README.read_text()
     missing = [name for name in services if name not in readme]
     assert not missing, f"README.md does not mention these compose services: {missing}"
+
+
+def test_webhooks_receiver_runs_on_the_workers_redis_with_its_secret(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    receiver = services["webhooks"]
+    assert command_of(receiver).startswith("genq webhooks")
+    env = environment_of(receiver)
+    assert env["GENQ_REDIS_URL"] == environment_of(services["worker-syncso"])["GENQ_REDIS_URL"]
+    assert ENV_REFERENCE.match(env["GENQ_SYNCSO__WEBHOOK_SECRET"])
+    assert "GENQ_WEBHOOKS__BASE_URL" in environment_of(services["worker-syncso"])
