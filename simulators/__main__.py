@@ -24,6 +24,11 @@ _SYNCSO_FLAGS: list[tuple[str, str, type]] = [
     ("--max-upload-bytes", "max_upload_bytes", int),
     ("--output-bytes", "output_bytes", int),
     ("--seed", "seed", int),
+    ("--max-url-bytes", "max_url_bytes", int),
+    ("--webhook-secret", "webhook_secret", str),
+    ("--webhook-delay-s", "webhook_delay_s", float),
+    ("--webhook-loss-share", "webhook_loss_share", float),
+    ("--webhook-duplicate-share", "webhook_duplicate_share", float),
 ]
 
 

@@ -9,6 +9,9 @@ Control routes:
     GET    /_sim/faults          queued faults
     POST   /_sim/faults          queue a fault, e.g. {"route": "syncso.create", "status": 503, "times": 2}
     DELETE /_sim/faults          clear queued faults
+    GET    /_sim/syncso/generations  every sync.so generation's lifecycle times (served by the provider)
+
+Stopping the server (ASGI lifespan shutdown) cancels pending webhook deliveries and closes their client.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -41,6 +46,7 @@ class Provider(Protocol):
     def add_fault(self, raw: dict[str, Any]) -> None: ...
     def pending_faults(self) -> dict[str, Any]: ...
     def clear_faults(self) -> None: ...
+    async def aclose(self) -> None: ...
 
 
 class Control:
@@ -126,7 +132,18 @@ def create_app(config: SimConfig) -> Starlette:
     providers: list[Provider] = [SyncSoProvider(config, events)]
     control = Control(config, providers, events)
     routes = [route for provider in providers for route in provider.routes()] + control.routes()
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, 500: _internal_error})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        for provider in providers:
+            await provider.aclose()
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, 500: _internal_error},
+        lifespan=lifespan,
+    )
     app.state.control = control
     return app
 

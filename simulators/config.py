@@ -35,6 +35,14 @@ class SyncSoSimConfig(BaseModel):
     idempotency_retention_s: float = Field(86400.0, ge=0)
     seed: int | None = None
     send_retry_after_on_rate_limit: bool = True
+    # [INF] Real servers cap the request line around 8 KB; longer request targets get 414.
+    max_url_bytes: int = Field(8192, ge=256)
+    # Webhooks (reference 3.11): one signed POST per generation with a `webhookUrl`, never retried.
+    webhook_secret: str = Field("whsec_sim_0123456789abcdef0123456789", min_length=1)
+    webhook_delay_s: float = Field(0.0, ge=0)  # after the generation becomes terminal
+    webhook_loss_share: float = Field(0.0, ge=0, le=1)  # deliveries never sent
+    webhook_duplicate_share: float = Field(0.0, ge=0, le=1)  # deliveries sent twice, byte for byte
+    webhook_timeout_s: float = Field(5.0, gt=0)
 
     @model_validator(mode="after")
     def _shares_fit(self) -> Self:

@@ -10,9 +10,9 @@ MAX_EVENTS = 100_000
 
 class Event(TypedDict):
     t: float  # unix time the response was produced (so the log is ordered by t)
-    route: str  # "<provider>.<operation>", e.g. "syncso.create"
-    status: int
-    error_code: str | None
+    route: str  # "<provider>.<operation>", e.g. "syncso.create"; "syncso.webhook" is a delivery made
+    status: int  # for a webhook: the receiver's status, 0 when it gave no answer
+    error_code: str | None  # for a webhook without answer: the error's name, e.g. "ConnectError"
     generation_id: str | None
 
 

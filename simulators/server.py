@@ -24,7 +24,7 @@ def _uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
         port=port,
         log_level="warning",
         access_log=False,
-        lifespan="off",
+        lifespan="on",  # the shutdown event closes the webhook client and cancels pending deliveries
         ws="none",
         # Long-polls last up to 10 s; do not let them hold a shutdown that long.
         timeout_graceful_shutdown=1,

@@ -1,8 +1,10 @@
 """HTTP surface of the simulated sync.so v2 API (written from the public reference, not from genq's client).
 
-Every provider request passes the same gate: auth (`x-api-key`) → injected fault → rate limit.
-`POST /v2/generate` then checks, in order: Idempotency-Key format → body → idempotency replay or
-conflict → plan concurrency → create. Output files are served unauthenticated behind signed URLs.
+Every provider request passes the same gate: URL length → auth (`x-api-key`) → injected fault → rate
+limit. `POST /v2/generate` then checks, in order: Idempotency-Key format → body → idempotency replay or
+conflict → plan concurrency → create (and arms the webhook). Output files are served unauthenticated
+behind signed URLs. `GET /_sim/syncso/generations` (control surface: no gate, not counted) lists every
+generation's lifecycle times.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from simulators.syncso_state import (
 )
 from simulators.syncso_upload import read_create_body
 from simulators.syncso_validate import CreateRejected, validate_create
+from simulators.syncso_webhooks import WebhookDispatcher
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 OUTPUT_CHUNK_BYTES = 64 * 1024
@@ -66,6 +69,7 @@ class SyncSoProvider:
     def __init__(self, config: SimConfig, events: EventLog, clock: Callable[[], float] = time.time) -> None:
         self.state = SyncSoState(config.syncso, clock)
         self.events = events
+        self.webhooks = WebhookDispatcher(self.state, events)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -74,6 +78,7 @@ class SyncSoProvider:
             Route("/v2/generations", self._endpoint("list", self.list_generations), methods=["GET"]),
             Route("/v2/models", self._endpoint("models", self.list_models), methods=["GET"]),
             Route("/_sim/syncso/outputs/{gid}.mp4", self._endpoint("download", self.download, auth=False)),
+            Route("/_sim/syncso/generations", self.lifecycles, methods=["GET"]),
         ]
 
     # Control surface hooks (used by simulators.app).
@@ -81,7 +86,11 @@ class SyncSoProvider:
         self.state.configure(config.syncso)
 
     def reset(self) -> None:
+        self.webhooks.cancel()
         self.state.reset()
+
+    async def aclose(self) -> None:
+        await self.webhooks.aclose()
 
     def stats(self) -> dict[str, Any]:
         return self.state.snapshot(self.state.clock())
@@ -116,6 +125,9 @@ class SyncSoProvider:
 
     def _gate(self, route: str, request: Request, auth: bool) -> Response | None:
         state = self.state
+        if _target_bytes(request) > state.config.max_url_bytes:
+            body = {"statusCode": 414, "message": "URI Too Long", "error": "URI Too Long"}
+            return SimResponse(body, 414)
         if auth and request.headers.get("x-api-key") != state.config.api_key:
             return nest_error(401, "Unauthorized")
         fault = state.faults.take(f"syncso.{route}")
@@ -149,14 +161,15 @@ class SyncSoProvider:
             }
         )
 
-    def _wire(self, generation: Generation, request: Request, now: float) -> dict[str, Any]:
+    def _wire(self, generation: Generation, base_url: str, now: float) -> dict[str, Any]:
+        """The Generation object; `base_url` (ending in "/") roots the signed output URL."""
         cfg = self.state.config
         url = None
         if generation.status_at(now) is Status.COMPLETED:
             expires = int(now + cfg.output_url_ttl_s)
             signature = self.state.sign(generation.id, expires)
             query = f"expires={expires}&signature={signature}"
-            url = f"{request.base_url}_sim/syncso/outputs/{generation.id}.mp4?{query}"
+            url = f"{base_url}_sim/syncso/outputs/{generation.id}.mp4?{query}"
         return generation.to_wire(now, url, cfg.output_duration_s)
 
     # Handlers.
@@ -182,9 +195,13 @@ class SyncSoProvider:
             limit = self.state.config.effective_concurrency
             message = f"Concurrency limit reached. Your plan allows {limit} concurrent generations."
             return nest_error(429, message, "concurrency_limit_reached")
-        body = self._wire(generation, request, now)
+        base_url = str(request.base_url)
+        body = self._wire(generation, base_url, now)
         if replayed:
             return SimResponse(body, 200, {"Idempotent-Replayed": "true"}, generation_id=generation.id)
+        webhook_url = generation.request.webhook_url
+        if webhook_url is not None:
+            self.webhooks.schedule(generation, webhook_url, lambda at: self._wire(generation, base_url, at))
         return SimResponse(body, 201, generation_id=generation.id)
 
     async def get_generation(self, request: Request) -> Response:
@@ -206,7 +223,7 @@ class SyncSoProvider:
                 "X-Sync-Wait-Mode": "long_poll",
                 "X-Sync-Wait-Timeout-Seconds": timeout,
             }
-        body = self._wire(generation, request, self.state.clock())
+        body = self._wire(generation, str(request.base_url), self.state.clock())
         return SimResponse(body, 200, headers, generation_id=gen_id)
 
     async def _wait_terminal(self, generation: Generation, timeout_s: float) -> Generation | None:
@@ -231,19 +248,20 @@ class SyncSoProvider:
         selected = self._select(query, now)
         if selected is None:
             return nest_error(400, ["cursor must be the id of a generation"])
-        return SimResponse([self._wire(g, request, now) for g in selected])
+        base_url = str(request.base_url)
+        return SimResponse([self._wire(g, base_url, now) for g in selected])
 
     def _select(self, query: ListQuery, now: float) -> list[Generation] | None:
-        items = self.state.newest_first()
+        state = self.state
+        # With `ids`, look each one up: a page of ids must not cost a pass over every generation.
+        items = state.newest_first() if query.ids is None else state.newest_first_of(query.ids)
         if query.cursor is not None:
-            position = next((i for i, g in enumerate(items) if g.id == query.cursor), None)
-            if position is None:
+            anchor = state.generations.get(query.cursor)
+            if anchor is None:
                 return None
-            items = items[position + 1 :]
+            items = [g for g in items if g.seq < anchor.seq]
         if query.statuses is not None:
             items = [g for g in items if g.status_at(now).value in query.statuses]
-        if query.ids is not None:
-            items = [g for g in items if g.id in query.ids]
         return items[: query.limit] if query.limit is not None else items
 
     async def list_models(self, request: Request) -> Response:
@@ -269,6 +287,31 @@ class SyncSoProvider:
         name = generation.request.output_file_name or gen_id
         headers = {"Content-Length": str(size), "Content-Disposition": f'attachment; filename="{name}.mp4"'}
         return StreamingResponse(_stream_output(gen_id, size), media_type="video/mp4", headers=headers)
+
+    async def lifecycles(self, request: Request) -> Response:
+        """Control route: when each generation was created, started processing and became terminal."""
+        now = self.state.clock()
+        return SimResponse(
+            [
+                {
+                    "id": g.id,
+                    "status": g.status_at(now).value,
+                    "created_at": g.created_at,
+                    # A REJECTED generation never processes.
+                    "processing_at": None if g.outcome.status is Status.REJECTED else g.processing_at,
+                    "terminal_at": g.terminal_at,
+                    "webhook_url": g.request.webhook_url,
+                }
+                for g in self.state.generations.values()
+            ]
+        )
+
+
+def _target_bytes(request: Request) -> int:
+    """Length of the request target as sent: raw path, plus `?` and the raw query string if any."""
+    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    query: bytes = request.scope.get("query_string", b"")
+    return len(raw_path) + (1 + len(query) if query else 0)
 
 
 async def _stream_output(generation_id: str, size: int) -> AsyncIterator[bytes]:

@@ -60,6 +60,9 @@ REJECT_ERRORS = {
 }
 ROUTES = ("create", "get", "list", "models", "download")
 THROTTLE_CODES = ("rate_limit_exceeded", "concurrency_limit_reached")
+# scheduled = lost + deliveries fired (or still pending); sent = POSTs made (a duplicate is two);
+# delivered (2xx) + refused (other statuses) + errors (no answer) = sent once none is in flight.
+WEBHOOK_COUNTERS = ("scheduled", "sent", "delivered", "refused", "errors", "lost", "duplicated")
 
 
 class OutcomeFault(BaseModel):
@@ -151,6 +154,7 @@ class Stats:
     idempotency_replays: int = 0
     by_idempotency_key: dict[str, list[str]] = field(default_factory=dict)
     without_idempotency_key: int = 0
+    webhooks: Counter[str] = field(default_factory=Counter)
 
 
 class SyncSoState:
@@ -246,7 +250,13 @@ class SyncSoState:
         return Outcome(Status.COMPLETED)
 
     def newest_first(self) -> list[Generation]:
-        return sorted(self.generations.values(), key=lambda g: g.seq, reverse=True)
+        # The dict keeps insertion order, which is seq order: no sort needed.
+        return list(reversed(self.generations.values()))
+
+    def newest_first_of(self, ids: frozenset[str]) -> list[Generation]:
+        """The known generations among `ids`, newest first, without touching the others."""
+        found = (self.generations.get(gen_id) for gen_id in ids)
+        return sorted((g for g in found if g is not None), key=lambda g: g.seq, reverse=True)
 
     def sign(self, gen_id: str, expires: int) -> str:
         return hmac.new(self._secret, f"{gen_id}.{expires}".encode(), hashlib.sha256).hexdigest()
@@ -269,6 +279,7 @@ class SyncSoState:
             "idempotency_replays": s.idempotency_replays,
             "generations_by_idempotency_key": {k: list(v) for k, v in s.by_idempotency_key.items()},
             "generations_without_idempotency_key": s.without_idempotency_key,
+            "webhooks": {name: s.webhooks[name] for name in WEBHOOK_COUNTERS},
         }
 
 

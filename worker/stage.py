@@ -154,7 +154,7 @@ class Stage(Task):  # type: ignore[type-arg]
             check_in_s=wait.check_in_s,
             deadline_in_s=wait.deadline_in_s,
         )
-        return self._end_here(f"{'waiting' if parked else 'ended already'}: {wait}")
+        return self._end_here(str(wait) if parked else f"{wait}: it had ended, run again at once")
 
     def _later(self, job_id: str, delay_s: float, args: tuple[Any, ...] | None, detail: str) -> str:
         """Run this stage again in ``delay_s``, through the Redis-side schedule; its message goes to the

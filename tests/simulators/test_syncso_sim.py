@@ -296,6 +296,27 @@ def test_list_filters_accept_repeated_and_comma_separated_values(api, control):
         assert api.get("/v2/generations", params=bad).status_code == 400
 
 
+def test_ids_lookup_returns_exactly_the_requested_known_ids_newest_first(api, configure):
+    configure(concurrency=4)
+    a, b, c, d = (create(api).json()["id"] for _ in range(4))
+    unknown = str(uuid.uuid4())
+    response = api.get("/v2/generations", params={"ids": f"{a},{unknown},{c}"})
+    assert [g["id"] for g in response.json()] == [c, a]
+    paged = api.get("/v2/generations", params=[("ids", d), ("ids", f"{b},{a}"), ("limit", 2), ("cursor", c)])
+    assert [g["id"] for g in paged.json()] == [b, a]
+
+
+def test_overlong_request_target_gets_414_before_auth(api, configure):
+    configure(max_url_bytes=256)
+    at_limit = "/v2/generate/" + "a" * (256 - len("/v2/generate/"))
+    assert api.get(at_limit).status_code == 404
+    with httpx.Client(base_url=str(api.base_url)) as anonymous:
+        for target in (at_limit + "b", "/v2/generations?ids=" + "x" * (257 - len("/v2/generations?ids="))):
+            response = anonymous.get(target)
+            assert response.status_code == 414
+            assert response.json() == {"statusCode": 414, "message": "URI Too Long", "error": "URI Too Long"}
+
+
 def test_models(api):
     models = api.get("/v2/models").json()
     assert {m["id"] for m in models} == {
@@ -527,6 +548,27 @@ def test_peak_in_flight_is_exact(api, control, configure):
     assert after["generations_by_status"]["COMPLETED"] == 4
 
 
+def test_control_route_lists_lifecycle_times_without_counting_requests(api, control):
+    control.post("/_sim/faults", json={"route": "syncso.outcome", "status": "REJECTED"})
+    rejected = create(api, body(webhookUrl="https://hooks.example.com/a")).json()["id"]
+    completed = create(api).json()["id"]
+    for gen_id in (rejected, completed):
+        wait_terminal(api, gen_id)
+    before = stats(control)["requests"]
+    listed = {g["id"]: g for g in control.get("/_sim/syncso/generations").json()}
+    assert set(listed) == {rejected, completed}
+    first, second = listed[rejected], listed[completed]
+    assert (first["status"], first["processing_at"], first["webhook_url"]) == (
+        "REJECTED",
+        None,
+        "https://hooks.example.com/a",
+    )
+    assert first["created_at"] < first["terminal_at"] <= time.time()
+    assert second["status"] == "COMPLETED" and second["webhook_url"] is None
+    assert second["created_at"] < second["processing_at"] < second["terminal_at"] <= time.time()
+    assert stats(control)["requests"] == before
+
+
 def test_events_log_and_reset(api, control):
     since = time.time()
     gen_id = create(api).json()["id"]
@@ -583,3 +625,16 @@ def test_cli_arguments_build_the_config():
     assert args.port == 9001
     assert config.syncso == SyncSoSimConfig(api_key="K", pending_s=0.5, plan="scale")
     assert config.syncso.effective_concurrency == 15
+
+
+def test_cli_webhook_and_url_flags_build_the_config():
+    flags = ["--webhook-secret", "whsec_x", "--webhook-delay-s", "0.5", "--max-url-bytes", "4096"]
+    shares = ["--webhook-loss-share", "0.1", "--webhook-duplicate-share", "0.2"]
+    config = config_from_args(build_parser().parse_args(flags + shares))
+    assert config.syncso == SyncSoSimConfig(
+        webhook_secret="whsec_x",
+        webhook_delay_s=0.5,
+        webhook_loss_share=0.1,
+        webhook_duplicate_share=0.2,
+        max_url_bytes=4096,
+    )
