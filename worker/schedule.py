@@ -55,14 +55,17 @@ class Schedule:
         return int(moved), (None if int(next_ms) < 0 else int(next_ms) / 1000.0)
 
     def state(self, queue: str) -> ScheduleState:
-        key = L.SCHEDULE_KEY.format(queue=queue)
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(key)
-            pipe.zrange(key, 0, 0, withscores=True)
-            pipe.time()
-            count, head, (sec, usec) = pipe.execute()
-        next_due = max(0.0, head[0][1] / 1000.0 - (sec + usec / 1e6)) if head else None
-        return ScheduleState(queue, int(count), next_due)
+        return ScheduleState(queue, *due_set(self.redis, L.SCHEDULE_KEY.format(queue=queue)))
+
+
+def due_set(client: redis.Redis, key: str) -> tuple[int, float | None]:
+    """Size of a sorted set scored by due time (ms), and seconds until its earliest entry is due."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zcard(key)
+        pipe.zrange(key, 0, 0, withscores=True)
+        pipe.time()
+        count, head, (sec, usec) = pipe.execute()
+    return int(count), (max(0.0, head[0][1] / 1000.0 - (sec + usec / 1e6)) if head else None)
 
 
 class Mover:

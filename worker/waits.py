@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas import layout as L
 from worker.lua import source
+from worker.schedule import due_set
 
 
 class WaitResult(BaseModel):
@@ -142,14 +143,7 @@ class Waits:
         )
 
     def counts(self, provider: str, account: str) -> WaitCounts:
-        due = L.wait_keys(provider)[2] + account
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(due)
-            pipe.zrange(due, 0, 0, withscores=True)
-            pipe.time()
-            parked, head, (sec, usec) = pipe.execute()
-        next_check = max(0.0, head[0][1] / 1000.0 - (sec + usec / 1e6)) if head else None
-        return WaitCounts(provider, account, int(parked), next_check)
+        return WaitCounts(provider, account, *due_set(self.redis, L.wait_keys(provider)[2] + account))
 
 
 def _result_key(provider: str, provider_id: str) -> str:
