@@ -5,7 +5,8 @@ the others keep trying to take the lease, so when the holder dies another worker
 ``lease_s``. The holder claims the ids whose check is due, oldest-due first, as many as one status
 request can carry (``Watcher.page_size``), spends a turn of the account's rate budget through the
 limiter for each request, and then wakes every parked stage whose provider job ended and schedules the
-next check of the rest (``check_interval_s`` later). Status requests so grow with the number of parked
+next check of the rest (``check_interval_s`` later). When a check is due, the ids due within half a
+check interval go along, so requests carry full pages. Status requests so grow with the number of parked
 jobs divided by the page size, and an ended job is seen at most about one check interval late.
 Weak spots: a page claimed by a holder that dies is checked again only after ``claim_hold_s``; the lease
 bounds overlap by time, so a holder stalled past its lease (a long GC pause) may sweep once more beside
@@ -122,8 +123,14 @@ class Sweeper:
     def sweep(self, watcher: Watcher) -> float:
         """Check everything due now; return how long until the next check is due (at most 1 s)."""
         while not self.stopped.is_set():
+            # Ids due within half a check interval go along: pages stay full, and each job is still
+            # checked at least every check interval.
             ids = self.waits.claim_due(
-                watcher.provider, watcher.account, watcher.page_size, hold_s=self.claim_hold_s
+                watcher.provider,
+                watcher.account,
+                watcher.page_size,
+                hold_s=self.claim_hold_s,
+                ahead_s=watcher.check_interval_s / 2,
             )
             if not ids:
                 break

@@ -109,11 +109,13 @@ class Waits:
         """Drop a recorded end that turned out wrong, so the stage can park again."""
         self.redis.delete(_result_key(provider, provider_id))
 
-    def claim_due(self, provider: str, account: str, limit: int, *, hold_s: float) -> list[str]:
-        """Up to ``limit`` ids whose check is due, oldest-due first; they are not due again for
-        ``hold_s`` unless ``recheck`` says otherwise."""
+    def claim_due(
+        self, provider: str, account: str, limit: int, *, hold_s: float, ahead_s: float = 0.0
+    ) -> list[str]:
+        """Nothing unless a check is due; then up to ``limit`` ids due within ``ahead_s``, oldest-due
+        first. They are not due again for ``hold_s`` unless ``recheck`` says otherwise."""
         due = L.wait_keys(provider)[2] + account
-        ids = self._scripts["wait_claim"](keys=[due], args=[limit, _ms(hold_s)])
+        ids = self._scripts["wait_claim"](keys=[due], args=[limit, _ms(hold_s), _ms(ahead_s)])
         return [L.text(i) for i in ids]
 
     def recheck(self, provider: str, account: str, ids: list[str], *, in_s: float) -> list[str]:

@@ -296,3 +296,18 @@ def test_a_replayed_delivery_is_refused_and_changes_nothing(
     assert again.status_code == 401
     assert redis_client.lrange(parked.queue, 0, -1) == [b"next-run"]
     redis_client.delete(parked.queue)
+
+
+def test_a_due_check_takes_along_the_ids_due_within_half_an_interval_and_nothing_before(
+    redis_client: redis.Redis,
+) -> None:
+    from worker.waits import Waits  # noqa: PLC0415
+
+    waits, account = Waits(redis_client), f"claim-{time.time_ns()}"
+    for pid, check_in_s in (("due-now", 0.0), ("due-soon", 2.0), ("due-later", 20.0)):
+        waits.park("syncso", account, f"{account}-{pid}", job="j", stage="wait", queue="nowhere",
+                   message="m", check_in_s=check_in_s, deadline_in_s=600)  # fmt: skip
+    time.sleep(0.01)
+    claimed = waits.claim_due("syncso", account, 100, hold_s=30, ahead_s=5)
+    assert claimed == [f"{account}-due-now", f"{account}-due-soon"]
+    assert waits.claim_due("syncso", account, 100, hold_s=30, ahead_s=30) == []  # nothing due now
