@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench fmt clean
+.PHONY: demo test lint typecheck unit bench bench-inflight fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ratelimit.py
+
+# About 25 minutes: 100, 1,000 and 10,000 generations in flight, polling and with webhooks.
+bench-inflight: $(STAMP)
+	$(BIN)/python bench/inflight.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
