@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from schemas import StageStatus
@@ -22,6 +23,7 @@ class Later(Exception):
     ) -> None:
         super().__init__(detail)
         self.countdown_s = countdown_s
+        self.raised_at = time.monotonic()  # the countdown runs from here, not from when it is scheduled
         self.detail = detail
         self.args_ = args
         self.status = status

@@ -115,7 +115,7 @@ class WaitSettings(BaseModel):
     # another worker takes over within this long.
     sweep_lease_s: float = Field(5.0, gt=0)
     # A mover sleeps at most this long when no announcement of a newly scheduled entry wakes it.
-    mover_max_sleep_s: float = Field(1.0, gt=0)
+    mover_max_sleep_s: float = Field(0.1, gt=0)
 
 
 class WebhookSettings(BaseModel):

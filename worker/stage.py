@@ -25,6 +25,7 @@ one, carries it); a retried run ends as RETRY, a failed job as FAILURE.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -82,7 +83,9 @@ class Stage(Task):  # type: ignore[type-arg]
             return self._park(job, wait)
         except Later as later:
             store.update_stage(job_id, self.stage, later.status, detail=later.detail)
-            return self._later(job_id, later.countdown_s, later.args_, later.detail)
+            # A rate turn is reserved for a moment: the time spent recording the state comes off it.
+            countdown_s = later.countdown_s - (time.monotonic() - later.raised_at)
+            return self._later(job_id, countdown_s, later.args_, later.detail)
         except Stop as stop:
             store.update_stage(job_id, self.stage, StageStatus.DONE, detail=str(stop), finished_at=_now())
             return self._end_here(f"stopped: {stop}")
