@@ -28,6 +28,7 @@ from worker.lua import source
 log = logging.getLogger(__name__)
 
 MOVE_BATCH = 500
+RETRY_S = 1.0  # after a Redis error
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,10 @@ class Mover:
                 if sleep_s > 0:
                     pubsub.get_message(timeout=sleep_s)
             except redis.RedisError:
-                log.warning("schedule mover: Redis unavailable; retrying in %.1f s", self.max_sleep_s)
+                log.warning("schedule mover: Redis unavailable; retrying in %.1f s", RETRY_S)
                 _close(pubsub)
                 pubsub = None
-                self.stopped.wait(self.max_sleep_s)
+                self.stopped.wait(RETRY_S)
         _close(pubsub)
 
     def stop(self) -> None:
