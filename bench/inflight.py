@@ -58,25 +58,25 @@ import math
 import os
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 import redis
 
-from genq.processes import free_port, start_webhooks, start_worker, stop, wait_http, worker_env
+from genq.processes import free_port, start_webhooks, start_worker, wait_http, worker_env
+from genq.processes import sigterm_as_interrupt as _sigterm_as_interrupt
+from genq.processes import stop_all as _stop_all
+from genq.processes import wait_ready as _wait_ready
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import layout as L
@@ -95,7 +95,6 @@ OUTPUT_BYTES = 1024
 SAMPLE_EVERY_S = 2.0
 FOLLOW_EVERY_S = 2.0
 PLATEAU_SHARE = 0.95  # "at peak in flight": samples taken while at least this share of the peak ran
-READY_TIMEOUT_S = 90.0
 WARMUP_JOBS = 12
 WARMUP_PENDING_S = 0.2
 WARMUP_PROCESSING_S = 0.5
@@ -274,6 +273,10 @@ class Run:
         return problems
 
 
+def _log(label: str, message: str) -> None:
+    print(f"  [{label}] {message}", flush=True)
+
+
 def _max_in_window(times: Sequence[float], window_s: float) -> int:
     """Most events in any window (t - window, t]; ``times`` sorted."""
     best, first = 0, 0
@@ -305,10 +308,6 @@ def _num(value: float | None) -> str:
 
 def _mb(kb_or_bytes: int | None, unit: int) -> str:
     return "-" if kb_or_bytes is None else f"{kb_or_bytes * unit / 2**20:.0f}"
-
-
-def _log(label: str, message: str) -> None:
-    print(f"  [{label}] {message}", flush=True)
 
 
 # Process memory and the Redis figures, sampled in a thread while a run goes on.
@@ -408,27 +407,6 @@ def start_simulator(port: int, secret: str, log_path: Path) -> subprocess.Popen[
     ]  # fmt: skip
     with open(log_path, "ab") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _wait_ready(processes: Sequence[subprocess.Popen[bytes]], logs: Sequence[Path]) -> None:
-    """Block until every worker logged ``ready.``."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    pending = set(range(len(logs)))
-    while pending:
-        for i in list(pending):
-            if processes[i].poll() is not None:
-                raise RuntimeError(f"worker {i} exited with {processes[i].returncode}; see {logs[i]}")
-            if logs[i].exists() and " ready." in logs[i].read_text(errors="replace"):
-                pending.discard(i)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"workers {sorted(pending)} not ready after {READY_TIMEOUT_S:.0f} s")
-        time.sleep(0.2)
-
-
-def _stop_all(processes: Sequence[subprocess.Popen[bytes]]) -> None:
-    if processes:
-        with ThreadPoolExecutor(len(processes)) as pool:
-            list(pool.map(lambda p: stop(p, timeout_s=15), processes))
 
 
 # Following jobs.
@@ -970,20 +948,6 @@ def _parse(argv: Sequence[str] | None) -> Options:
         strict=args.strict,
         keep_logs=args.keep_logs,
     )
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops its processes."""
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

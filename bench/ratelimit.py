@@ -42,24 +42,23 @@ Figures are printed, never asserted; exit status 0 unless ``--strict`` and a gen
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 
-from genq.processes import start_worker, stop, worker_env
+from genq.processes import sigterm_as_interrupt as _sigterm_as_interrupt
+from genq.processes import start_worker, worker_env
+from genq.processes import stop_all as _stop_all
+from genq.processes import wait_ready as _wait_ready
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus
@@ -75,7 +74,6 @@ PLAN_CONCURRENCY = 15
 GUARD_S = 0.1
 CONCURRENCY_PER_WORKER = 4
 BINS_PER_WINDOW = 10
-READY_TIMEOUT_S = 90.0
 TARGET_SHARE = 0.95
 REQUEST = {
     "kind": "lipsync",
@@ -184,6 +182,10 @@ class Run:
         return problems
 
 
+def _log(label: str, message: str) -> None:
+    print(f"  [{label}] {message}", flush=True)
+
+
 def _pct(share: float | None) -> str:
     return "-" if share is None else f"{share * 100:.1f}%"
 
@@ -233,25 +235,6 @@ def sim_config(opts: Options) -> SimConfig:
     )
 
 
-def _log(label: str, message: str) -> None:
-    print(f"  [{label}] {message}", flush=True)
-
-
-def _wait_ready(processes: Sequence[subprocess.Popen[bytes]], logs: Sequence[Path]) -> None:
-    """Block until every worker logged ``ready.`` (so that all of them compete from the first job)."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    pending = set(range(len(logs)))
-    while pending:
-        for i in list(pending):
-            if processes[i].poll() is not None:
-                raise RuntimeError(f"worker {i} exited with {processes[i].returncode}; see {logs[i]}")
-            if logs[i].exists() and " ready." in logs[i].read_text(errors="replace"):
-                pending.discard(i)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"workers {sorted(pending)} not ready after {READY_TIMEOUT_S:.0f} s")
-        time.sleep(0.2)
-
-
 def _follow(producer: Producer, ids: list[str], run: Run, label: str, timeout_s: float) -> None:
     """Poll every job until it is terminal or the timeout passes; fill in the run's outcome."""
     open_ids = set(ids)
@@ -296,12 +279,6 @@ def _measure(run: Run, sim: SimulatorServer) -> None:
     run.creates = sorted(float(e["t"]) for e in creates if e["status"] == 201)
     run.refused = sorted(float(e["t"]) for e in creates if e["status"] == 429)
     run.spans = _generation_spans(sim)
-
-
-def _stop_all(processes: Sequence[subprocess.Popen[bytes]]) -> None:
-    if processes:
-        with ThreadPoolExecutor(len(processes)) as pool:
-            list(pool.map(lambda p: stop(p, timeout_s=10), processes))
 
 
 def run_one(mode: str, workers: int, opts: Options) -> Run:
@@ -566,20 +543,6 @@ def _parse(argv: Sequence[str] | None) -> Options:
         args.strict,
         args.keep_logs,
     )
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops its processes."""
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

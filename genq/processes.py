@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -10,8 +11,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import FrameType
+
+READY_TIMEOUT_S = 90.0
 
 
 def free_port() -> int:
@@ -124,3 +129,39 @@ def stop(process: subprocess.Popen[bytes], *, timeout_s: float = 15.0, kill: boo
         process.wait()
     except ProcessLookupError:
         pass
+
+
+def wait_ready(processes: Sequence[subprocess.Popen[bytes]], logs: Sequence[Path]) -> None:
+    """Block until every worker logged ``ready.`` (so that all of them compete from the first job)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    pending = set(range(len(logs)))
+    while pending:
+        for i in list(pending):
+            if processes[i].poll() is not None:
+                raise RuntimeError(f"worker {i} exited with {processes[i].returncode}; see {logs[i]}")
+            if logs[i].exists() and " ready." in logs[i].read_text(errors="replace"):
+                pending.discard(i)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"workers {sorted(pending)} not ready after {READY_TIMEOUT_S:.0f} s")
+        time.sleep(0.2)
+
+
+def stop_all(processes: Sequence[subprocess.Popen[bytes]], *, timeout_s: float = 15.0) -> None:
+    """``stop`` every child at once."""
+    if processes:
+        with ThreadPoolExecutor(len(processes)) as pool:
+            list(pool.map(lambda p: stop(p, timeout_s=timeout_s), processes))
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops its processes."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
