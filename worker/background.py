@@ -41,6 +41,7 @@ class Background(bootsteps.StartStopStep):
                 watchers(ctx),
                 lease_s=waits.sweep_lease_s,
                 horizon_s=ctx.settings.limits.horizon_s,
+                pause_s=ctx.settings.limits.pause_s,
             ),
         ]
         self.threads = [

@@ -82,6 +82,7 @@ class Sweeper:
         *,
         lease_s: float,
         horizon_s: float,
+        pause_s: float,
         holder: str | None = None,
     ) -> None:
         self.redis = client
@@ -90,6 +91,7 @@ class Sweeper:
         self.watchers = list(watchers)
         self.lease_s = lease_s
         self.horizon_s = horizon_s
+        self.pause_s = pause_s  # a 429 without Retry-After pauses the budget this long
         self.holder = holder or holder_id()
         self.stopped = threading.Event()
         self._lease = client.register_script(source("lease"))
@@ -159,7 +161,7 @@ class Sweeper:
         try:
             found = watcher.check(page)
         except Throttled as exc:
-            pause_s = exc.retry_after_s or 5.0
+            pause_s = exc.retry_after_s or self.pause_s
             self.limiter.pause(watcher.rate, pause_s)
             self.waits.recheck(provider, account, page, in_s=pause_s)
             log.warning("sweep of %s throttled: %s", provider, exc)

@@ -33,20 +33,6 @@ class WaitResult(BaseModel):
 
 
 @dataclass(frozen=True)
-class WaitEntry:
-    """A parked wait as ``genq status`` shows it."""
-
-    provider: str
-    provider_id: str
-    job: str
-    stage: str
-    account: str
-    since_s: float  # unix time the wait started
-    deadline_s: float
-    next_check_s: float | None  # unix time of the next status check (None: being checked now)
-
-
-@dataclass(frozen=True)
 class WaitCounts:
     provider: str
     account: str
@@ -83,23 +69,24 @@ class Waits:
     def resolve(self, provider: str, provider_id: str, result: WaitResult) -> int:
         """Record how ``provider_id`` ended and wake its parked stage: 1 woken, 0 none parked yet, -1 an
         end was recorded before (nothing changes)."""
-        entries, messages, due = L.wait_keys(provider)
-        keys = [entries, messages, _result_key(provider, provider_id)]
-        args: list[str | int] = [provider_id, result.model_dump_json(), L.WAIT_RESULT_TTL_S, due]
-        return int(self._scripts["wait_resolve"](keys=keys, args=args))
+        return int(self._resolve(provider, provider_id, result))
 
     def resolve_many(self, provider: str, results: Mapping[str, WaitResult]) -> None:
         """``resolve`` for many ids in one round trip."""
         if not results:
             return
-        entries, messages, due = L.wait_keys(provider)
-        script = self._scripts["wait_resolve"]
         with self.redis.pipeline(transaction=False) as pipe:
             for provider_id, result in results.items():
-                keys = [entries, messages, _result_key(provider, provider_id)]
-                args: list[str | int] = [provider_id, result.model_dump_json(), L.WAIT_RESULT_TTL_S, due]
-                script(keys=keys, args=args, client=pipe)
+                self._resolve(provider, provider_id, result, pipe)
             pipe.execute()
+
+    def _resolve(
+        self, provider: str, provider_id: str, result: WaitResult, pipe: redis.client.Pipeline | None = None
+    ) -> Any:
+        entries, messages, due = L.wait_keys(provider)
+        keys = [entries, messages, _result_key(provider, provider_id)]
+        args: list[str | int] = [provider_id, result.model_dump_json(), L.WAIT_RESULT_TTL_S, due]
+        return self._scripts["wait_resolve"](keys=keys, args=args, client=pipe)
 
     def result(self, provider: str, provider_id: str) -> WaitResult | None:
         raw = self.redis.get(_result_key(provider, provider_id))
@@ -125,24 +112,6 @@ class Waits:
         entries, _, due = L.wait_keys(provider)
         late = self._scripts["wait_recheck"](keys=[due + account, entries], args=[_ms(in_s), *ids])
         return [L.text(i) for i in late]
-
-    def entry(self, provider: str, provider_id: str) -> WaitEntry | None:
-        entries, _, due = L.wait_keys(provider)
-        raw = self.redis.hget(entries, provider_id)
-        if not raw:
-            return None
-        data = json.loads(raw)
-        score = self.redis.zscore(due + data["account"], provider_id)
-        return WaitEntry(
-            provider=provider,
-            provider_id=provider_id,
-            job=data["job"],
-            stage=data["stage"],
-            account=data["account"],
-            since_s=data["since"] / 1000.0,
-            deadline_s=data["deadline"] / 1000.0,
-            next_check_s=None if score is None else score / 1000.0,
-        )
 
     def counts(self, provider: str, account: str) -> WaitCounts:
         return WaitCounts(provider, account, *due_set(self.redis, L.wait_keys(provider)[2] + account))

@@ -29,13 +29,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from schemas import layout as L
+from worker.providers.syncso.client import GenerationStatus
 from worker.settings import Settings, get_settings
 from worker.waits import WaitResult, Waits
 
 log = logging.getLogger(__name__)
 
 SYNCSO = "syncso"
-SYNCSO_TERMINAL = frozenset({"COMPLETED", "FAILED", "REJECTED", "CANCELED", "TIMED_OUT"})
 
 
 class Refused(Exception):
@@ -108,7 +108,7 @@ class Receiver:
             log.warning("%s webhook refused: delivered before", provider)
             return JSONResponse({"error": "delivered before"}, status_code=401)
         generation_id = str(payload["id"])
-        if payload.get("status") not in SYNCSO_TERMINAL:
+        if payload.get("status") not in GenerationStatus.TERMINAL:
             return JSONResponse({"ignored": f"status {payload.get('status')}"}, status_code=202)
         try:
             woken = self.waits.resolve(provider, generation_id, WaitResult(state="ended", body=payload,
