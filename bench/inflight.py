@@ -399,11 +399,11 @@ def start_simulator(port: int, secret: str, log_path: Path) -> subprocess.Popen[
     """``python -m simulators`` in its own process group (its own GIL), with the warm-up's durations."""
     command = [
         sys.executable, "-m", "simulators", "--host", "127.0.0.1", "--port", str(port),
-        "--api-key", SIM_KEY, "--pending-s", f"{WARMUP_PENDING_S:g}",
-        "--processing-s", f"{WARMUP_PROCESSING_S:g}", "--duration-jitter", "0",
-        "--create-rate-limit", str(CREATE_LIMIT), "--other-rate-limit", str(STATUS_LIMIT),
-        "--rate-window-s", f"{STATUS_PERIOD_S:g}", "--concurrency", str(PLAN_CONCURRENCY),
-        "--output-bytes", str(OUTPUT_BYTES), "--webhook-secret", secret,
+        "--syncso-api-key", SIM_KEY, "--syncso-pending-s", f"{WARMUP_PENDING_S:g}",
+        "--syncso-processing-s", f"{WARMUP_PROCESSING_S:g}", "--syncso-duration-jitter", "0",
+        "--syncso-create-rate-limit", str(CREATE_LIMIT), "--syncso-other-rate-limit", str(STATUS_LIMIT),
+        "--syncso-rate-window-s", f"{STATUS_PERIOD_S:g}", "--syncso-concurrency", str(PLAN_CONCURRENCY),
+        "--syncso-output-bytes", str(OUTPUT_BYTES), "--syncso-webhook-secret", secret,
     ]  # fmt: skip
     with open(log_path, "ab") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -62,8 +62,9 @@ from genq.processes import wait_ready as _wait_ready
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus
-from simulators.config import SimConfig, SyncSoSimConfig
+from simulators.config import SimConfig
 from simulators.server import SimulatorServer
+from simulators.syncso.config import SyncSoSimConfig
 
 MODES = ("genq", "celery")
 SIM_KEY = "bench-syncso-key"

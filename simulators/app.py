@@ -1,7 +1,7 @@
-"""The simulator ASGI app: every provider's routes plus the `/_sim/` control surface (no auth).
+"""The simulator ASGI app: every registered provider's routes plus the `/_sim/` control surface (no auth).
 
 Control routes:
-    GET    /_sim/stats           per-provider counters (what reached the "provider")
+    GET    /_sim/stats           per-provider counters (what reached the "provider"), keyed by provider name
     GET    /_sim/events?since=t  request log, for benchmark timelines
     POST   /_sim/reset           clear all state and counters (config stays)
     GET    /_sim/config          current SimConfig
@@ -9,9 +9,11 @@ Control routes:
     GET    /_sim/faults          queued faults
     POST   /_sim/faults          queue a fault, e.g. {"route": "syncso.create", "status": 503, "times": 2}
     DELETE /_sim/faults          clear queued faults
-    GET    /_sim/syncso/generations  every sync.so generation's lifecycle times (served by the provider)
+Providers add their own control routes under `/_sim/<name>/` (see each provider module).
 
-Stopping the server (ASGI lifespan shutdown) cancels pending webhook deliveries and closes their client.
+The providers come from `simulators.registry`; this module names none of them. Unknown paths and
+methods get a NestJS-style body (`statusCode`, `message`, `error`), whichever provider was meant.
+Stopping the server (ASGI lifespan shutdown) cancels pending webhook deliveries and closes their clients.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -32,11 +35,12 @@ from starlette.routing import BaseRoute, Route
 
 from simulators.config import SimConfig
 from simulators.events import EventLog
-from simulators.syncso import SyncSoProvider
-from simulators.syncso_responses import nest_error
+from simulators.registry import SIMULATORS
 
 
 class Provider(Protocol):
+    """One simulated provider: its routes, state and counters (built by its `SimSpec.provider`)."""
+
     name: str
 
     def routes(self) -> list[BaseRoute]: ...
@@ -127,9 +131,9 @@ class Control:
 
 
 def create_app(config: SimConfig) -> Starlette:
-    """Build the simulator app: sync.so v2 under `/v2/`, control routes under `/_sim/`."""
+    """Build the simulator app: every registered provider's routes, control routes under `/_sim/`."""
     events = EventLog()
-    providers: list[Provider] = [SyncSoProvider(config, events)]
+    providers: list[Provider] = [spec.provider(config, events) for spec in SIMULATORS]
     control = Control(config, providers, events)
     routes = [route for provider in providers for route in provider.routes()] + control.routes()
 
@@ -152,8 +156,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     # Unknown paths and methods get the NestJS router's body, e.g. "Cannot DELETE /v2/generations/x".
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status in (404, 405):
-        return nest_error(404, f"Cannot {request.method} {request.url.path}")
-    return nest_error(status, str(getattr(exc, "detail", "")))
+        return _error(404, f"Cannot {request.method} {request.url.path}")
+    return _error(status, str(getattr(exc, "detail", "")))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -177,6 +181,14 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
             _merge(current, value) if isinstance(current, dict) and isinstance(value, dict) else value
         )
     return merged
+
+
+def _error(status: int, message: str) -> Response:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return JSONResponse({"statusCode": status, "message": message, "error": phrase}, status_code=status)
 
 
 def _bad_request(detail: Any) -> Response:

@@ -1,64 +1,36 @@
-"""Configuration of the provider simulators (validated, changeable at runtime through `/_sim/config`)."""
+"""Configuration of the provider simulators (validated, changeable at runtime through `/_sim/config`).
+
+`SimConfig` has one field per registered simulator, named after it and holding its own config class,
+e.g. `SimConfig(syncso=SyncSoSimConfig(...), aistudios=AIStudiosSimConfig(...))`; an omitted section
+takes its defaults. The class is built from the registry, so the type checker sees only a model of
+named sections: provider code reads its own with `section(config, "syncso", SyncSoSimConfig)`.
+"""
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-Plan = Literal["free", "hobbyist", "creator", "growth", "scale"]
+from simulators.registry import SIMULATORS
+from simulators.spec import section
 
-# Concurrent generations (PENDING + PROCESSING) per plan, from the sync.so rate-limits guide.
-PLAN_CONCURRENCY: dict[str, int] = {"free": 1, "hobbyist": 1, "creator": 3, "growth": 6, "scale": 15}
+__all__ = ["SimConfig", "section"]
 
+_DOC = "Configuration of every provider served by one simulator process (their paths do not overlap)."
 
-class SyncSoSimConfig(BaseModel):
-    """Behaviour of the simulated sync.so v2 API. Durations are seconds, shares are fractions 0..1."""
+if TYPE_CHECKING:
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    class SimConfig(BaseModel):
+        """Static view of the model built below: keyword arguments are the registered sections."""
 
-    api_key: str = Field("sim-syncso-key", min_length=1)
-    pending_s: float = Field(1.0, ge=0)
-    processing_s: float = Field(3.0, ge=0)
-    duration_jitter: float = Field(0.2, ge=0, lt=1)
-    fail_share: float = Field(0.0, ge=0, le=1)
-    reject_share: float = Field(0.0, ge=0, le=1)
-    create_rate_limit: int = Field(60, ge=1)
-    other_rate_limit: int = Field(600, ge=1)
-    rate_window_s: float = Field(60.0, gt=0)
-    plan: Plan = "creator"
-    concurrency: int | None = Field(None, ge=1)
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
-    output_bytes: int = Field(262144, ge=0)
-    output_duration_s: float = Field(10.0, ge=0)
-    output_url_ttl_s: float = Field(3600.0, gt=0)
-    idempotency_retention_s: float = Field(86400.0, ge=0)
-    seed: int | None = None
-    send_retry_after_on_rate_limit: bool = True
-    # [INF] Real servers cap the request line around 8 KB; longer request targets get 414.
-    max_url_bytes: int = Field(8192, ge=256)
-    # Webhooks (reference 3.11): one signed POST per generation with a `webhookUrl`, never retried.
-    webhook_secret: str = Field("whsec_sim_0123456789abcdef0123456789", min_length=1)
-    webhook_delay_s: float = Field(0.0, ge=0)  # after the generation becomes terminal
-    webhook_loss_share: float = Field(0.0, ge=0, le=1)  # deliveries never sent
-    webhook_duplicate_share: float = Field(0.0, ge=0, le=1)  # deliveries sent twice, byte for byte
-    webhook_timeout_s: float = Field(5.0, gt=0)
+        def __init__(self, **sections: Any) -> None: ...
 
-    @model_validator(mode="after")
-    def _shares_fit(self) -> Self:
-        if self.fail_share + self.reject_share > 1:
-            raise ValueError("fail_share + reject_share must not exceed 1")
-        return self
-
-    @property
-    def effective_concurrency(self) -> int:
-        """The explicit `concurrency`, else the plan's limit."""
-        return self.concurrency if self.concurrency is not None else PLAN_CONCURRENCY[self.plan]
-
-
-class SimConfig(BaseModel):
-    """Configuration of every provider served by one simulator process (their paths do not overlap)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    syncso: SyncSoSimConfig = Field(default_factory=SyncSoSimConfig)
+else:
+    SimConfig = create_model(
+        "SimConfig",
+        __config__=ConfigDict(extra="forbid", frozen=True),
+        __doc__=_DOC,
+        __module__=__name__,
+        **{spec.name: (spec.config, Field(default_factory=spec.config)) for spec in SIMULATORS},
+    )

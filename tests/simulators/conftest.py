@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from simulators.config import SimConfig, SyncSoSimConfig
+from simulators.config import SimConfig
 from simulators.server import SimulatorServer
+from simulators.syncso.config import SyncSoSimConfig
 
 API_KEY = "test-key"
 # Short, jitter-free lifecycle so a generation completes in ~0.15 s.

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from simulators.__main__ import build_parser, config_from_args
-from simulators.config import SimConfig, SyncSoSimConfig
+from simulators.config import SimConfig
 from simulators.server import SimulatorServer
+from simulators.syncso.config import SyncSoSimConfig
 
 VIDEO = {"type": "video", "url": "https://cdn.example.com/talk.mp4"}
 AUDIO = {"type": "audio", "url": "https://cdn.example.com/voice.wav"}
@@ -619,7 +620,7 @@ def test_server_on_explicit_port_stops_cleanly():
 
 def test_cli_arguments_build_the_config():
     args = build_parser().parse_args(
-        ["--port", "9001", "--api-key", "K", "--pending-s", "0.5", "--plan", "scale"]
+        ["--port", "9001", "--syncso-api-key", "K", "--syncso-pending-s", "0.5", "--syncso-plan", "scale"]
     )
     config = config_from_args(args)
     assert args.port == 9001
@@ -628,8 +629,9 @@ def test_cli_arguments_build_the_config():
 
 
 def test_cli_webhook_and_url_flags_build_the_config():
-    flags = ["--webhook-secret", "whsec_x", "--webhook-delay-s", "0.5", "--max-url-bytes", "4096"]
-    shares = ["--webhook-loss-share", "0.1", "--webhook-duplicate-share", "0.2"]
+    flags = ["--syncso-webhook-secret", "whsec_x", "--syncso-webhook-delay-s", "0.5"]
+    flags += ["--syncso-max-url-bytes", "4096"]
+    shares = ["--syncso-webhook-loss-share", "0.1", "--syncso-webhook-duplicate-share", "0.2"]
     config = config_from_args(build_parser().parse_args(flags + shares))
     assert config.syncso == SyncSoSimConfig(
         webhook_secret="whsec_x",

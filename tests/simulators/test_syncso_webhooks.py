@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from simulators.config import SimConfig, SyncSoSimConfig
+from simulators.config import SimConfig
 from simulators.server import SimulatorServer
+from simulators.syncso.config import SyncSoSimConfig
 from tests.simulators.conftest import API_KEY, FAST
 
 SECRET = "whsec_test_5f1c0ffee"

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
-from simulators.syncso_validate import CreateRejected
+from simulators.syncso.validate import CreateRejected
 
 FILE_FIELDS = ("video", "audio", "image")
 JSON_FIELDS = ("input", "options", "segments", "dubParams", "dialogueEdit")

@@ -14,19 +14,20 @@ import hashlib
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from simulators.config import SimConfig
 from simulators.events import EventLog
 from simulators.faults import HttpFault
 from simulators.limits import retry_after_header
-from simulators.syncso_query import ListQuery, QueryInvalid, parse_list_query, parse_wait
-from simulators.syncso_responses import RATE_LIMITED_MESSAGE, SimResponse, fault_response, nest_error
-from simulators.syncso_state import (
+from simulators.spec import section
+from simulators.syncso.config import SyncSoSimConfig
+from simulators.syncso.query import ListQuery, QueryInvalid, parse_list_query, parse_wait
+from simulators.syncso.responses import RATE_LIMITED_MESSAGE, SimResponse, fault_response, nest_error
+from simulators.syncso.state import (
     ROUTES,
     TERMINAL,
     ConcurrencyLimited,
@@ -36,9 +37,12 @@ from simulators.syncso_state import (
     Status,
     SyncSoState,
 )
-from simulators.syncso_upload import read_create_body
-from simulators.syncso_validate import CreateRejected, validate_create
-from simulators.syncso_webhooks import WebhookDispatcher
+from simulators.syncso.upload import read_create_body
+from simulators.syncso.validate import CreateRejected, validate_create
+from simulators.syncso.webhooks import WebhookDispatcher
+
+if TYPE_CHECKING:
+    from simulators.config import SimConfig
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 OUTPUT_CHUNK_BYTES = 64 * 1024
@@ -67,7 +71,7 @@ class SyncSoProvider:
     name = "syncso"
 
     def __init__(self, config: SimConfig, events: EventLog, clock: Callable[[], float] = time.time) -> None:
-        self.state = SyncSoState(config.syncso, clock)
+        self.state = SyncSoState(section(config, self.name, SyncSoSimConfig), clock)
         self.events = events
         self.webhooks = WebhookDispatcher(self.state, events)
 
@@ -83,7 +87,7 @@ class SyncSoProvider:
 
     # Control surface hooks (used by simulators.app).
     def configure(self, config: SimConfig) -> None:
-        self.state.configure(config.syncso)
+        self.state.configure(section(config, self.name, SyncSoSimConfig))
 
     def reset(self) -> None:
         self.webhooks.cancel()

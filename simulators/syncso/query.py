@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from starlette.datastructures import QueryParams
 
-from simulators.syncso_state import Status
+from simulators.syncso.state import Status
 
 WAIT_TIMEOUT_DEFAULT_S = 5.0
 WAIT_TIMEOUT_RANGE_S = (1.0, 10.0)

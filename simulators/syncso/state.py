@@ -24,10 +24,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulators.config import SyncSoSimConfig
 from simulators.faults import FaultQueue, HttpFault
 from simulators.limits import IdempotencyStore, SlidingWindow
-from simulators.syncso_validate import CreateRequest
+from simulators.syncso.config import SyncSoSimConfig
+from simulators.syncso.validate import CreateRequest
 
 
 class Status(StrEnum):

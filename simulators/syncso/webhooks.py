@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from simulators.events import EventLog
-from simulators.syncso_state import Generation, SyncSoState
+from simulators.syncso.state import Generation, SyncSoState
 
 SIGNATURE_HEADER = "Sync-Signature"
 PRIMARY_SIGNATURE_HEADER = "X-Signature-Primary"

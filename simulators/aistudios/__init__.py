@@ -1,0 +1,15 @@
+"""The DeepBrain AI Studios v3 simulator: `/api/odin/v3/...` routes plus `/_sim/aistudios/...`."""
+
+from simulators.aistudios.config import OPTIONS, AIStudiosSimConfig
+from simulators.aistudios.demo import DEMO
+from simulators.aistudios.provider import AIStudiosProvider
+from simulators.spec import SimSpec
+
+SPEC = SimSpec(
+    name="aistudios",
+    title="AI Studios",
+    config=AIStudiosSimConfig,
+    provider=AIStudiosProvider,
+    options=OPTIONS,
+    demo=DEMO,
+)

@@ -1,0 +1,74 @@
+"""The AI Studios response envelope (reference 2.3), tagged for the simulator's request log.
+
+Success: `{"success": true, "data": ...}`. Failure: `{"success": false, "error": {"code", "msg"}}`.
+[INF] HTTP statuses are undocumented: business errors answer 200 with `success: false`, a bad token
+401, an unknown project 404, the optional render limit 429.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from simulators.faults import HttpFault
+
+UNAUTHORIZED = "UNAUTHORIZED"
+INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+NOT_FOUND = "NOT_FOUND"
+RENDER_FAILED = "RENDER_FAILED"
+TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+
+
+class EnvelopeResponse(JSONResponse):
+    """A JSON envelope that also tells the request log its error code and project id."""
+
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
+        *,
+        error_code: str | None = None,
+        project_id: str | None = None,
+    ) -> None:
+        super().__init__(content, status_code, headers)
+        self.error_code = error_code
+        self.project_id = project_id
+
+
+def ok(data: Any, project_id: str | None = None) -> EnvelopeResponse:
+    return EnvelopeResponse({"success": True, "data": data}, project_id=project_id)
+
+
+def fail(
+    status: int,
+    code: str,
+    msg: str,
+    headers: dict[str, str] | None = None,
+    project_id: str | None = None,
+) -> EnvelopeResponse:
+    body = {"success": False, "error": {"code": code, "msg": msg}}
+    return EnvelopeResponse(body, status, headers, error_code=code, project_id=project_id)
+
+
+def fault_response(fault: HttpFault) -> EnvelopeResponse:
+    """An injected fault: its own body if given, else the envelope named after the status."""
+    if fault.body is None:
+        code, msg = _status_names(fault.status)
+        return fail(fault.status, code, msg, fault.headers)
+    error = fault.body.get("error") if isinstance(fault.body, dict) else None
+    given = error.get("code") if isinstance(error, dict) else None
+    return EnvelopeResponse(
+        fault.body, fault.status, fault.headers, error_code=given if isinstance(given, str) else None
+    )
+
+
+def _status_names(status: int) -> tuple[str, str]:
+    """(code, msg) for a status, e.g. 503 -> ("SERVICE_UNAVAILABLE", "Service Unavailable")."""
+    try:
+        known = HTTPStatus(status)
+    except ValueError:
+        return "ERROR", "Error"
+    return known.name, known.phrase

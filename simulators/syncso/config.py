@@ -1,0 +1,82 @@
+"""Configuration of the sync.so simulator (the `syncso` section of SimConfig) and its `genq sim` flags."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simulators.spec import Option
+
+Plan = Literal["free", "hobbyist", "creator", "growth", "scale"]
+
+# Concurrent generations (PENDING + PROCESSING) per plan, from the sync.so rate-limits guide.
+PLAN_CONCURRENCY: dict[str, int] = {"free": 1, "hobbyist": 1, "creator": 3, "growth": 6, "scale": 15}
+
+
+class SyncSoSimConfig(BaseModel):
+    """Behaviour of the simulated sync.so v2 API. Durations are seconds, shares are fractions 0..1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: str = Field("sim-syncso-key", min_length=1)
+    pending_s: float = Field(1.0, ge=0)
+    processing_s: float = Field(3.0, ge=0)
+    duration_jitter: float = Field(0.2, ge=0, lt=1)
+    fail_share: float = Field(0.0, ge=0, le=1)
+    reject_share: float = Field(0.0, ge=0, le=1)
+    create_rate_limit: int = Field(60, ge=1)
+    other_rate_limit: int = Field(600, ge=1)
+    rate_window_s: float = Field(60.0, gt=0)
+    plan: Plan = "creator"
+    concurrency: int | None = Field(None, ge=1)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    output_bytes: int = Field(262144, ge=0)
+    output_duration_s: float = Field(10.0, ge=0)
+    output_url_ttl_s: float = Field(3600.0, gt=0)
+    idempotency_retention_s: float = Field(86400.0, ge=0)
+    seed: int | None = None
+    send_retry_after_on_rate_limit: bool = True
+    # [INF] Real servers cap the request line around 8 KB; longer request targets get 414.
+    max_url_bytes: int = Field(8192, ge=256)
+    # Webhooks (reference 3.11): one signed POST per generation with a `webhookUrl`, never retried.
+    webhook_secret: str = Field("whsec_sim_0123456789abcdef0123456789", min_length=1)
+    webhook_delay_s: float = Field(0.0, ge=0)  # after the generation becomes terminal
+    webhook_loss_share: float = Field(0.0, ge=0, le=1)  # deliveries never sent
+    webhook_duplicate_share: float = Field(0.0, ge=0, le=1)  # deliveries sent twice, byte for byte
+    webhook_timeout_s: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> Self:
+        if self.fail_share + self.reject_share > 1:
+            raise ValueError("fail_share + reject_share must not exceed 1")
+        return self
+
+    @property
+    def effective_concurrency(self) -> int:
+        """The explicit `concurrency`, else the plan's limit."""
+        return self.concurrency if self.concurrency is not None else PLAN_CONCURRENCY[self.plan]
+
+
+# `genq sim --syncso-<flag>`; a flag left out keeps the field's default.
+OPTIONS: tuple[Option, ...] = (
+    Option("api-key", "api_key", str, "x-api-key the simulator accepts"),
+    Option("pending-s", "pending_s", float, "seconds a generation stays PENDING"),
+    Option("processing-s", "processing_s", float, "seconds a generation stays PROCESSING"),
+    Option("duration-jitter", "duration_jitter", float, "relative jitter of both durations (0..1)"),
+    Option("fail-share", "fail_share", float, "share of generations that end FAILED"),
+    Option("reject-share", "reject_share", float, "share of generations that end REJECTED"),
+    Option("create-rate-limit", "create_rate_limit", int, "POST /v2/generate per rate window"),
+    Option("other-rate-limit", "other_rate_limit", int, "other requests per rate window"),
+    Option("rate-window-s", "rate_window_s", float, "rate-limit window in seconds"),
+    Option("plan", "plan", str, "plan: free, hobbyist, creator, growth or scale"),
+    Option("concurrency", "concurrency", int, "generations in flight (None = the plan's)"),
+    Option("max-upload-bytes", "max_upload_bytes", int, "largest multipart upload"),
+    Option("output-bytes", "output_bytes", int, "size of each output file"),
+    Option("seed", "seed", int, "random seed (ids, durations, outcomes)"),
+    Option("max-url-bytes", "max_url_bytes", int, "longest request target before 414"),
+    Option("webhook-secret", "webhook_secret", str, "HMAC secret of webhook signatures"),
+    Option("webhook-delay-s", "webhook_delay_s", float, "webhook delay after the terminal status"),
+    Option("webhook-loss-share", "webhook_loss_share", float, "share of webhooks never sent"),
+    Option("webhook-duplicate-share", "webhook_duplicate_share", float, "share of webhooks sent twice"),
+)
