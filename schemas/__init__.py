@@ -1,5 +1,8 @@
 """The wire contract between producers and workers: job requests and job records. Pure pydantic."""
 
+from schemas.avatar import AvatarRequest
+from schemas.base import JobRequestBase, is_local_path
+from schemas.lipsync import LipsyncModel, LipsyncRequest
 from schemas.records import (
     TERMINAL_STATUSES,
     JobError,
@@ -10,15 +13,19 @@ from schemas.records import (
     StageState,
     StageStatus,
 )
-from schemas.requests import JOB_REQUEST, JobRequest, LipsyncModel, LipsyncRequest, is_local_path
+from schemas.requests import JOB_REQUEST, KINDS, JobRequest, Kind
 
 __all__ = [
     "JOB_REQUEST",
+    "KINDS",
     "TERMINAL_STATUSES",
+    "AvatarRequest",
     "JobError",
     "JobRecord",
     "JobRequest",
+    "JobRequestBase",
     "JobStatus",
+    "Kind",
     "LipsyncModel",
     "LipsyncRequest",
     "Output",

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.records import JobError, JobRecord, JobStatus, Output, ParkedWait, StageState
-from schemas.requests import JOB_REQUEST
+from schemas.requests import JOB_REQUEST, KINDS
 
 PREFIX = "genq:"
 JOB_KEY = PREFIX + "job:{job_id}"
@@ -29,7 +29,7 @@ JOB_TTL_S = 7 * 24 * 3600
 # scales each provider's workers on their own.
 START_TASK = "genq.start"
 DEFAULT_QUEUE = "default"
-QUEUE_FOR_KIND: Mapping[str, str] = {"lipsync": "syncso"}
+QUEUE_FOR_KIND: Mapping[str, str] = {kind.name: kind.provider for kind in KINDS.values()}
 
 # Hash fields of JOB_KEY.
 F_REQUEST = "request"
@@ -175,6 +175,9 @@ WAIT_KEY = PREFIX + "wait:{provider}"
 WAIT_DUE_KEY = WAIT_KEY + ":due:{account}"
 WAIT_RESULT_KEY = WAIT_KEY + ":result:{provider_id}"
 WAIT_RESULT_TTL_S = JOB_TTL_S
+# - WAIT_PROGRESS_KEY string, a provider job's last progress a sweep saw and when it last moved
+#   (JSON), for providers that report progress (a render stuck too long fails); expires with the wait.
+WAIT_PROGRESS_KEY = WAIT_KEY + ":progress:{provider_id}"
 SWEEP_LEASE_KEY = PREFIX + "sweep:{provider}:{account}"
 WEBHOOK_SEEN_KEY = PREFIX + "webhook:seen:{provider}:{digest}"
 
@@ -198,3 +201,11 @@ def wait_keys(provider: str) -> tuple[str, str, str]:
     """(entries, messages, due-key prefix) of one provider's parked waits."""
     base = WAIT_KEY.format(provider=provider)
     return base + ":entries", base + ":messages", base + ":due:"
+
+
+# Provider access tokens (AI Studios: 24 h tokens from appId + userKey), shared by every worker.
+# - TOKEN_KEY string, JSON {"token", "expires_at"} of the account's current token; expires with it.
+# - TOKEN_KEY:lock string, the worker fetching a new token now; lapses after a few seconds, so one
+#   refresh runs at a time and a dead refresher blocks nobody for long.
+TOKEN_KEY = PREFIX + "token:{provider}:{account}"
+TOKEN_LOCK_KEY = TOKEN_KEY + ":lock"

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
 
-from schemas.requests import JobRequest
+from schemas.requests import JOB_REQUEST, JobRequest
+
+
+def _any_request(value: Any) -> Any:
+    return value if isinstance(value, JobRequest) else JOB_REQUEST.validate_python(value)
+
+
+# A request of any kind: parsed by its ``kind``, and serialised with every field of its own model.
+AnyRequest = Annotated[SerializeAsAny[JobRequest], BeforeValidator(_any_request)]
 
 
 class JobStatus(StrEnum):
@@ -67,7 +76,7 @@ class JobRecord(BaseModel):
     id: str
     kind: str
     status: JobStatus
-    request: JobRequest
+    request: AnyRequest
     tenant: str | None = None
     stages: dict[str, StageState] = Field(default_factory=dict)
     provider_ids: dict[str, str] = Field(default_factory=dict)

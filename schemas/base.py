@@ -1,0 +1,52 @@
+"""What every job request shares: strict frozen models, media sources, the tenant, and the local files
+a request reads. Each job kind's request model lives in its own module (``schemas/<kind>.py``) and is
+named in ``schemas/requests.py``."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+
+
+def _media_source(value: str) -> str:
+    if _URL.match(value) or value.startswith("/"):
+        return value
+    raise ValueError("must be an http(s) URL or an absolute file path")
+
+
+def _http_url(value: str) -> str:
+    if _URL.match(value):
+        return value
+    raise ValueError("must be an http(s) URL")
+
+
+# A media input: an ``http(s)://`` URL that the provider fetches itself, or an absolute path to a local
+# file that the workers upload (producers and workers must then share that path).
+MediaSource = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_media_source)]
+HttpUrl = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_http_url)]
+Tenant = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+def is_local_path(source: str) -> bool:
+    """True when a media source names a local file rather than a URL."""
+    return source.startswith("/")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobRequestBase(Strict):
+    """The fields and methods of every job request. ``kind`` is the discriminator of the union."""
+
+    kind: str
+    # Jobs of different tenants share a provider budget round-robin.
+    tenant: Tenant | None = None
+
+    def local_files(self) -> dict[str, str]:
+        """The local paths this request reads, by field name (the producer checks they exist)."""
+        return {}
