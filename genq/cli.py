@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from producers.cli import cancel, dead, redis_option, replay, status, submit, watch
+from schemas import KINDS
 
 
 @click.group()
@@ -23,7 +24,15 @@ def sim(args: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--jobs", default=20, show_default=True, type=int, help="How many lipsync jobs to run.")
+@click.option(
+    "--kind",
+    "kind",
+    default="all",
+    show_default=True,
+    type=click.Choice(["all", *KINDS]),
+    help="Which job kind to run (all: every kind).",
+)
+@click.option("--jobs", default=20, show_default=True, type=int, help="How many jobs of each kind to run.")
 @click.option(
     "--workers", default=2, show_default=True, type=int, help="Worker processes (each with --concurrency)."
 )
@@ -32,13 +41,16 @@ def sim(args: tuple[str, ...]) -> None:
 @click.option(
     "--keep", is_flag=True, help="Leave Redis, the simulator, workers and Flower running until Ctrl-C."
 )
-def demo(jobs: int, workers: int, concurrency: int, timeout_s: float, keep: bool) -> None:
-    """Run lipsync jobs end to end on this machine: embedded Redis, simulator, workers, Flower."""
+def demo(kind: str, jobs: int, workers: int, concurrency: int, timeout_s: float, keep: bool) -> None:
+    """Run jobs end to end on this machine: embedded Redis, the simulators, workers, the webhook
+    receiver and Flower."""
     from genq.demo import run_demo
 
-    raise SystemExit(
-        run_demo(jobs=jobs, workers=workers, concurrency=concurrency, timeout_s=timeout_s, keep=keep)
+    kinds = list(KINDS) if kind == "all" else [kind]
+    code = run_demo(
+        kinds=kinds, jobs=jobs, workers=workers, concurrency=concurrency, timeout_s=timeout_s, keep=keep
     )
+    raise SystemExit(code)
 
 
 @main.command()
@@ -46,9 +58,10 @@ def demo(jobs: int, workers: int, concurrency: int, timeout_s: float, keep: bool
 @click.option("--prometheus", is_flag=True, help="Print the figures in Prometheus text format.")
 @redis_option
 def limits(as_json: bool, prometheus: bool, redis_url: str) -> None:
-    """Every provider budget (limit, in use, waiting, paused until), and the backlog no Celery queue
-    shows: stages parked until their provider job ends, and stage runs scheduled for later. Budgets
-    come from the same GENQ_ settings as the workers'."""
+    """Every budget of the providers in use (limit, in use, waiting, paused until), and the backlog no
+    Celery queue shows: stages parked until their provider job ends, and stage runs scheduled for later.
+    Budgets come from the same GENQ_ settings as the workers'; a provider is in use when its credentials
+    are set."""
     import json
 
     from rich.console import Console
@@ -59,7 +72,7 @@ def limits(as_json: bool, prometheus: bool, redis_url: str) -> None:
     from worker.settings import get_settings
 
     ctx = Context(get_settings().model_copy(update={"redis_url": redis_url}))
-    states = snapshot(ctx.limiter, ctx.budgets)
+    states = snapshot(ctx.limiter, ctx.budgets_in_use)
     waits, scheduled = backlog(ctx)
     if prometheus:
         click.echo(prometheus_text(states, waits, scheduled), nl=False)
@@ -78,14 +91,14 @@ def limits(as_json: bool, prometheus: bool, redis_url: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8780, show_default=True, type=int)
 def webhooks(host: str, port: int) -> None:
-    """Receive providers' webhook deliveries (sync.so: POST /syncso) and wake the parked stages.
-    Providers are told its URL by GENQ_WEBHOOKS__BASE_URL; it reads the same GENQ_ settings as the
-    workers (Redis, webhook secrets)."""
+    """Receive providers' webhook deliveries (POST /syncso, POST /aistudios ...) and wake the parked
+    stages. Providers are told its URL by GENQ_WEBHOOKS__BASE_URL; it reads the same GENQ_ settings as
+    the workers (Redis, webhook secrets). No access log: webhook URLs carry per-job tokens."""
     import uvicorn
 
     from worker.webhooks import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", lifespan="off")
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", access_log=False, lifespan="off")
 
 
 main.add_command(submit)

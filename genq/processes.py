@@ -25,18 +25,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def worker_env(
-    redis_url: str, *, syncso_url: str, syncso_key: str, artifact_dir: Path, extra: Mapping[str, str] = {}
-) -> dict[str, str]:
-    """The environment of a worker pointed at one Redis and one sync.so (real or simulated)."""
+def worker_env(redis_url: str, *, artifact_dir: Path, extra: Mapping[str, str] = {}) -> dict[str, str]:
+    """The environment of a worker pointed at one Redis; ``extra`` names the providers (their
+    ``GENQ_<PROVIDER>__...`` base URLs and credentials) and any other setting. No ``GENQ_`` variable of
+    this process leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENQ_")}
-    env.update(
-        GENQ_REDIS_URL=redis_url,
-        GENQ_SYNCSO__BASE_URL=syncso_url,
-        GENQ_SYNCSO__API_KEY=syncso_key,
-        GENQ_ARTIFACT_DIR=str(artifact_dir),
-        PYTHONUNBUFFERED="1",
-    )
+    env.update(GENQ_REDIS_URL=redis_url, GENQ_ARTIFACT_DIR=str(artifact_dir), PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
 
@@ -45,15 +39,17 @@ def start_worker(
     env: Mapping[str, str],
     *,
     name: str,
-    queues: Sequence[str] = ("default", "syncso"),
+    queues: Sequence[str] | None = None,
     concurrency: int = 4,
     pool: str = "prefork",
     log_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``celery -A worker worker`` in its own process group, so a test can SIGKILL all of it at once."""
+    """``celery -A worker worker`` in its own process group, so a test can SIGKILL all of it at once.
+    ``queues``: all of them (default and every provider's) unless given."""
+    queue_option = ["-Q", ",".join(queues)] if queues else []
     command = [
-        sys.executable, "-m", "celery", "-A", "worker", "worker",
-        "-Q", ",".join(queues), "-n", f"{name}@%h", "-c", str(concurrency), "-P", pool,
+        sys.executable, "-m", "celery", "-A", "worker", "worker", *queue_option,
+        "-n", f"{name}@%h", "-c", str(concurrency), "-P", pool,
         "--loglevel", "INFO", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     return _spawn(command, env, log_path)

@@ -8,18 +8,18 @@ from collections.abc import Iterable
 from rich.table import Table
 
 from schemas import layout as L
-from worker.app import PROVIDER_QUEUES
 from worker.context import Context
 from worker.limits import BudgetState
-from worker.providers import watchers
+from worker.providers.registry import specs, watchers
 from worker.schedule import ScheduleState
 from worker.waits import WaitCounts
 
 
 def backlog(ctx: Context) -> tuple[list[WaitCounts], list[ScheduleState]]:
-    """Parked waits per provider account, and scheduled runs per queue."""
+    """Parked waits per provider account, and scheduled runs per queue, of the providers in use."""
     waits = [ctx.waits.counts(w.provider, w.account) for w in watchers(ctx)]
-    return waits, [ctx.schedule.state(queue) for queue in (L.DEFAULT_QUEUE, *PROVIDER_QUEUES)]
+    queues = [L.DEFAULT_QUEUE, *(spec.name for spec in specs(ctx.settings, configured_only=True))]
+    return waits, [ctx.schedule.state(queue) for queue in queues]
 
 
 def budget_table(states: Iterable[BudgetState]) -> Table:

@@ -1,4 +1,4 @@
-"""``Producer``: what a backend imports to submit lipsync (and later other) jobs and follow them."""
+"""``Producer``: what a backend imports to submit jobs of every kind and follow them."""
 
 from __future__ import annotations
 
@@ -52,9 +52,9 @@ def validate(request: JobRequest | Mapping[str, Any], *, check_files: bool = Tru
     except ValidationError as exc:
         raise InvalidRequest([_problem(err) for err in exc.errors()]) from None
     if check_files:
-        missing = [p for p in parsed.local_files() if not Path(p).is_file()]
+        missing = {f: p for f, p in parsed.local_files().items() if not Path(p).is_file()}
         if missing:
-            raise InvalidRequest([f"{_field_of(parsed, p)}: no such file: {p}" for p in missing])
+            raise InvalidRequest([f"{field}: no such file: {path}" for field, path in missing.items()])
     return parsed
 
 
@@ -68,10 +68,6 @@ def _problem(err: Any) -> str:
 
 def _redis_mapping(fields: dict[str, str]) -> Mapping[Any, Any]:
     return fields  # redis-py's stubs type the mapping's keys as a union, and Mapping keys are invariant
-
-
-def _field_of(request: JobRequest, path: str) -> str:
-    return "video" if request.video == path else "audio"
 
 
 class Producer:

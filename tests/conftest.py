@@ -17,15 +17,26 @@ import pytest
 import redis
 
 from genq.redis_server import EmbeddedRedis
-from simulators.config import SimConfig, SyncSoSimConfig
+from simulators.aistudios.config import AIStudiosSimConfig
+from simulators.config import SimConfig
 from simulators.server import SimulatorServer
+from simulators.syncso.config import SyncSoSimConfig
 
 SIM_KEY = "sim-test-key-0123456789"
 # Fast provider timings: a generation takes about 0.3 s.
 FAST_SYNCSO = {"pending_s": 0.1, "processing_s": 0.2, "plan": "scale", "create_rate_limit": 10_000,
                "other_rate_limit": 100_000, "duration_jitter": 0.0}  # fmt: skip
+# Renders take about 0.3 s.
+FAST_AISTUDIOS = {"render_s": 0.3, "render_jitter": 0.0}
+AISTUDIOS_APP, AISTUDIOS_KEY = "sim-test-app", "sim-test-user-key-0123456789"
 WORKER_ENV = {
     "GENQ_SYNCSO__API_KEY": SIM_KEY,
+    "GENQ_AISTUDIOS__APP_ID": AISTUDIOS_APP,
+    "GENQ_AISTUDIOS__USER_KEY": AISTUDIOS_KEY,
+    "GENQ_AISTUDIOS__CHECK_INTERVAL_S": "0.1",
+    "GENQ_AISTUDIOS__RATE__LIMIT": "1000",
+    "GENQ_AISTUDIOS__RATE__PERIOD_S": "1",
+    "GENQ_AISTUDIOS__CONCURRENCY": "8",
     "GENQ_SYNCSO__CHECK_INTERVAL_S": "0.1",
     "GENQ_WAITS__SWEEP_LEASE_S": "1",
     "GENQ_RETRY__BACKOFF_BASE_S": "0.1",
@@ -53,15 +64,18 @@ class Services:
     def __init__(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="genq-tests-"))
         self.redis = EmbeddedRedis()
-        self.sim = SimulatorServer(SimConfig(syncso=SyncSoSimConfig(api_key=SIM_KEY, **FAST_SYNCSO)))
+        aistudios = AIStudiosSimConfig(app_id=AISTUDIOS_APP, user_key=AISTUDIOS_KEY, **FAST_AISTUDIOS)
+        syncso = SyncSoSimConfig(api_key=SIM_KEY, **FAST_SYNCSO)
+        self.sim = SimulatorServer(SimConfig(syncso=syncso, aistudios=aistudios))
 
     def start(self) -> None:
         self.redis.start()
         self.sim.start()
-        self.sim_initial = httpx.get(f"{self.sim.base_url}/_sim/config").raise_for_status().json()["syncso"]
+        self.sim_initial = httpx.get(f"{self.sim.base_url}/_sim/config").raise_for_status().json()
         os.environ.update(
             GENQ_REDIS_URL=self.redis.url,
             GENQ_SYNCSO__BASE_URL=self.sim.base_url,
+            GENQ_AISTUDIOS__BASE_URL=self.sim.base_url,
             GENQ_ARTIFACT_DIR=str(self.tmp / "artifacts"),
             **WORKER_ENV,
         )
@@ -93,11 +107,11 @@ class Sim:
         self.http = httpx.Client(base_url=base_url, timeout=10)
         self.initial = initial  # the whole configuration the session started with
 
-    def stats(self) -> dict[str, Any]:
-        return self.http.get("/_sim/stats").raise_for_status().json()["syncso"]
+    def stats(self, provider: str = "syncso") -> dict[str, Any]:
+        return self.http.get("/_sim/stats").raise_for_status().json()[provider]
 
-    def configure(self, **syncso: Any) -> None:
-        self.http.post("/_sim/config", json={"syncso": syncso}).raise_for_status()
+    def configure(self, provider: str = "syncso", /, **fields: Any) -> None:
+        self.http.post("/_sim/config", json={provider: fields}).raise_for_status()
 
     def fault(self, **fault: Any) -> None:
         self.http.post("/_sim/faults", json=fault).raise_for_status()
@@ -108,7 +122,7 @@ class Sim:
     def reset(self) -> None:
         self.http.delete("/_sim/faults").raise_for_status()
         self.http.post("/_sim/reset").raise_for_status()
-        self.configure(**self.initial)
+        self.http.post("/_sim/config", json=self.initial).raise_for_status()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The Celery app: ``celery -A worker worker`` and ``celery -A worker flower`` find it here.
 
-JSON only; late acks with redelivery when a worker dies; one queue per provider plus ``default``.
+JSON only; late acks with redelivery when a worker dies; one queue per provider of the registry plus
+``default``.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from kombu import Queue
 from schemas import layout as L
 from worker.background import Background
 from worker.limits.sweeper import LimiterSweep
+from worker.providers.registry import PROVIDERS
 from worker.settings import Settings, get_settings
 
-PROVIDER_QUEUES = ("syncso", "aistudios", "aimi")
-TASK_MODULES = ["worker.tasks", "worker.providers.syncso.stages"]
+# One queue per provider, named after it, so a fleet scales each provider's workers on their own.
+PROVIDER_QUEUES = tuple(PROVIDERS)
+TASK_MODULES = ["worker.tasks", *(spec.stages for spec in PROVIDERS.values())]
 
 
 def broker_transport_options(visibility_timeout_s: int) -> dict[str, int]:

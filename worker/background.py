@@ -11,7 +11,7 @@ from typing import Any
 from celery import bootsteps
 
 from worker.context import Context
-from worker.providers import watchers
+from worker.providers.registry import watchers
 from worker.schedule import Mover
 from worker.settings import get_settings
 from worker.sweep import Sweeper

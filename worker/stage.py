@@ -167,8 +167,14 @@ class Stage(Task):  # type: ignore[type-arg]
         self.ctx.schedule.add(self.run_key(job_id), queue, message, delay_s)
         return self._end_here(f"again in {delay_s:.2f} s: {detail}")
 
+    @property
+    def provider(self) -> str:
+        """The provider whose stage this is (task names are ``genq.<provider>.<stage>``)."""
+        return self.name.split(".")[1]
+
     def _release_slots(self, job_id: str) -> None:
-        for pool in self.ctx.budgets.pools:
+        """Give back every slot the job holds in its provider's pools."""
+        for pool in self.ctx.budgets.pools_of(self.provider):
             self.ctx.limiter.release(pool, job_id)
 
     def _failed(self, job_id: str, exc: ProviderError) -> NoReturn:

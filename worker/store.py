@@ -50,6 +50,10 @@ class JobStore:
             _, stored = pipe.execute()
         return L.text(stored)
 
+    def set_provider_id(self, job_id: str, name: str, value: str) -> None:
+        """Record a provider-side fact that moves on (e.g. an export ``requested``, then ``accepted``)."""
+        self.redis.hset(L.job_key(job_id), L.PROVIDER_ID_PREFIX + name, value)
+
     def start_stage(self, job_id: str, stage: str, state: StageState) -> None:
         """Record a stage run: its state, and one more attempt for the job, in one round trip."""
         key = L.job_key(job_id)

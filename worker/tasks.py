@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from celery import Task
 from celery.canvas import Signature
@@ -11,12 +11,17 @@ from celery.exceptions import Ignore
 
 from worker.app import app
 from worker.context import get_context
-from worker.providers.syncso import flow as syncso_flow
+from worker.providers.registry import for_kind
+from worker.providers.spec import load
 from worker.store import JobMissing
 
 log = logging.getLogger(__name__)
 
-FLOWS: Mapping[str, Callable[[str], Signature]] = {"lipsync": syncso_flow.build}
+
+def flow(kind: str) -> Callable[[str], Signature]:
+    """The canvas builder of a job kind, from its provider's spec."""
+    build: Callable[[str], Signature] = load(for_kind(kind).flow)
+    return build
 
 
 @app.task(bind=True, name="genq.start")
@@ -30,4 +35,4 @@ def start(self: Task, job_id: str) -> None:  # type: ignore[type-arg]
         raise Ignore() from None
     if job.is_terminal:
         raise Ignore()
-    FLOWS[job.kind](job_id).apply_async()
+    flow(job.kind)(job_id).apply_async()

@@ -113,6 +113,17 @@ class Waits:
         late = self._scripts["wait_recheck"](keys=[due + account, entries], args=[_ms(in_s), *ids])
         return [L.text(i) for i in late]
 
+    def check_now(self, provider: str, provider_id: str) -> bool:
+        """Put ``provider_id`` first in line for its account's next status check (a webhook said it
+        moved); False if nothing is parked for it."""
+        entries, _, due = L.wait_keys(provider)
+        entry = self.redis.hget(entries, provider_id)
+        if not isinstance(entry, bytes | str):
+            return False
+        # XX: only while it is parked (a resolve removes it from the due set).
+        self.redis.zadd(due + json.loads(entry)["account"], {provider_id: 0}, xx=True)
+        return True
+
     def counts(self, provider: str, account: str) -> WaitCounts:
         return WaitCounts(provider, account, *due_set(self.redis, L.wait_keys(provider)[2] + account))
 

@@ -17,14 +17,14 @@ from celery.contrib.testing import worker as celery_testing
 from genq.processes import start_worker, stop, worker_env
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
-from tests.conftest import SIM_KEY, WORKER_ENV, Services, until
+from tests.conftest import WORKER_ENV, Services, until
 
 
 @pytest.fixture(scope="session")
 def celery_worker(services: Services) -> Iterator[Any]:
     # Imported here, not at the top: `pytest tests/integration` loads this file before pytest_configure
     # has started the session Redis, and the app reads its settings at import.
-    from worker.app import TASK_MODULES, app  # noqa: PLC0415
+    from worker.app import PROVIDER_QUEUES, TASK_MODULES, app  # noqa: PLC0415
 
     for module in TASK_MODULES:
         __import__(module)
@@ -34,7 +34,7 @@ def celery_worker(services: Services) -> Iterator[Any]:
         concurrency=8,
         perform_ping_check=False,
         loglevel="WARNING",
-        queues=["default", "syncso"],
+        queues=["default", *PROVIDER_QUEUES],
         shutdown_timeout=10,
     ) as worker:
         yield worker
@@ -59,8 +59,11 @@ def env(own_redis: EmbeddedRedis, services: Services, tmp_path: Path) -> dict[st
     """Subprocess workers' environment: the test's Redis, the session simulator, fast settings and a
     short visibility timeout, so a killed worker's messages come back within seconds."""
     extra = {**WORKER_ENV, "GENQ_VISIBILITY_TIMEOUT_S": "4"}
-    return worker_env(own_redis.url, syncso_url=services.sim.base_url, syncso_key=SIM_KEY,
-                      artifact_dir=tmp_path / "artifacts", extra=extra)  # fmt: skip
+    sim_urls = {
+        "GENQ_SYNCSO__BASE_URL": services.sim.base_url,
+        "GENQ_AISTUDIOS__BASE_URL": services.sim.base_url,
+    }
+    return worker_env(own_redis.url, artifact_dir=tmp_path / "artifacts", extra={**sim_urls, **extra})
 
 
 @pytest.fixture
@@ -68,8 +71,10 @@ def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., subpr
     """Start subprocess workers (``workers(name, **env_overrides)``); all are stopped at the end."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str, concurrency: int = 2, **overrides: str) -> subprocess.Popen[bytes]:
-        process = start_worker({**env, **overrides}, name=name, concurrency=concurrency,
+    def start(
+        name: str, concurrency: int = 2, queues: tuple[str, ...] | None = None, **overrides: str
+    ) -> subprocess.Popen[bytes]:
+        process = start_worker({**env, **overrides}, name=name, concurrency=concurrency, queues=queues,
                                log_path=tmp_path / f"{name}.log")  # fmt: skip
         started.append(process)
         return process

@@ -34,20 +34,23 @@ def _clean_env() -> dict[str, str]:
 
 def test_demo_runs_jobs_to_the_end_and_prints_a_summary(tmp_path: Path) -> None:
     result = subprocess.run(
-        [*GENQ, "demo", "--jobs", "4", "--workers", "1", "--concurrency", "2", "--timeout-s", "90"],
+        [*GENQ, "demo", "--jobs", "4", "--workers", "1", "--concurrency", "4", "--timeout-s", "90"],
         cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=150, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "4/4 succeeded" in result.stdout
+    assert "8/8 succeeded" in result.stdout
     assert re.search(r"flower\s+http://127\.0\.0\.1:\d+", result.stdout)
-    outputs = sorted(p.name for p in (tmp_path / "artifacts").rglob("demo_*.mp4"))
-    assert outputs == [f"demo_{i:03d}.mp4" for i in range(4)]
+    outputs = sorted(p.name for p in (tmp_path / "artifacts").glob("demo-*/artifacts/*/*.mp4"))
+    expected = [f"{kind}_{i:03d}.mp4" for kind in ("avatar", "lipsync") for i in range(4)]
+    assert outputs == expected
 
 
-def test_sim_serves_with_the_given_key() -> None:
+def test_sim_serves_each_provider_with_its_own_options() -> None:
     port = free_port()
+    options = ["--syncso-api-key", "k-123", "--syncso-plan", "growth", "--aistudios-app-id", "app-9",
+               "--aistudios-user-key", "key-9"]  # fmt: skip
     process = subprocess.Popen(
-        [*GENQ, "sim", "--port", str(port), "--api-key", "k-123", "--plan", "growth"],
+        [*GENQ, "sim", "--port", str(port), *options],
         env=_clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
@@ -56,6 +59,9 @@ def test_sim_serves_with_the_given_key() -> None:
         assert httpx.get(f"{base}/v2/models", headers={"x-api-key": "k-123"}).status_code == 200
         assert httpx.get(f"{base}/v2/models", headers={"x-api-key": "other"}).status_code == 401
         assert httpx.get(f"{base}/_sim/config").json()["syncso"]["plan"] == "growth"
+        token = f"{base}/api/odin/v3/auth/token"
+        assert httpx.post(token, json={"appId": "app-9", "userKey": "key-9"}).json()["success"] is True
+        assert httpx.post(token, json={"appId": "app-9", "userKey": "other"}).status_code == 401
     finally:
         stop(process)
 
@@ -87,9 +93,11 @@ def test_limits_shows_every_budget_with_its_state(services: Services) -> None:
         assert result.exit_code == 0, result.output
         figures = json.loads(result.output)
         states = {s["name"]: s for s in figures["budgets"]}
-        assert [w["provider"] for w in figures["parked"]] == ["syncso"]
-        assert {q["queue"] for q in figures["scheduled"]} >= {"default", "syncso"}
-        assert set(states) == {"syncso.create", "syncso.other", "syncso.generations", "aimi.executions"}
+        assert [w["provider"] for w in figures["parked"]] == ["syncso", "aistudios"]
+        assert {q["queue"] for q in figures["scheduled"]} == {"default", "syncso", "aistudios"}
+        assert set(states) == {
+            "syncso.create", "syncso.other", "syncso.generations", "aistudios.requests", "aistudios.renders"
+        }  # fmt: skip
         assert states["syncso.generations"]["limit"] == 6  # the settings the workers have
         assert states["syncso.generations"]["in_use"] == 1
         assert states["syncso.generations"]["paused_until"] > time.time() + 20
@@ -103,3 +111,14 @@ def test_limits_shows_every_budget_with_its_state(services: Services) -> None:
         limiter.pause(pool, 0.001)
         limiter.release(pool, "limits-test-job")
         client.close()
+
+
+def test_limits_shows_only_the_budgets_of_providers_whose_credentials_are_set(services: Services) -> None:
+    env = {**_clean_env(), "GENQ_SYNCSO__API_KEY": "only-syncso"}
+    result = subprocess.run([*GENQ, "limits", "--json", "--redis-url", services.redis.url], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert {s["name"] for s in figures["budgets"]} == {"syncso.create", "syncso.other", "syncso.generations"}
+    assert [w["provider"] for w in figures["parked"]] == ["syncso"]
+    assert {q["queue"] for q in figures["scheduled"]} == {"default", "syncso"}

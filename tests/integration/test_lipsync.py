@@ -14,7 +14,7 @@ from genq.cli import main
 from producers import Producer
 from schemas import JobStatus, StageStatus
 from tests.conftest import Sim, until
-from worker.limits import Pool, RedisLimiter
+from worker.limits import Pool, RedisLimiter, Waiter
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +87,23 @@ def test_a_400_fails_the_job_at_once_with_the_providers_message(producer: Produc
     assert shown.exit_code == 0
     assert "input.0.url must be a URL address" in shown.output
     assert "failed" in shown.output
+
+
+def test_a_failed_job_gives_back_its_providers_slots_and_no_other_providers(
+    producer: Producer, sim: Sim
+) -> None:
+    limiter = RedisLimiter(producer.redis)
+    renders = Pool("aistudios.renders", 8, 180.0)
+    sim.fault(route="syncso.create", status=400, times=1, body={"statusCode": 400, "message": "bad"})
+    job_id = producer.submit(lipsync())
+    # A slot of another provider's pool under the same holder: a sync.so stage must not touch it.
+    limiter.acquire(renders, Waiter(job_id, "", 0.0, "nowhere", "m"))
+    try:
+        assert producer.wait(job_id, timeout_s=30).status is JobStatus.FAILED
+        assert limiter.state(GENERATIONS).in_use == 0
+        assert limiter.state(renders).in_use == 1
+    finally:
+        limiter.release(renders, job_id)
 
 
 def test_a_rejected_generation_fails_the_job_with_its_code(producer: Producer, sim: Sim) -> None:

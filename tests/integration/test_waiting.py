@@ -23,10 +23,10 @@ from schemas import layout as L
 from schemas.wire import task_message
 from tests.conftest import Services, Sim, until
 from tests.integration.conftest import AppServer
+from worker.providers.syncso.webhook import sign as sync_sign
 from worker.schedule import Schedule
 from worker.settings import Settings
 from worker.webhooks import create_app
-from worker.webhooks import sign as sync_sign
 
 pytestmark = [pytest.mark.integration]
 
@@ -38,9 +38,10 @@ JOB = {
     "video": "https://x.test/v.mp4",
     "audio": "https://x.test/a.wav",
 }
-# A queue every worker's mover knows but none of these tests' workers consumes: what the movers push
-# stays there to be counted.
-IDLE_QUEUE = "aimi"
+# A queue every worker's mover knows but the movers' workers here do not consume (they are started with
+# -Q default,syncso): what the movers push stays there to be counted.
+IDLE_QUEUE = "aistudios"
+MOVER_QUEUES = ("default", "syncso")
 
 
 def _ids_in(client: redis.Redis, queue: str) -> list[str]:
@@ -52,8 +53,10 @@ def _schedule_items(client: redis.Redis, queue: str) -> int:
 
 
 def test_a_scheduled_run_is_pushed_when_due_and_not_before(
-    redis_client: redis.Redis, celery_worker: object
+    workers: StartWorker, own_redis: EmbeddedRedis
 ) -> None:
+    workers("mover", concurrency=1, queues=MOVER_QUEUES)
+    redis_client = redis.Redis.from_url(own_redis.url)
     schedule = Schedule(redis_client)
     queue = IDLE_QUEUE
     redis_client.delete(queue)
@@ -61,13 +64,14 @@ def test_a_scheduled_run_is_pushed_when_due_and_not_before(
     schedule.add("job-later:genq.start", queue, message, 1.0)
     assert redis_client.llen(queue) == 0
     assert _schedule_items(redis_client, queue) == 1
-    until(lambda: redis_client.llen(queue) == 1, 10, "the session worker's mover to push it")
+    until(lambda: redis_client.llen(queue) == 1, 30, "the worker's mover to push it")
     assert _ids_in(redis_client, queue) == ["later-1"]
     assert _schedule_items(redis_client, queue) == 0
     redis_client.delete(queue)
 
 
-def test_scheduling_a_run_again_replaces_its_entry(redis_client: redis.Redis, celery_worker: object) -> None:
+def test_scheduling_a_run_again_replaces_its_entry(workers: StartWorker, own_redis: EmbeddedRedis) -> None:
+    redis_client = redis.Redis.from_url(own_redis.url)
     schedule = Schedule(redis_client)
     queue = IDLE_QUEUE
     redis_client.delete(queue)
@@ -75,7 +79,8 @@ def test_scheduling_a_run_again_replaces_its_entry(redis_client: redis.Redis, ce
         schedule.add(
             "job-twice:genq.start", queue, task_message("genq.start", ["j"], queue, task_id=task_id), 0.3
         )
-    until(lambda: _schedule_items(redis_client, queue) == 0, 10, "the entry to be moved")
+    workers("mover", concurrency=1, queues=MOVER_QUEUES)
+    until(lambda: _schedule_items(redis_client, queue) == 0, 30, "the entry to be moved")
     time.sleep(0.5)
     assert _ids_in(redis_client, queue) == ["second"]
     redis_client.delete(queue)
@@ -87,7 +92,7 @@ def test_four_workers_movers_push_every_scheduled_message_exactly_once(
 ) -> None:
     client = redis.Redis.from_url(own_redis.url)
     for n in range(4):
-        workers(f"mover{n}", concurrency=1, GENQ_WAITS__MOVER_MAX_SLEEP_S="0.05")
+        workers(f"mover{n}", concurrency=1, queues=MOVER_QUEUES, GENQ_WAITS__MOVER_MAX_SLEEP_S="0.05")
     schedule = Schedule(client)
     count = 2000
     for i in range(count):

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas import JOB_REQUEST, JobRecord, JobStatus, StageStatus
-from worker.limits import Gate, MemoryLimiter, Parked, Pool, RateBudget, Unlimited, budgets_from
+from worker.limits import Gate, MemoryLimiter, Parked, Pool, RateBudget, Unlimited
 from worker.limits.report import prometheus_text, snapshot
 from worker.outcomes import Later
 from worker.providers.errors import ConcurrencyLimited, RateLimited
+from worker.providers.registry import budgets_from
 from worker.settings import LimitsSettings, Settings
 
 POOL = Pool("syncso.generations", 1, 60.0)
@@ -81,11 +82,11 @@ def test_without_limits_a_429_still_waits_but_nothing_else_does() -> None:
 
 def test_budgets_as_prometheus_gauges() -> None:
     limiter, budgets = MemoryLimiter(), budgets_from(Settings())
-    gate(limiter, "a").hold(budgets.syncso_generations)
+    gate(limiter, "a").hold(budgets.pool("syncso.generations"))
     text = prometheus_text(snapshot(limiter, budgets))
     assert "# TYPE genq_budget_in_use gauge" in text
-    size = budgets.syncso_generations.size
+    size = budgets.pool("syncso.generations").size
     assert f'genq_budget_limit{{budget="syncso.generations",kind="pool"}} {size}' in text
     assert 'genq_budget_in_use{budget="syncso.generations",kind="pool"} 1' in text
-    limit = budgets.syncso_create.limit
+    limit = budgets.rate("syncso.create").limit
     assert f'genq_budget_limit{{budget="syncso.create",kind="rate"}} {limit}' in text

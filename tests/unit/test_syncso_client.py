@@ -35,7 +35,8 @@ from worker.providers.syncso.client import (
     SyncSoClient,
     raise_for_response,
 )
-from worker.settings import HttpSettings, SyncSoSettings
+from worker.providers.syncso.settings import SyncSoSettings
+from worker.sections import HttpSettings
 
 API_KEY = "sk-live-SECRET-4f9c2a7e1b"
 BASE_URL = "https://api.sync.test"

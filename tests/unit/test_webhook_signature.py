@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.webhooks import Refused, sign, verify_sync_signature
+from worker.providers.syncso.webhook import Refused, sign, verify_sync_signature
 
 SECRET = "whsec_unit"
 BODY = b'{"id":"g1","status":"COMPLETED"}'

@@ -1,7 +1,7 @@
 """Provider budgets shared by every worker: rate turns and concurrency leases (see ``base``)."""
 
 from worker.limits.base import BudgetState, Limiter, RateTurn, Turn, Unlimited, Waiter
-from worker.limits.budgets import Budgets, Pool, RateBudget, budgets_from
+from worker.limits.budgets import Budgets, Pool, RateBudget
 from worker.limits.gate import Gate, Parked
 from worker.limits.memory import MemoryLimiter
 from worker.limits.redis_limiter import RedisLimiter
@@ -20,5 +20,4 @@ __all__ = [
     "Turn",
     "Unlimited",
     "Waiter",
-    "budgets_from",
 ]

@@ -1,10 +1,12 @@
-"""The provider budgets genq enforces, built from settings."""
+"""The provider budgets genq enforces: rate budgets and concurrency pools, by provider (each provider's
+spec declares its own from its settings section)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from worker.settings import RateBudgetSettings, Settings
+from worker.sections import RateBudgetSettings
 
 
 @dataclass(frozen=True)
@@ -38,32 +40,35 @@ class Pool:
 
 @dataclass(frozen=True)
 class Budgets:
-    syncso_create: RateBudget
-    syncso_other: RateBudget
-    syncso_generations: Pool
-    aimi_executions: Pool
-    aistudios_rate: RateBudget | None
-    aistudios_renders: Pool | None
+    """The declared budgets of a set of providers, by provider name."""
+
+    by_provider: Mapping[str, tuple[RateBudget | Pool, ...]]
+
+    def of(self, provider: str) -> tuple[RateBudget | Pool, ...]:
+        return self.by_provider.get(provider, ())
+
+    def rate(self, name: str) -> RateBudget:
+        found = self._named(name)
+        if not isinstance(found, RateBudget):
+            raise KeyError(f"no rate budget {name}")
+        return found
+
+    def pool(self, name: str) -> Pool:
+        found = self._named(name)
+        if not isinstance(found, Pool):
+            raise KeyError(f"no pool {name}")
+        return found
+
+    def pools_of(self, provider: str) -> list[Pool]:
+        return [b for b in self.of(provider) if isinstance(b, Pool)]
 
     @property
     def rates(self) -> list[RateBudget]:
-        return [b for b in (self.syncso_create, self.syncso_other, self.aistudios_rate) if b is not None]
+        return [b for budgets in self.by_provider.values() for b in budgets if isinstance(b, RateBudget)]
 
     @property
     def pools(self) -> list[Pool]:
-        return [p for p in (self.syncso_generations, self.aimi_executions, self.aistudios_renders) if p]
+        return [b for budgets in self.by_provider.values() for b in budgets if isinstance(b, Pool)]
 
-
-def budgets_from(settings: Settings) -> Budgets:
-    ttl = settings.limits.lease_ttl_s
-    aistudios = settings.aistudios
-    return Budgets(
-        syncso_create=RateBudget.of("syncso.create", settings.syncso.create_rate),
-        syncso_other=RateBudget.of("syncso.other", settings.syncso.other_rate),
-        syncso_generations=Pool("syncso.generations", settings.syncso.effective_concurrency, ttl),
-        aimi_executions=Pool("aimi.executions", settings.aimi.executions, ttl),
-        aistudios_rate=RateBudget.of("aistudios.requests", aistudios.rate) if aistudios.rate else None,
-        aistudios_renders=Pool("aistudios.renders", aistudios.concurrency, ttl)
-        if aistudios.concurrency
-        else None,
-    )
+    def _named(self, name: str) -> RateBudget | Pool | None:
+        return next((b for budgets in self.by_provider.values() for b in budgets if b.name == name), None)

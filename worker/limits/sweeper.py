@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def sweep_all() -> int:
     ctx = get_context()
-    return sum(ctx.limiter.sweep(pool) for pool in ctx.budgets.pools)
+    return sum(ctx.limiter.sweep(pool) for pool in ctx.budgets_in_use.pools)
 
 
 class LimiterSweep(bootsteps.StartStopStep):

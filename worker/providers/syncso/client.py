@@ -35,7 +35,7 @@ from worker.providers.http import (
     snippet,
     stream_to_file,
 )
-from worker.settings import SyncSoSettings
+from worker.providers.syncso.settings import SyncSoSettings
 
 PROVIDER: Final = "syncso"
 API_KEY_HEADER: Final = "x-api-key"

@@ -15,13 +15,13 @@ from worker.limits import Gate, Pool, RateBudget
 from worker.outcomes import Later, Stop, Wait
 from worker.providers.errors import AuthFailed, BadRequest, JobRejected, NotFound
 from worker.providers.syncso.client import Generation, SyncSoClient
-from worker.providers.syncso.watch import account_label
-from worker.settings import SyncSoSettings
+from worker.providers.syncso.settings import SyncSoSettings
+from worker.providers.syncso.spec import CREATE, GENERATIONS, OTHER, SPEC
 from worker.stage import Stage
 from worker.store import JobStore
 from worker.waits import Waits
 
-PROVIDER = "syncso"
+PROVIDER = SPEC.name
 GENERATION = "generation"  # the provider id's name in the job record
 
 
@@ -87,17 +87,17 @@ class SyncSo:
 
     @property
     def account(self) -> str:
-        return account_label(self.settings)
+        return self.settings.account
 
     @classmethod
     def of(cls, ctx: Context) -> SyncSo:
         b = ctx.budgets
         return cls(
-            ctx.syncso,
-            ctx.settings.syncso,
-            b.syncso_generations,
-            b.syncso_create,
-            b.syncso_other,
+            ctx.client(SPEC),
+            ctx.section(SPEC),
+            b.pool(GENERATIONS),
+            b.rate(CREATE),
+            b.rate(OTHER),
             ctx.settings.webhooks.url_for(PROVIDER),
         )
 

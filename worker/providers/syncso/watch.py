@@ -4,24 +4,23 @@ as many ids per request as the request target allows, each request spending the 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from worker.limits import RateBudget
 from worker.providers.syncso.client import Generation, SyncSoClient
-from worker.settings import SyncSoSettings
+from worker.providers.syncso.settings import SyncSoSettings
+from worker.providers.syncso.spec import OTHER, SPEC
 from worker.waits import WaitResult
 
-PROVIDER = "syncso"
+if TYPE_CHECKING:
+    from worker.context import Context
+
+PROVIDER = SPEC.name
 LIST_PATH = "/v2/generations?"
 _UUID_CHARS = 36
-
-
-def account_label(settings: SyncSoSettings) -> str:
-    """Names the account in Redis keys without revealing its key."""
-    return hashlib.sha256(settings.api_key.get_secret_value().encode()).hexdigest()[:12]
 
 
 def ended(generation: Generation) -> WaitResult:
@@ -37,7 +36,7 @@ class GenerationWatcher:
 
     @property
     def account(self) -> str:
-        return account_label(self.settings)
+        return self.settings.account
 
     @property
     def check_interval_s(self) -> float:
@@ -64,3 +63,7 @@ class GenerationWatcher:
         found = self.client.list_generations(ids=ids)
         wanted = set(ids)
         return {g.id: (ended(g) if g.is_terminal else None) for g in found if g.id in wanted}
+
+
+def watcher(ctx: Context) -> GenerationWatcher:
+    return GenerationWatcher(ctx.client(SPEC), ctx.section(SPEC), ctx.budgets.rate(OTHER))

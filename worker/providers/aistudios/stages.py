@@ -1,0 +1,189 @@
+"""AI Studios avatar stages: create and export → wait (parked; woken by the progress sweep or a webhook)
+→ download. Each task is thin: the work is in the plain functions above it.
+
+Create is idempotent in two steps, because AI Studios has no idempotency key: the project is created
+*without* exporting and its id recorded; then the export is requested once. The record says where a
+redelivered create resumes: a recorded project is not created again, and an export whose request may
+have reached AI Studios (``requested``) is sent again only if the project is still a draft.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas import JobRecord, JobStatus, Output, StageStatus
+from schemas.avatar import AvatarRequest
+from worker.app import app
+from worker.context import Context
+from worker.limits import Gate, Pool, RateBudget
+from worker.outcomes import Later, Stop, Wait
+from worker.providers.aistudios.client import AIStudiosClient, Progress
+from worker.providers.aistudios.settings import AIStudiosSettings
+from worker.providers.aistudios.spec import RENDERS, REQUESTS, SPEC
+from worker.providers.aistudios.webhook import webhook_url
+from worker.providers.errors import AuthFailed, JobRejected, NotFound
+from worker.stage import Stage
+from worker.store import JobStore
+from worker.waits import WaitResult, Waits
+
+PROVIDER = SPEC.name
+PROJECT = "project"  # the provider id's name in the job record
+EXPORT = "export"  # "requested" before the export call, "accepted" after it
+REQUESTED, ACCEPTED = "requested", "accepted"
+# Project states after an export reached AI Studios [INF: the states during a render are undocumented].
+EXPORTING_STATES = frozenset({"exporting", "exported", "failed"})
+
+
+@dataclass(frozen=True)
+class AIStudios:
+    """What an AI Studios stage talks to, and the account's budgets it spends."""
+
+    client: AIStudiosClient
+    settings: AIStudiosSettings
+    renders: Pool
+    rate: RateBudget
+    webhook_base: str | None
+
+    @classmethod
+    def of(cls, ctx: Context) -> AIStudios:
+        return cls(
+            ctx.client(SPEC),
+            ctx.section(SPEC),
+            ctx.budgets.pool(RENDERS),
+            ctx.budgets.rate(REQUESTS),
+            ctx.settings.webhooks.url_for(PROVIDER),
+        )
+
+    def webhook_url(self, job_id: str) -> str | None:
+        return webhook_url(self.webhook_base, self.settings.webhook_secret.get_secret_value(), job_id)
+
+
+def _request(job: JobRecord) -> AvatarRequest:
+    assert isinstance(job.request, AvatarRequest)
+    return job.request
+
+
+def start_render(job: JobRecord, store: JobStore, ai: AIStudios, gate: Gate) -> str:
+    """Create the job's project once and export it once, holding a render slot from now until the
+    render ends. Returns the project id."""
+    request = _request(job)
+    gate.hold(ai.renders)
+    project_id = job.provider_ids.get(PROJECT)
+    if not project_id:
+        with gate.calling(ai.rate):
+            created = ai.client.create_project(
+                request.to_project(), export=False, resolution=request.resolution, webhook_url=None,
+                workspace_id=ai.settings.workspace_id,
+            )  # fmt: skip
+        project_id = store.record_provider_id(job.id, PROJECT, created)
+    export = job.provider_ids.get(EXPORT)
+    if export == ACCEPTED:
+        return project_id
+    if export == REQUESTED:  # a run died after asking: did the request reach AI Studios?
+        with gate.calling(ai.rate):
+            progress = ai.client.progress(project_id)
+        if _export_started(progress):
+            store.set_provider_id(job.id, EXPORT, ACCEPTED)
+            return project_id
+    with gate.calling(ai.rate):
+        store.set_provider_id(job.id, EXPORT, REQUESTED)  # once the turn is ours: the call goes now
+        ai.client.export(
+            project_id, resolution=request.resolution, webhook_url=ai.webhook_url(job.id),
+            workspace_id=ai.settings.workspace_id,
+        )  # fmt: skip
+    store.set_provider_id(job.id, EXPORT, ACCEPTED)
+    return project_id
+
+
+def _export_started(progress: Progress) -> bool:
+    return progress.progress > 0 or progress.download_url is not None or progress.state in EXPORTING_STATES
+
+
+def follow_render(job: JobRecord, ai: AIStudios, waits: Waits, gate: Gate) -> WaitResult:
+    """The render's end once the progress sweep or a webhook saw it. Until then the stage parks
+    (``Wait``) and the job keeps its render slot; a failed or stalled render fails the job with the
+    provider's message. A cancelled job's render is followed to its end (AI Studios documents no way to
+    stop one), then the job stops."""
+    settings = ai.settings
+    project_id = job.provider_ids[PROJECT]
+    result = waits.result(PROVIDER, project_id)
+    if result is None:
+        exported = job.stages["create"].finished_at if "create" in job.stages else None
+        remaining_s = max(0.0, settings.max_wait_s - (time.time() - (exported or job.created_at).timestamp()))
+        gate.keep(ai.renders, for_s=remaining_s)
+        raise Wait(PROVIDER, settings.account, project_id, what=f"render of project {project_id}",
+                   check_in_s=settings.check_interval_s, deadline_in_s=remaining_s)  # fmt: skip
+    if result.state == "timeout":
+        gate.let_go(ai.renders)
+        raise JobRejected(
+            f"render still running after {settings.max_wait_s:g} s (GENQ_AISTUDIOS__MAX_WAIT_S)",
+            provider=PROVIDER,
+            code="genq_wait_timeout",
+        )
+    if result.state == "missing":  # the sweep's check did not find it: ask alone (a 404 fails the job)
+        with gate.calling(ai.rate):
+            progress = ai.client.progress(project_id)
+        if not progress.done:
+            waits.forget(PROVIDER, project_id)
+            raise Later(0.0, f"render at {progress.progress:g}%", status=StageStatus.WAITING)
+        result = WaitResult(state="ended", body=progress.model_dump(mode="json", by_alias=True))
+    gate.let_go(ai.renders)
+    if job.status is JobStatus.CANCELLED:
+        raise Stop("job cancelled; its render ended")
+    if result.body.get("failed"):
+        raise JobRejected(
+            str(result.body.get("message") or "the render failed"),
+            provider=PROVIDER,
+            code=str(result.body.get("code") or "render_failed"),
+        )
+    return result
+
+
+def fetch_video(job: JobRecord, ai: AIStudios, waits: Waits, gate: Gate, artifact_dir: Path) -> Output:
+    """Download the rendered video into ``artifact_dir/<job id>/``; a redelivery downloads it again. The
+    URL comes from the end the sweep recorded; if that is gone or refused, progress is asked again."""
+    request = _request(job)
+    project_id = job.provider_ids[PROJECT]
+    dest = artifact_dir / job.id / f"{request.output_file_name or project_id}.mp4"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    max_bytes = ai.settings.max_output_bytes
+    result = waits.result(PROVIDER, project_id)
+    url = result.body.get("downloadUrl") if result and result.state == "ended" else None
+    download = None
+    if isinstance(url, str) and url:
+        try:
+            download = ai.client.download(url, dest, max_bytes=max_bytes)
+        except (AuthFailed, NotFound):
+            download = None
+    if download is None:
+        with gate.calling(ai.rate):
+            progress = ai.client.progress(project_id)
+        if not progress.download_url:
+            raise JobRejected("the render ended without a downloadUrl", provider=PROVIDER)
+        download = ai.client.download(progress.download_url, dest, max_bytes=max_bytes)
+    return Output(path=str(download.path.resolve()), bytes=download.bytes, sha256=download.sha256)
+
+
+@app.task(bind=True, base=Stage, name="genq.aistudios.create", stage="create")
+def create(self: Stage, job_id: str) -> str:
+    ctx = self.ctx
+    return self.perform(job_id, lambda job, gate: start_render(job, ctx.store, AIStudios.of(ctx), gate))
+
+
+@app.task(bind=True, base=Stage, name="genq.aistudios.wait", stage="wait", follows_cancelled=True)
+def wait(self: Stage, job_id: str) -> str:
+    ctx = self.ctx
+    return self.perform(job_id, lambda job, gate: follow_render(job, AIStudios.of(ctx), ctx.waits, gate))
+
+
+@app.task(bind=True, base=Stage, name="genq.aistudios.download", stage="download")
+def download(self: Stage, job_id: str) -> str:
+    ctx = self.ctx
+
+    def finish(job: JobRecord, gate: Gate) -> None:
+        output = fetch_video(job, AIStudios.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir)
+        ctx.store.succeed(job_id, [output])
+
+    return self.perform(job_id, finish)

@@ -1,0 +1,54 @@
+"""Every provider genq drives. A new provider is its package plus one line here (and its request model
+in ``schemas/requests.py``, its stand-in in ``simulators/registry.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from schemas.requests import KINDS
+from worker.limits.budgets import Budgets
+from worker.providers.aistudios.spec import SPEC as AISTUDIOS
+from worker.providers.spec import AnySpec, load
+from worker.providers.syncso.spec import SPEC as SYNCSO
+
+if TYPE_CHECKING:
+    from worker.context import Context
+    from worker.settings import Settings
+    from worker.sweep import Watcher
+
+PROVIDERS: Mapping[str, AnySpec] = {spec.name: spec for spec in (SYNCSO, AISTUDIOS)}
+
+
+def specs(settings: BaseModel, *, configured_only: bool = False) -> list[AnySpec]:
+    """The providers; with ``configured_only``, those whose credentials are set (the ones jobs can use:
+    only their accounts are swept and reported)."""
+    return [s for s in PROVIDERS.values() if not configured_only or s.section(settings).configured]
+
+
+def for_kind(kind: str) -> AnySpec:
+    """The provider whose stages run jobs of ``kind``."""
+    return PROVIDERS[KINDS[kind].provider]
+
+
+def budgets_from(settings: Settings, *, configured_only: bool = False) -> Budgets:
+    """Every provider's declared budgets (with ``configured_only``: of the providers in use)."""
+    ttl = settings.limits.lease_ttl_s
+    return Budgets(
+        {
+            spec.name: spec.budgets(spec.section(settings), ttl)
+            for spec in specs(settings, configured_only=configured_only)
+        }
+    )
+
+
+def watchers(ctx: Context) -> list[Watcher]:
+    """The status sweeps of the providers in use (one per account)."""
+    found = []
+    for spec in specs(ctx.settings, configured_only=True):
+        if spec.watcher is not None:
+            build: Callable[[Context], Watcher] = load(spec.watcher)
+            found.append(build(ctx))
+    return found

@@ -1,0 +1,60 @@
+"""What genq needs to know of a provider, in one place: ``ProviderSpec``.
+
+Each provider package defines its ``SPEC`` (``worker/providers/<name>/spec.py``) and
+``worker/providers/registry.py`` lists them. The core (app, context, budgets, sweeps, webhooks, CLI)
+iterates the registry and names no provider. The parts that import the Celery app (stages, flow) or the
+worker context (watcher, webhook handler) are named by import path and loaded when first used, so the
+registry can be imported by the settings and the app without an import cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import redis
+from pydantic import BaseModel
+
+from worker.limits.budgets import Pool, RateBudget
+from worker.sections import ProviderSettings
+
+S = TypeVar("S", bound=ProviderSettings)
+C = TypeVar("C")
+
+
+def load(path: str) -> Any:
+    """The object at ``"package.module:attribute"``."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderSpec(Generic[S, C]):
+    # The queue its stages run on, its settings section (GENQ_<NAME>__...), its task names
+    # (genq.<name>.<stage>) and its webhook path (/<name>).
+    name: str
+    title: str  # for people: "sync.so"
+    settings: type[S]
+    # The account's budgets from its settings section and the lease time to live.
+    budgets: Callable[[S, float], tuple[RateBudget | Pool, ...]]
+    # Its API client, built once per worker process (the Redis client is for shared state, e.g. tokens).
+    client: Callable[[S, redis.Redis], C]
+    stages: str  # the module of its Celery tasks
+    flow: str  # "module:function": (job_id) -> the job's canvas
+    watcher: str | None = None  # "module:function": (Context) -> the status sweep's Watcher
+    webhook: str | None = None  # "module:function": (Receiver, Request) -> Response, at POST /<name>
+
+    def section(self, settings: BaseModel) -> S:
+        """This provider's section of the worker settings."""
+        section = getattr(settings, self.name)
+        if not isinstance(section, self.settings):
+            raise TypeError(f"settings.{self.name} is not {self.settings.__name__}")
+        return section
+
+    def pools(self, settings: BaseModel, lease_ttl_s: float) -> list[Pool]:
+        return [b for b in self.budgets(self.section(settings), lease_ttl_s) if isinstance(b, Pool)]
+
+
+AnySpec = ProviderSpec[Any, Any]
