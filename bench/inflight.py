@@ -544,9 +544,8 @@ def run_one(mode: str, level: int, opts: Options) -> Run:
         processes.append(start_simulator(int(sim_url.rsplit(":", 1)[1]), secret, tmp / "sim.log"))
         wait_http(sim_url + "/_sim/stats")
         hook_url = None
-        base_env = worker_env(
-            redis_server.url, syncso_url=sim_url, syncso_key=SIM_KEY, artifact_dir=tmp / "artifacts"
-        )
+        sim_env = {"GENQ_SYNCSO__BASE_URL": sim_url, "GENQ_SYNCSO__API_KEY": SIM_KEY}
+        base_env = worker_env(redis_server.url, artifact_dir=tmp / "artifacts", extra=sim_env)
         if mode == "webhook":
             hook_port = free_port()
             hook_url = f"http://127.0.0.1:{hook_port}"

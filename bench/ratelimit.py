@@ -293,12 +293,9 @@ def run_one(mode: str, workers: int, opts: Options) -> Run:
     try:
         redis_server.start()
         sim.start()
+        sim_env = {"GENQ_SYNCSO__BASE_URL": sim.base_url, "GENQ_SYNCSO__API_KEY": SIM_KEY}
         env = worker_env(
-            redis_server.url,
-            syncso_url=sim.base_url,
-            syncso_key=SIM_KEY,
-            artifact_dir=tmp / "artifacts",
-            extra=mode_env(mode, opts),
+            redis_server.url, artifact_dir=tmp / "artifacts", extra={**sim_env, **mode_env(mode, opts)}
         )
         logs = [tmp / f"worker{i}.log" for i in range(workers)]
         started = time.monotonic()

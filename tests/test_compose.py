@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
+from worker.providers.registry import PROVIDERS
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
 README = ROOT / "README.md"
 
-QUEUES = ["default", "syncso", "aistudios", "aimi"]
+QUEUES = ["default", *PROVIDERS]
 SECRET_NAME = re.compile(r"(API_KEY|USER_KEY|APP_ID|AUTH|PASSWORD|SECRET|TOKEN)$")
 # ${VAR}, ${VAR:?message}, ${VAR?message}, ${VAR:-default} ... and nothing around it.
 ENV_REFERENCE = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*(?:(?::?[?-])[^}]*)?\}$")
@@ -72,7 +74,6 @@ def test_one_worker_service_per_queue(services: dict[str, dict[str, Any]], queue
     [
         ("GENQ_SYNCSO__BASE_URL", "https://api.sync.so"),
         ("GENQ_AISTUDIOS__BASE_URL", "https://app.aistudios.com"),
-        ("GENQ_AIMI__BASE_URL", "https://api.aimi.fm"),
     ],
 )
 def test_provider_base_urls_are_overridable(
@@ -110,7 +111,7 @@ def test_sim_profile(services: dict[str, dict[str, Any]]) -> None:
         ("${GENQ_SYNCSO__API_KEY}", True),
         ("${GENQ_SYNCSO__API_KEY:?set it}", True),
         ("${FLOWER_BASIC_AUTH?set it}", True),
-        ("${GENQ_AIMI__API_KEY:-}", True),
+        ("${GENQ_AISTUDIOS__USER_KEY:-}", True),
         ("sk-live-123", False),
         ("prefix-${GENQ_SYNCSO__API_KEY}", False),
         ("${GENQ_SYNCSO__API_KEY}suffix", False),
@@ -157,4 +158,5 @@ def test_webhooks_receiver_runs_on_the_workers_redis_with_its_secret(
     env = environment_of(receiver)
     assert env["GENQ_REDIS_URL"] == environment_of(services["worker-syncso"])["GENQ_REDIS_URL"]
     assert ENV_REFERENCE.match(env["GENQ_SYNCSO__WEBHOOK_SECRET"])
+    assert ENV_REFERENCE.match(env["GENQ_AISTUDIOS__WEBHOOK_SECRET"])
     assert "GENQ_WEBHOOKS__BASE_URL" in environment_of(services["worker-syncso"])

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from genq.cli import main
 from producers import InvalidRequest, Producer
 from schemas import JobStatus
-from tests.conftest import SIM_KEY, Services, Sim
+from tests.conftest import AISTUDIOS_APP, AISTUDIOS_KEY, SIM_KEY, Services, Sim
+from worker.providers.registry import PROVIDERS
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +24,11 @@ GOOD = {
     "video": "https://x.test/v.mp4",
     "audio": "https://x.test/a.wav",
 }
+AVATAR = {"kind": "avatar", "script": "Hello.", "model": "M000045058", "clothes": "BG00002320"}
 
 
 def _queued_and_stored(client: redis.Redis) -> tuple[int, int]:
-    queued = sum(client.llen(q) for q in ("default", "syncso", "aistudios", "aimi"))
+    queued = sum(client.llen(q) for q in ("default", *PROVIDERS))
     return queued, len(list(client.scan_iter("genq:job:*")))
 
 
@@ -70,7 +72,7 @@ def test_submit_from_stdin_prints_ids_and_a_repeated_key_returns_the_first(servi
     client.flushdb()
 
 
-def test_no_api_key_in_any_broker_message_or_stored_value(
+def test_no_provider_credential_in_any_broker_message_or_stored_value(
     producer: Producer, sim: Sim, services: Services
 ) -> None:
     """Record every command Redis receives while a job runs (MONITOR), then look for the key."""
@@ -90,13 +92,17 @@ def test_no_api_key_in_any_broker_message_or_stored_value(
     thread.start()
     ready.wait(5)
     job_id = producer.submit(GOOD)
+    avatar = producer.submit(AVATAR)
     assert producer.wait(job_id, timeout_s=30).status is JobStatus.SUCCEEDED
+    assert producer.wait(avatar, timeout_s=30).status is JobStatus.SUCCEEDED
     stop.set()
     producer.redis.ping()  # one more command so the monitor loop wakes and ends
     thread.join(5)
 
     assert any(job_id in c for c in seen)  # the monitor did see the job's traffic
     assert any("genq.syncso.create" in c or "genq.start" in c for c in seen)
-    assert not [c for c in seen if SIM_KEY in c]
+    assert any("genq.aistudios.create" in c for c in seen)
+    credentials = (SIM_KEY, AISTUDIOS_APP, AISTUDIOS_KEY)
+    assert not [c for c in seen if any(secret in c for secret in credentials)]
     stored = [producer.redis.dump(k) or b"" for k in producer.redis.scan_iter("*")]
-    assert not [v for v in stored if SIM_KEY.encode() in v]
+    assert not [v for v in stored if any(secret.encode() in v for secret in credentials)]
