@@ -17,7 +17,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genq.processes import free_port, start_flower, start_webhooks, start_worker, stop, worker_env
+from genq.processes import (
+    free_port,
+    sigterm_as_interrupt,
+    start_flower,
+    start_webhooks,
+    start_worker,
+    stop,
+    worker_env,
+)
 from genq.redis_server import redis_for_run
 from producers import Producer
 from schemas import KINDS, JobRecord, JobStatus, StageStatus
@@ -97,7 +105,11 @@ def run_demo(
     run_dir = Path("artifacts") / time.strftime("demo-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True)
     run_dir = run_dir.resolve()
-    with _services(run_dir, demos, workers, concurrency) as (redis_url, flower_url, sim_url, env):
+    # SIGTERM unwinds like Ctrl-C, so the workers, Flower, the receiver and Redis are stopped.
+    with (
+        sigterm_as_interrupt(),
+        _services(run_dir, demos, workers, concurrency) as (redis_url, flower_url, sim_url, env),
+    ):
         producer = Producer(redis_url)
         media = run_dir / "media"
         media.mkdir()

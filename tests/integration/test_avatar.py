@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from click.testing import CliRunner
 
+from genq.cli import main
 from genq.processes import stop
 from genq.redis_server import EmbeddedRedis
 from producers import InvalidRequest, Producer
@@ -262,3 +264,32 @@ def test_a_webhook_without_the_jobs_token_is_refused_and_checks_nothing(
     assert (accepted.status_code, accepted.json()) == (200, {"checking": True})
     assert redis_client.zscore(due, project_id) == 0  # checked first, by the sweep, from AI Studios itself
     assert not redis_client.exists(L.WAIT_RESULT_KEY.format(provider="aistudios", provider_id=project_id))
+
+
+def test_status_shows_the_render_a_parked_avatar_job_waits_for(
+    workers: Callable[..., subprocess.Popen[bytes]], own_redis: EmbeddedRedis, sim: Sim
+) -> None:
+    sim.configure("aistudios", render_s=60.0)
+    workers("parked", GENQ_AISTUDIOS__CHECK_INTERVAL_S="20")
+    producer = Producer(own_redis.url)
+    job_id = producer.submit(SIMPLE)
+    until(lambda: bool(producer.parked(producer.get(job_id))), 30, "the wait to park")
+    project_id = producer.get(job_id).provider_ids["project"]
+    result = CliRunner().invoke(
+        main, ["status", job_id, "--redis-url", own_redis.url], env={"COLUMNS": "250"}
+    )
+    assert result.exit_code == 0, result.output
+    assert f"parked: waiting for aistudios {project_id} since" in result.output
+
+
+def test_renders_in_flight_never_exceed_the_accounts_pool(
+    workers: Callable[..., subprocess.Popen[bytes]], own_redis: EmbeddedRedis, sim: Sim
+) -> None:
+    sim.configure("aistudios", render_s=1.0)
+    workers("a", concurrency=4, GENQ_AISTUDIOS__CONCURRENCY="2")
+    workers("b", concurrency=4, GENQ_AISTUDIOS__CONCURRENCY="2")
+    producer = Producer(own_redis.url)
+    ids = producer.submit_many([SIMPLE] * 8)
+    records = [producer.wait(job_id, timeout_s=60) for job_id in ids]
+    assert [r.status for r in records] == [JobStatus.SUCCEEDED] * 8
+    assert sim.stats("aistudios")["peak_in_flight"] == 2
