@@ -9,7 +9,6 @@ have reached AI Studios (``requested``) is sent again only if the project is sti
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from schemas import JobRecord, JobStatus, Output, StageStatus
 from schemas.avatar import AvatarRequest
 from worker.app import app
 from worker.context import Context
+from worker.follow import Followed, recorded_end
 from worker.limits import Gate, Pool, RateBudget
-from worker.outcomes import Later, Stop, Wait
+from worker.outcomes import Later, Stop
 from worker.providers.aistudios.client import AIStudiosClient, Progress
 from worker.providers.aistudios.settings import AIStudiosSettings
 from worker.providers.aistudios.spec import RENDERS, REQUESTS, SPEC
@@ -108,20 +108,19 @@ def follow_render(job: JobRecord, ai: AIStudios, waits: Waits, gate: Gate) -> Wa
     stop one), then the job stops."""
     settings = ai.settings
     project_id = job.provider_ids[PROJECT]
-    result = waits.result(PROVIDER, project_id)
-    if result is None:
-        exported = job.stages["create"].finished_at if "create" in job.stages else None
-        remaining_s = max(0.0, settings.max_wait_s - (time.time() - (exported or job.created_at).timestamp()))
-        gate.keep(ai.renders, for_s=remaining_s)
-        raise Wait(PROVIDER, settings.account, project_id, what=f"render of project {project_id}",
-                   check_in_s=settings.check_interval_s, deadline_in_s=remaining_s)  # fmt: skip
-    if result.state == "timeout":
-        gate.let_go(ai.renders)
-        raise JobRejected(
-            f"render still running after {settings.max_wait_s:g} s (GENQ_AISTUDIOS__MAX_WAIT_S)",
-            provider=PROVIDER,
-            code="genq_wait_timeout",
-        )
+    exported = job.stages["create"].finished_at if "create" in job.stages else None
+    followed = Followed(
+        PROVIDER,
+        settings.account,
+        project_id,
+        f"render of project {project_id}",
+        ai.renders,
+        settings.check_interval_s,
+        settings.max_wait_s,
+        "GENQ_AISTUDIOS__MAX_WAIT_S",
+        exported or job.created_at,
+    )
+    result = recorded_end(followed, waits, gate)
     if result.state == "missing":  # the sweep's check did not find it: ask alone (a 404 fails the job)
         with gate.calling(ai.rate):
             progress = ai.client.progress(project_id)

@@ -3,7 +3,6 @@ Each task is thin: the work is in the plain functions above it."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,9 @@ from typing import Any
 from schemas import JobRecord, JobStatus, LipsyncRequest, Output, StageStatus, is_local_path
 from worker.app import app
 from worker.context import Context
+from worker.follow import Followed, recorded_end
 from worker.limits import Gate, Pool, RateBudget
-from worker.outcomes import Later, Stop, Wait
+from worker.outcomes import Later, Stop
 from worker.providers.errors import AuthFailed, BadRequest, JobRejected, NotFound
 from worker.providers.syncso.client import Generation, SyncSoClient
 from worker.providers.syncso.settings import SyncSoSettings
@@ -126,23 +126,22 @@ def follow_generation(job: JobRecord, sync: SyncSo, waits: Waits, gate: Gate) ->
     provider. The job's slot is kept while the generation runs and given back when it ends. A cancelled
     job's generation is followed to its end (sync.so cannot cancel it, and it still counts against the
     account), then the job stops."""
-    settings = sync.settings
     generation_id = job.provider_ids[GENERATION]
-    result = waits.result(PROVIDER, generation_id)
-    if result is None:
-        created = job.stages["create"].finished_at if "create" in job.stages else None
-        remaining_s = settings.max_wait_s - (time.time() - (created or job.created_at).timestamp())
-        gate.keep(sync.generations, for_s=max(0.0, remaining_s))
-        what = f"generation {generation_id}"
-        raise Wait(PROVIDER, sync.account, generation_id, what=what,
-                   check_in_s=settings.check_interval_s, deadline_in_s=max(0.0, remaining_s))  # fmt: skip
-    if result.state == "timeout":
-        gate.let_go(sync.generations)
-        raise JobRejected(
-            f"generation still running after {settings.max_wait_s:g} s (GENQ_SYNCSO__MAX_WAIT_S)",
-            provider=PROVIDER,
-            code="genq_wait_timeout",
-        )
+    created = job.stages["create"].finished_at if "create" in job.stages else None
+    settings = sync.settings
+    what = f"generation {generation_id}"
+    followed = Followed(
+        PROVIDER,
+        sync.account,
+        generation_id,
+        what,
+        sync.generations,
+        settings.check_interval_s,
+        settings.max_wait_s,
+        "GENQ_SYNCSO__MAX_WAIT_S",
+        created or job.created_at,
+    )
+    result = recorded_end(followed, waits, gate)
     if result.state == "missing":  # the sweep did not find it: ask for it alone (a 404 fails the job)
         with gate.calling(sync.other_rate):
             generation = sync.client.get_generation(generation_id)

@@ -1,0 +1,51 @@
+"""The first step of every ``wait`` stage: the provider job's recorded end, or park until there is one.
+
+While the provider works the job keeps its slot (renewed to the wait's deadline) and the stage parks
+(``Wait``): the account's status sweep or a webhook records the end and wakes it. Past the deadline the
+job fails (``genq_wait_timeout``). What an end means (success, failure, a missing id) is the provider's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from worker.limits import Gate, Pool
+from worker.outcomes import Wait
+from worker.providers.errors import JobRejected
+from worker.waits import WaitResult, Waits
+
+
+@dataclass(frozen=True)
+class Followed:
+    """A provider job a stage waits for."""
+
+    provider: str
+    account: str
+    provider_id: str
+    what: str  # for people: "generation 1f2e…"
+    pool: Pool  # the slot it holds while it runs
+    check_interval_s: float
+    max_wait_s: float
+    max_wait_setting: str  # the setting that says max_wait_s, named in the timeout error
+    since: datetime  # when the provider job started
+
+
+def recorded_end(followed: Followed, waits: Waits, gate: Gate) -> WaitResult:
+    """The end recorded for ``followed`` (``ended`` or ``missing``), or raise ``Wait`` to park until a
+    sweep or webhook records it; past its deadline, release the slot and fail the job."""
+    result = waits.result(followed.provider, followed.provider_id)
+    if result is None:
+        remaining_s = max(0.0, followed.max_wait_s - (time.time() - followed.since.timestamp()))
+        gate.keep(followed.pool, for_s=remaining_s)
+        raise Wait(followed.provider, followed.account, followed.provider_id, what=followed.what,
+                   check_in_s=followed.check_interval_s, deadline_in_s=remaining_s)  # fmt: skip
+    if result.state == "timeout":
+        gate.let_go(followed.pool)
+        raise JobRejected(
+            f"{followed.what} still running after {followed.max_wait_s:g} s ({followed.max_wait_setting})",
+            provider=followed.provider,
+            code="genq_wait_timeout",
+        )
+    return result
