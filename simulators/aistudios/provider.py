@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -28,7 +28,6 @@ from simulators.aistudios.responses import (
     RENDER_FAILED,
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
-    EnvelopeResponse,
     fail,
     fault_response,
     ok,
@@ -43,25 +42,27 @@ from simulators.aistudios.validate import (
 )
 from simulators.aistudios.webhooks import WebhookDispatcher
 from simulators.events import EventLog
-from simulators.faults import HttpFault
+from simulators.provider_base import ProviderBase
 from simulators.spec import section
 
 if TYPE_CHECKING:
     from simulators.config import SimConfig
 
 API = "/api/odin/v3"
-Handler = Callable[[Request], Awaitable[Response]]
 
 
-class AIStudiosProvider:
+class AIStudiosProvider(ProviderBase[AIStudiosState, WebhookDispatcher]):
     """The AI Studios routes and their state; one instance per simulator app."""
 
     name = "aistudios"
+    config_type = AIStudiosSimConfig
+    fault_routes = ROUTES
+    outcome_fault = OutcomeFault
+    id_param = "pid"
 
     def __init__(self, config: SimConfig, events: EventLog, clock: Callable[[], float] = time.time) -> None:
-        self.state = AIStudiosState(section(config, self.name, AIStudiosSimConfig), clock)
-        self.events = events
-        self.webhooks = WebhookDispatcher(self.state, events)
+        state = AIStudiosState(section(config, self.name, AIStudiosSimConfig), clock)
+        super().__init__(state, events, WebhookDispatcher(state, events))
 
     def routes(self) -> list[BaseRoute]:
         e = self._endpoint
@@ -81,48 +82,6 @@ class AIStudiosProvider:
             Route("/_sim/aistudios/expire-tokens", self.expire_tokens, methods=["POST"]),
         ]
 
-    # Control surface hooks (used by simulators.app).
-    def configure(self, config: SimConfig) -> None:
-        self.state.configure(section(config, self.name, AIStudiosSimConfig))
-
-    def reset(self) -> None:
-        self.webhooks.cancel()
-        self.state.reset()
-
-    async def aclose(self) -> None:
-        await self.webhooks.aclose()
-
-    def stats(self) -> dict[str, Any]:
-        return self.state.snapshot(self.state.clock())
-
-    def add_fault(self, raw: dict[str, Any]) -> None:
-        """Queue a fault; raise ValueError (pydantic ValidationError included) when it is malformed."""
-        if raw.get("route") == "aistudios.outcome":
-            outcome = OutcomeFault.model_validate(raw)
-            self.state.outcomes.push(outcome.route, outcome, outcome.times)
-            return
-        fault = HttpFault.model_validate(raw)
-        if fault.route not in {f"aistudios.{r}" for r in ROUTES}:
-            raise ValueError(f"unknown route {fault.route!r}")
-        self.state.faults.push(fault.route, fault, fault.times)
-
-    def pending_faults(self) -> dict[str, Any]:
-        return self.state.faults.pending() | self.state.outcomes.pending()
-
-    def clear_faults(self) -> None:
-        self.state.faults.clear()
-        self.state.outcomes.clear()
-
-    # Request pipeline.
-    def _endpoint(self, route: str, handler: Handler, auth: bool = True) -> Handler:
-        async def endpoint(request: Request) -> Response:
-            self.state.stats.requests[route] += 1
-            response = self._gate(route, request, auth) or await handler(request)
-            self._record(route, request, response)
-            return response
-
-        return endpoint
-
     def _gate(self, route: str, request: Request, auth: bool) -> Response | None:
         if auth:
             problem = self.state.token_problem(request.headers.get("authorization"), self.state.clock())
@@ -131,21 +90,6 @@ class AIStudiosProvider:
                 return fail(401, UNAUTHORIZED, problem)
         fault = self.state.faults.take(f"aistudios.{route}")
         return fault_response(fault) if fault is not None else None
-
-    def _record(self, route: str, request: Request, response: Response) -> None:
-        error_code = project_id = None
-        if isinstance(response, EnvelopeResponse):
-            error_code, project_id = response.error_code, response.project_id
-        self.state.stats.responses[str(response.status_code)] += 1
-        self.events.record(
-            {
-                "t": self.state.clock(),
-                "route": f"aistudios.{route}",
-                "status": response.status_code,
-                "error_code": error_code,
-                "generation_id": project_id or request.path_params.get("pid"),
-            }
-        )
 
     def _project(self, request: Request) -> Project | Response:
         project_id = request.path_params["pid"]

@@ -10,9 +10,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from starlette.responses import JSONResponse
-
 from simulators.faults import HttpFault
+from simulators.provider_base import SimResponse
 
 UNAUTHORIZED = "UNAUTHORIZED"
 INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
@@ -21,25 +20,8 @@ RENDER_FAILED = "RENDER_FAILED"
 TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
 
 
-class EnvelopeResponse(JSONResponse):
-    """A JSON envelope that also tells the request log its error code and project id."""
-
-    def __init__(
-        self,
-        content: Any,
-        status_code: int = 200,
-        headers: dict[str, str] | None = None,
-        *,
-        error_code: str | None = None,
-        project_id: str | None = None,
-    ) -> None:
-        super().__init__(content, status_code, headers)
-        self.error_code = error_code
-        self.project_id = project_id
-
-
-def ok(data: Any, project_id: str | None = None) -> EnvelopeResponse:
-    return EnvelopeResponse({"success": True, "data": data}, project_id=project_id)
+def ok(data: Any, project_id: str | None = None) -> SimResponse:
+    return SimResponse({"success": True, "data": data}, resource_id=project_id)
 
 
 def fail(
@@ -48,19 +30,19 @@ def fail(
     msg: str,
     headers: dict[str, str] | None = None,
     project_id: str | None = None,
-) -> EnvelopeResponse:
+) -> SimResponse:
     body = {"success": False, "error": {"code": code, "msg": msg}}
-    return EnvelopeResponse(body, status, headers, error_code=code, project_id=project_id)
+    return SimResponse(body, status, headers, error_code=code, resource_id=project_id)
 
 
-def fault_response(fault: HttpFault) -> EnvelopeResponse:
+def fault_response(fault: HttpFault) -> SimResponse:
     """An injected fault: its own body if given, else the envelope named after the status."""
     if fault.body is None:
         code, msg = _status_names(fault.status)
         return fail(fault.status, code, msg, fault.headers)
     error = fault.body.get("error") if isinstance(fault.body, dict) else None
     given = error.get("code") if isinstance(error, dict) else None
-    return EnvelopeResponse(
+    return SimResponse(
         fault.body, fault.status, fault.headers, error_code=given if isinstance(given, str) else None
     )
 

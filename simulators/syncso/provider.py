@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -21,12 +21,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from simulators.events import EventLog
-from simulators.faults import HttpFault
 from simulators.limits import retry_after_header
+from simulators.provider_base import ProviderBase, SimResponse
 from simulators.spec import section
 from simulators.syncso.config import SyncSoSimConfig
 from simulators.syncso.query import ListQuery, QueryInvalid, parse_list_query, parse_wait
-from simulators.syncso.responses import RATE_LIMITED_MESSAGE, SimResponse, fault_response, nest_error
+from simulators.syncso.responses import fault_response, nest_error, rate_limited, uri_too_long
 from simulators.syncso.state import (
     ROUTES,
     TERMINAL,
@@ -54,7 +54,6 @@ MODELS = [
     ("lipsync-1.9.0-beta", "lipsync", "1.9.0-beta", "Fast lipsync for quick previews."),
     ("react-1", "react", "1.0.0", "Re-animates expressions and head movement to match the audio (≤ 15 s)."),
 ]
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def output_chunks(generation_id: str, size: int) -> list[tuple[int, int]]:
@@ -65,15 +64,18 @@ def output_chunks(generation_id: str, size: int) -> list[tuple[int, int]]:
     ]
 
 
-class SyncSoProvider:
+class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
     """The sync.so routes and their state; one instance per simulator app."""
 
     name = "syncso"
+    config_type = SyncSoSimConfig
+    fault_routes = ROUTES
+    outcome_fault = OutcomeFault
+    id_param = "gid"
 
     def __init__(self, config: SimConfig, events: EventLog, clock: Callable[[], float] = time.time) -> None:
-        self.state = SyncSoState(section(config, self.name, SyncSoSimConfig), clock)
-        self.events = events
-        self.webhooks = WebhookDispatcher(self.state, events)
+        state = SyncSoState(section(config, self.name, SyncSoSimConfig), clock)
+        super().__init__(state, events, WebhookDispatcher(state, events))
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -85,53 +87,10 @@ class SyncSoProvider:
             Route("/_sim/syncso/generations", self.lifecycles, methods=["GET"]),
         ]
 
-    # Control surface hooks (used by simulators.app).
-    def configure(self, config: SimConfig) -> None:
-        self.state.configure(section(config, self.name, SyncSoSimConfig))
-
-    def reset(self) -> None:
-        self.webhooks.cancel()
-        self.state.reset()
-
-    async def aclose(self) -> None:
-        await self.webhooks.aclose()
-
-    def stats(self) -> dict[str, Any]:
-        return self.state.snapshot(self.state.clock())
-
-    def add_fault(self, raw: dict[str, Any]) -> None:
-        """Queue a fault; raise ValueError (pydantic ValidationError included) when it is malformed."""
-        if raw.get("route") == "syncso.outcome":
-            outcome = OutcomeFault.model_validate(raw)
-            self.state.outcomes.push(outcome.route, outcome, outcome.times)
-            return
-        fault = HttpFault.model_validate(raw)
-        if fault.route not in {f"syncso.{r}" for r in ROUTES}:
-            raise ValueError(f"unknown route {fault.route!r}")
-        self.state.faults.push(fault.route, fault, fault.times)
-
-    def pending_faults(self) -> dict[str, Any]:
-        return self.state.faults.pending() | self.state.outcomes.pending()
-
-    def clear_faults(self) -> None:
-        self.state.faults.clear()
-        self.state.outcomes.clear()
-
-    # Request pipeline.
-    def _endpoint(self, route: str, handler: Handler, auth: bool = True) -> Handler:
-        async def endpoint(request: Request) -> Response:
-            self.state.stats.requests[route] += 1
-            response = self._gate(route, request, auth) or await handler(request)
-            self._record(route, request, response)
-            return response
-
-        return endpoint
-
     def _gate(self, route: str, request: Request, auth: bool) -> Response | None:
         state = self.state
         if _target_bytes(request) > state.config.max_url_bytes:
-            body = {"statusCode": 414, "message": "URI Too Long", "error": "URI Too Long"}
-            return SimResponse(body, 414)
+            return uri_too_long()
         if auth and request.headers.get("x-api-key") != state.config.api_key:
             return nest_error(401, "Unauthorized")
         fault = state.faults.take(f"syncso.{route}")
@@ -145,25 +104,12 @@ class SyncSoProvider:
             if state.config.send_retry_after_on_rate_limit
             else None
         )
-        return nest_error(429, RATE_LIMITED_MESSAGE, "rate_limit_exceeded", headers)
+        return rate_limited(headers)
 
     def _record(self, route: str, request: Request, response: Response) -> None:
-        stats, status = self.state.stats, response.status_code
-        error_code = generation_id = None
-        if isinstance(response, SimResponse):
-            error_code, generation_id = response.error_code, response.generation_id
-        stats.responses[str(status)] += 1
-        if status == 429 and error_code:
-            stats.throttled[error_code] += 1
-        self.events.record(
-            {
-                "t": self.state.clock(),
-                "route": f"syncso.{route}",
-                "status": status,
-                "error_code": error_code,
-                "generation_id": generation_id or request.path_params.get("gid"),
-            }
-        )
+        super()._record(route, request, response)
+        if response.status_code == 429 and isinstance(response, SimResponse) and response.error_code:
+            self.state.stats.throttled[response.error_code] += 1
 
     def _wire(self, generation: Generation, base_url: str, now: float) -> dict[str, Any]:
         """The Generation object; `base_url` (ending in "/") roots the signed output URL."""
@@ -202,11 +148,11 @@ class SyncSoProvider:
         base_url = str(request.base_url)
         body = self._wire(generation, base_url, now)
         if replayed:
-            return SimResponse(body, 200, {"Idempotent-Replayed": "true"}, generation_id=generation.id)
+            return SimResponse(body, 200, {"Idempotent-Replayed": "true"}, resource_id=generation.id)
         webhook_url = generation.request.webhook_url
         if webhook_url is not None:
             self.webhooks.schedule(generation, webhook_url, lambda at: self._wire(generation, base_url, at))
-        return SimResponse(body, 201, generation_id=generation.id)
+        return SimResponse(body, 201, resource_id=generation.id)
 
     async def get_generation(self, request: Request) -> Response:
         gen_id = request.path_params["gid"]
@@ -228,7 +174,7 @@ class SyncSoProvider:
                 "X-Sync-Wait-Timeout-Seconds": timeout,
             }
         body = self._wire(generation, str(request.base_url), self.state.clock())
-        return SimResponse(body, 200, headers, generation_id=gen_id)
+        return SimResponse(body, 200, headers, resource_id=gen_id)
 
     async def _wait_terminal(self, generation: Generation, timeout_s: float) -> Generation | None:
         """Long-poll: return once terminal or at the deadline; None if a reset removed the generation."""

@@ -5,28 +5,10 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from starlette.responses import JSONResponse
-
 from simulators.faults import HttpFault
+from simulators.provider_base import SimResponse
 
 RATE_LIMITED_MESSAGE = "Rate limit exceeded. Please try again later."
-
-
-class SimResponse(JSONResponse):
-    """A JSON response that also tells the request log its error code and generation id."""
-
-    def __init__(
-        self,
-        content: Any,
-        status_code: int = 200,
-        headers: dict[str, str] | None = None,
-        *,
-        error_code: str | None = None,
-        generation_id: str | None = None,
-    ) -> None:
-        super().__init__(content, status_code, headers)
-        self.error_code = error_code
-        self.generation_id = generation_id
 
 
 def nest_error(
@@ -42,10 +24,21 @@ def nest_error(
     return SimResponse(body, status, headers, error_code=error_code)
 
 
+def rate_limited(headers: dict[str, str] | None = None) -> SimResponse:
+    """The rate limiter's 429 (`errorCode` "rate_limit_exceeded"); `headers` may carry Retry-After."""
+    return nest_error(429, RATE_LIMITED_MESSAGE, "rate_limit_exceeded", headers)
+
+
+def uri_too_long() -> SimResponse:
+    """414 for a request target over `max_url_bytes`; like a server's request-line cap, no errorCode."""
+    return SimResponse({"statusCode": 414, "message": "URI Too Long", "error": "URI Too Long"}, 414)
+
+
 def fault_response(fault: HttpFault) -> SimResponse:
+    """An injected fault: its own body if given, else the NestJS error of its status."""
     if fault.body is None:
         if fault.status == 429:
-            return nest_error(429, RATE_LIMITED_MESSAGE, "rate_limit_exceeded", fault.headers)
+            return rate_limited(fault.headers)
         return nest_error(fault.status, _phrase(fault.status), headers=fault.headers)
     code = fault.body.get("errorCode") if isinstance(fault.body, dict) else None
     return SimResponse(
