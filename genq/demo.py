@@ -39,7 +39,7 @@ from worker.settings import Settings
 
 # Every job kind's demo, from the simulators' registry.
 DEMOS: Mapping[str, Demo] = {spec.demo.kind: spec.demo for spec in SIMULATORS if spec.demo is not None}
-STAGES = 3  # create, wait, download
+STAGES = 3  # at least: create, wait, download (a music job has more, and as many as its branches)
 
 
 def settings_from(env: Mapping[str, str]) -> Settings:
@@ -54,9 +54,11 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         os.environ.update(saved)
 
 
-def _progress_of(record: JobRecord) -> float:
+def _progress_of(record: JobRecord) -> tuple[float, float]:
+    """(stages done, stages known so far) of the job."""
+    total = max(STAGES, len(record.stages))
     done = sum(1 for s in record.stages.values() if s.status is StageStatus.DONE)
-    return float(STAGES if record.status is JobStatus.SUCCEEDED else min(done, STAGES))
+    return float(total if record.status is JobStatus.SUCCEEDED else done), float(total)
 
 
 def _describe(record: JobRecord) -> str:
@@ -156,9 +158,8 @@ def _follow(producer: Producer, ids: list[str], settings: Settings, timeout_s: f
         while True:
             records = [producer.get(job_id) for job_id in ids]
             for record in records:
-                progress.update(
-                    bars[record.id], completed=_progress_of(record), description=_describe(record)
-                )
+                done, total = _progress_of(record)
+                progress.update(bars[record.id], completed=done, total=total, description=_describe(record))
             progress.update(
                 overall,
                 completed=sum(r.is_terminal for r in records),

@@ -3,6 +3,7 @@
 from schemas.avatar import AvatarRequest
 from schemas.base import JobRequestBase, is_local_path
 from schemas.lipsync import LipsyncModel, LipsyncRequest
+from schemas.music import MusicRequest
 from schemas.records import (
     TERMINAL_STATUSES,
     JobError,
@@ -28,6 +29,7 @@ __all__ = [
     "Kind",
     "LipsyncModel",
     "LipsyncRequest",
+    "MusicRequest",
     "Output",
     "ParkedWait",
     "StageState",

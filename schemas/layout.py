@@ -44,6 +44,8 @@ F_ERROR = "error"
 F_ATTEMPTS = "attempts"
 STAGE_PREFIX = "stage:"
 PROVIDER_ID_PREFIX = "pid:"
+# What stages produced for later stages, as JSON: an analysis, the plan, one branch's output ...
+DATA_PREFIX = "data:"
 
 # Moves a job to ARGV[1] unless it already ended; sets updated_at (and finished_at and the TTL for a
 # terminal status). Returns the previous status, or false when the job does not exist.
@@ -120,6 +122,11 @@ def record_from_fields(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> J
         for name, value in fields.items()
         if name.startswith(PROVIDER_ID_PREFIX)
     }
+    data = {
+        name.removeprefix(DATA_PREFIX): json.loads(value)
+        for name, value in fields.items()
+        if name.startswith(DATA_PREFIX)
+    }
     outputs: list[Any] = json.loads(fields.get(F_OUTPUTS, "[]"))
     error = fields.get(F_ERROR)
     return JobRecord(
@@ -130,6 +137,7 @@ def record_from_fields(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> J
         tenant=fields.get(F_TENANT),
         stages=stages,
         provider_ids=provider_ids,
+        data=data,
         outputs=[Output.model_validate(o) for o in outputs],
         error=JobError.model_validate_json(error) if error else None,
         attempts=int(fields.get(F_ATTEMPTS, "0")),

@@ -80,6 +80,8 @@ class JobRecord(BaseModel):
     tenant: str | None = None
     stages: dict[str, StageState] = Field(default_factory=dict)
     provider_ids: dict[str, str] = Field(default_factory=dict)
+    # What stages produced for later ones (e.g. a music job's analysis and plan), by name.
+    data: dict[str, Any] = Field(default_factory=dict)
     outputs: list[Output] = Field(default_factory=list)
     error: JobError | None = None
     attempts: int = 0

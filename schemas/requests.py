@@ -15,6 +15,7 @@ from pydantic import Field, TypeAdapter
 from schemas.avatar import AvatarRequest
 from schemas.base import JobRequestBase
 from schemas.lipsync import LipsyncRequest
+from schemas.music import MusicRequest
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ KINDS: Mapping[str, Kind] = {
     for kind in (
         Kind("lipsync", LipsyncRequest, "syncso"),
         Kind("avatar", AvatarRequest, "aistudios"),
+        Kind("music", MusicRequest, "aimi"),
     )
 }
 

@@ -6,12 +6,13 @@ itself lives in the leaf module `simulators.spec` so that provider packages can 
 
 from __future__ import annotations
 
-from simulators import aistudios, syncso
+from simulators import aimi, aistudios, syncso
 from simulators.spec import Option, SimSpec
 
 __all__ = ["SIMULATORS", "Option", "SimSpec"]
 
 SIMULATORS: tuple[SimSpec, ...] = (
+    aimi.SPEC,
     syncso.SPEC,
     aistudios.SPEC,
 )

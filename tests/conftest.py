@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from genq.redis_server import EmbeddedRedis
+from simulators.aimi.config import AimiSimConfig
 from simulators.aistudios.config import AIStudiosSimConfig
 from simulators.config import SimConfig
 from simulators.server import SimulatorServer
@@ -29,6 +30,9 @@ FAST_SYNCSO = {"pending_s": 0.1, "processing_s": 0.2, "plan": "scale", "create_r
 # Renders take about 0.3 s.
 FAST_AISTUDIOS = {"render_s": 0.3, "render_jitter": 0.0}
 AISTUDIOS_APP, AISTUDIOS_KEY = "sim-test-app", "sim-test-user-key-0123456789"
+# Executions take about 0.5 s; one execution's status may be asked every 0.2 s (Aimi: 5 s).
+FAST_AIMI = {"execution_s": 0.5, "status_cooldown_s": 0.2, "analysis_s": 0.05}
+AIMI_KEY = "sim-test-aimi-token-0123456789"
 WORKER_ENV = {
     "GENQ_SYNCSO__API_KEY": SIM_KEY,
     "GENQ_AISTUDIOS__APP_ID": AISTUDIOS_APP,
@@ -37,6 +41,11 @@ WORKER_ENV = {
     "GENQ_AISTUDIOS__RATE__LIMIT": "1000",
     "GENQ_AISTUDIOS__RATE__PERIOD_S": "1",
     "GENQ_AISTUDIOS__CONCURRENCY": "8",
+    "GENQ_AIMI__API_KEY": AIMI_KEY,
+    "GENQ_AIMI__STATUS_INTERVAL_S": "0.2",
+    "GENQ_AIMI__CHECK_INTERVAL_S": "0.2",
+    "GENQ_AIMI__RATE__LIMIT": "1000",
+    "GENQ_AIMI__RATE__PERIOD_S": "1",
     "GENQ_SYNCSO__CHECK_INTERVAL_S": "0.1",
     "GENQ_WAITS__SWEEP_LEASE_S": "1",
     "GENQ_RETRY__BACKOFF_BASE_S": "0.1",
@@ -66,7 +75,8 @@ class Services:
         self.redis = EmbeddedRedis()
         aistudios = AIStudiosSimConfig(app_id=AISTUDIOS_APP, user_key=AISTUDIOS_KEY, **FAST_AISTUDIOS)
         syncso = SyncSoSimConfig(api_key=SIM_KEY, **FAST_SYNCSO)
-        self.sim = SimulatorServer(SimConfig(syncso=syncso, aistudios=aistudios))
+        aimi = AimiSimConfig(api_key=AIMI_KEY, **FAST_AIMI)
+        self.sim = SimulatorServer(SimConfig(syncso=syncso, aistudios=aistudios, aimi=aimi))
 
     def start(self) -> None:
         self.redis.start()
@@ -76,6 +86,7 @@ class Services:
             GENQ_REDIS_URL=self.redis.url,
             GENQ_SYNCSO__BASE_URL=self.sim.base_url,
             GENQ_AISTUDIOS__BASE_URL=self.sim.base_url,
+            GENQ_AIMI__BASE_URL=self.sim.base_url,
             GENQ_ARTIFACT_DIR=str(self.tmp / "artifacts"),
             **WORKER_ENV,
         )

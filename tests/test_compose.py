@@ -74,6 +74,7 @@ def test_one_worker_service_per_queue(services: dict[str, dict[str, Any]], queue
     [
         ("GENQ_SYNCSO__BASE_URL", "https://api.sync.so"),
         ("GENQ_AISTUDIOS__BASE_URL", "https://app.aistudios.com"),
+        ("GENQ_AIMI__BASE_URL", "https://api.sync.aimi.fm"),
     ],
 )
 def test_provider_base_urls_are_overridable(

@@ -72,37 +72,53 @@ class Stage(Task):  # type: ignore[type-arg]
             job = self._begin(job_id)
         except _Skip as skip:
             return self._end_here(f"skipped: {skip}")
-        gate = Gate(self.ctx.limiter, self.ctx.settings.limits, job, self._rerun)
+        gate = Gate(self.ctx.limiter, self.ctx.settings.limits, job, self._rerun, holder=self.holder(job_id))
         store = self.ctx.store
         try:
             action(job, gate)
         except Parked as parked:
-            store.update_stage(job_id, self.stage, StageStatus.THROTTLED, detail=str(parked))
+            store.update_stage(job_id, self.state_key, StageStatus.THROTTLED, detail=str(parked))
             return self._end_here(f"parked: {parked}")
         except Wait as wait:
             return self._park(job, wait)
         except Later as later:
-            store.update_stage(job_id, self.stage, later.status, detail=later.detail)
+            store.update_stage(job_id, self.state_key, later.status, detail=later.detail)
             # A rate turn is reserved for a moment: the time spent recording the state comes off it.
             countdown_s = later.countdown_s - (time.monotonic() - later.raised_at)
             return self._later(job_id, countdown_s, later.args_, later.detail)
         except Stop as stop:
-            store.update_stage(job_id, self.stage, StageStatus.DONE, detail=str(stop), finished_at=_now())
+            store.update_stage(job_id, self.state_key, StageStatus.DONE, detail=str(stop), finished_at=_now())
             return self._end_here(f"stopped: {stop}")
         except Throttled as exc:
             retry = self.ctx.settings.retry
             delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=retry.backoff_cap_s)
-            store.update_stage(job_id, self.stage, StageStatus.THROTTLED, detail=str(exc))
+            store.update_stage(job_id, self.state_key, StageStatus.THROTTLED, detail=str(exc))
             return self._later(job_id, delay, None, str(exc))
         except ProviderError as exc:
             self._failed(job_id, exc)
-        store.update_stage(job_id, self.stage, StageStatus.DONE, finished_at=_now())
+        store.update_stage(job_id, self.state_key, StageStatus.DONE, finished_at=_now())
         return "done"
 
+    @property
+    def branch(self) -> int | None:
+        """Which of the job's parallel branches this run is (its second argument), if any: the third
+        upload chunk, the second execution ..."""
+        args = self.request.args or ()
+        return int(args[1]) if len(args) > 1 else None
+
+    @property
+    def state_key(self) -> str:
+        """Where the job record keeps this stage's state: ``execute[2]`` for a branch."""
+        return self.stage if self.branch is None else f"{self.stage}[{self.branch}]"
+
+    def holder(self, job_id: str) -> str:
+        """Who holds this run's slots and turns: the job, or ``<job id>:<branch>`` for a branch, so that
+        a job's parallel branches hold one slot each."""
+        return job_id if self.branch is None else f"{job_id}:{self.branch}"
+
     def run_key(self, job_id: str) -> str:
-        """Names this stage's one pending run of the job in the schedule (a stage with parallel
-        branches adds its branch)."""
-        return f"{job_id}:{self.name}"
+        """Names this stage's one pending run of the job (or of its branch) in the schedule."""
+        return f"{job_id}:{self.name}" if self.branch is None else f"{job_id}:{self.name}[{self.branch}]"
 
     def _begin(self, job_id: str) -> JobRecord:
         store = self.ctx.store
@@ -119,10 +135,10 @@ class Stage(Task):  # type: ignore[type-arg]
             raise _Skip(f"the job is {job.status.value}")
         if job.status is JobStatus.QUEUED:
             store.transition(job_id, JobStatus.RUNNING)
-        state = job.stages.get(self.stage, StageState())  # the record just read holds it
+        state = job.stages.get(self.state_key, StageState())  # the record just read holds it
         store.start_stage(
             job_id,
-            self.stage,
+            self.state_key,
             StageState(
                 status=StageStatus.RUNNING, attempts=state.attempts + 1, started_at=state.started_at or _now()
             ),
@@ -144,14 +160,14 @@ class Stage(Task):  # type: ignore[type-arg]
         return result
 
     def _park(self, job: JobRecord, wait: Wait) -> str:
-        self.ctx.store.update_stage(job.id, self.stage, StageStatus.WAITING, detail=str(wait))
+        self.ctx.store.update_stage(job.id, self.state_key, StageStatus.WAITING, detail=str(wait))
         queue, message = rerun_message(self, self._args(job.id))
         parked = self.ctx.waits.park(
             wait.provider,
             wait.account,
             wait.provider_id,
             job=job.id,
-            stage=self.stage,
+            stage=self.state_key,
             queue=queue,
             message=message,
             check_in_s=wait.check_in_s,
@@ -173,31 +189,32 @@ class Stage(Task):  # type: ignore[type-arg]
         return self.name.split(".")[1]
 
     def _release_slots(self, job_id: str) -> None:
-        """Give back every slot the job holds in its provider's pools."""
+        """Give back every slot this run's holder (the job, or its branch) has in its provider's pools.
+        Each branch gives back its own when it runs next and finds the job ended."""
         for pool in self.ctx.budgets.pools_of(self.provider):
-            self.ctx.limiter.release(pool, job_id)
+            self.ctx.limiter.release(pool, self.holder(job_id))
 
     def _failed(self, job_id: str, exc: ProviderError) -> NoReturn:
         retry = self.ctx.settings.retry
         store = self.ctx.store
         if exc.retryable and self.request.retries < retry.max_retries:
             backoff = backoff_s(self.request.retries, base_s=retry.backoff_base_s, cap_s=retry.backoff_cap_s)
-            store.update_stage(job_id, self.stage, StageStatus.RETRYING, detail=str(exc))
+            store.update_stage(job_id, self.state_key, StageStatus.RETRYING, detail=str(exc))
             queue, message = rerun_message(self, self._args(job_id), retries=self.request.retries + 1)
             self.ctx.schedule.add(self.run_key(job_id), queue, message, backoff)
             raise Retry(str(exc), exc=exc, when=round(backoff, 2))  # type: ignore[arg-type]
         error = JobError(
-            stage=self.stage,
+            stage=self.state_key,
             message=exc.message,
             provider=exc.provider,
             code=exc.code,
             status_code=exc.status_code,
             retryable=exc.retryable,
         )
-        store.update_stage(job_id, self.stage, StageStatus.FAILED, detail=str(exc), finished_at=_now())
+        store.update_stage(job_id, self.state_key, StageStatus.FAILED, detail=str(exc), finished_at=_now())
         store.fail(job_id, error, dead_letter=exc.retryable)
         self._release_slots(job_id)
-        raise JobFailed(f"job {job_id} failed at {self.stage}: {exc}")
+        raise JobFailed(f"job {job_id} failed at {self.state_key}: {exc}")
 
 
 def _now() -> datetime:

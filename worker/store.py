@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -50,6 +51,10 @@ class JobStore:
             _, stored = pipe.execute()
         return L.text(stored)
 
+    def set_data(self, job_id: str, name: str, value: object) -> None:
+        """Keep what a stage produced for later stages (JSON), e.g. an analysis or a branch's output."""
+        self.redis.hset(L.job_key(job_id), L.DATA_PREFIX + name, json.dumps(value))
+
     def set_provider_id(self, job_id: str, name: str, value: str) -> None:
         """Record a provider-side fact that moves on (e.g. an export ``requested``, then ``accepted``)."""
         self.redis.hset(L.job_key(job_id), L.PROVIDER_ID_PREFIX + name, value)
@@ -80,7 +85,8 @@ class JobStore:
         return StageState.model_validate_json(raw) if raw else StageState()
 
     def update_stage(self, job_id: str, stage: str, status: StageStatus, **changes: Any) -> StageState:
-        """Read-modify-write of one stage's state (a job's stages never run concurrently)."""
+        """Read-modify-write of one stage's state. Parallel branches of a stage each have their own
+        (``execute[2]``), and one stage or branch of a job never runs twice at once."""
         state = self.stage_state(job_id, stage).model_copy(update={"status": status, **changes})
         self.set_stage(job_id, stage, state)
         return state

@@ -59,6 +59,12 @@ class Watcher(Protocol):
         """How many ids one sweep round claims."""
         ...
 
+    @property
+    def lookahead_s(self) -> float:
+        """When a check is due, ids due within this long go along (0 where the provider forbids
+        checking one id sooner than its interval)."""
+        ...
+
     def pages(self, ids: Sequence[str]) -> list[list[str]]:
         """``ids`` split into the pages of one status request each."""
         ...
@@ -132,7 +138,7 @@ class Sweeper:
                 watcher.account,
                 watcher.page_size,
                 hold_s=self.claim_hold_s,
-                ahead_s=watcher.check_interval_s / 2,
+                ahead_s=watcher.lookahead_s,
             )
             if not ids:
                 break

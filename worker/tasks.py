@@ -9,6 +9,7 @@ from celery import Task
 from celery.canvas import Signature
 from celery.exceptions import Ignore
 
+from schemas import JobRecord
 from worker.app import app
 from worker.context import get_context
 from worker.providers.registry import for_kind
@@ -18,9 +19,9 @@ from worker.store import JobMissing
 log = logging.getLogger(__name__)
 
 
-def flow(kind: str) -> Callable[[str], Signature]:
+def flow(kind: str) -> Callable[[JobRecord], Signature]:
     """The canvas builder of a job kind, from its provider's spec."""
-    build: Callable[[str], Signature] = load(for_kind(kind).flow)
+    build: Callable[[JobRecord], Signature] = load(for_kind(kind).flow)
     return build
 
 
@@ -35,4 +36,4 @@ def start(self: Task, job_id: str) -> None:  # type: ignore[type-arg]
         raise Ignore() from None
     if job.is_terminal:
         raise Ignore()
-    flow(job.kind)(job_id).apply_async()
+    flow(job.kind)(job).apply_async()

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import uvicorn
 from celery.contrib.testing import worker as celery_testing
+from celery.result import _set_task_join_will_block
 
 from genq.processes import start_worker, stop, worker_env
 from genq.redis_server import EmbeddedRedis
@@ -37,6 +38,9 @@ def celery_worker(services: Services) -> Iterator[Any]:
         queues=["default", *PROVIDER_QUEUES],
         shutdown_timeout=10,
     ) as worker:
+        # celery.contrib.testing lets tasks block on results; real pools do not, and then canvases
+        # applied inside tasks (chords) do not subscribe this process to their results.
+        _set_task_join_will_block(True)
         yield worker
 
 
@@ -59,10 +63,9 @@ def env(own_redis: EmbeddedRedis, services: Services, tmp_path: Path) -> dict[st
     """Subprocess workers' environment: the test's Redis, the session simulator, fast settings and a
     short visibility timeout, so a killed worker's messages come back within seconds."""
     extra = {**WORKER_ENV, "GENQ_VISIBILITY_TIMEOUT_S": "4"}
-    sim_urls = {
-        "GENQ_SYNCSO__BASE_URL": services.sim.base_url,
-        "GENQ_AISTUDIOS__BASE_URL": services.sim.base_url,
-    }
+    from worker.providers.registry import PROVIDERS  # noqa: PLC0415 (settings are read at import)
+
+    sim_urls = {f"GENQ_{name.upper()}__BASE_URL": services.sim.base_url for name in PROVIDERS}
     return worker_env(own_redis.url, artifact_dir=tmp_path / "artifacts", extra={**sim_urls, **extra})
 
 

@@ -34,14 +34,17 @@ def _clean_env() -> dict[str, str]:
 
 def test_demo_runs_jobs_to_the_end_and_prints_a_summary(tmp_path: Path) -> None:
     result = subprocess.run(
-        [*GENQ, "demo", "--jobs", "4", "--workers", "1", "--concurrency", "4", "--timeout-s", "90"],
-        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=150, check=False,
+        [*GENQ, "demo", "--jobs", "4", "--workers", "1", "--concurrency", "4", "--timeout-s", "120"],
+        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "8/8 succeeded" in result.stdout
+    assert "12/12 succeeded" in result.stdout
     assert re.search(r"flower\s+http://127\.0\.0\.1:\d+", result.stdout)
-    outputs = sorted(p.name for p in (tmp_path / "artifacts").glob("demo-*/artifacts/*/*.mp4"))
-    expected = [f"{kind}_{i:03d}.mp4" for kind in ("avatar", "lipsync") for i in range(4)]
+    outputs = sorted(p.name for p in (tmp_path / "artifacts").glob("demo-*/artifacts/*/*.*"))
+    expected = sorted(
+        [f"{kind}_{i:03d}.mp4" for kind in ("avatar", "lipsync") for i in range(4)]
+        + [f"music_{i:03d}_{n}.{'zip' if i % 4 == 0 else 'mp4'}" for i in range(4) for n in range(2)]
+    )
     assert outputs == expected
 
 
@@ -93,10 +96,11 @@ def test_limits_shows_every_budget_with_its_state(services: Services) -> None:
         assert result.exit_code == 0, result.output
         figures = json.loads(result.output)
         states = {s["name"]: s for s in figures["budgets"]}
-        assert [w["provider"] for w in figures["parked"]] == ["syncso", "aistudios"]
-        assert {q["queue"] for q in figures["scheduled"]} == {"default", "syncso", "aistudios"}
+        assert [w["provider"] for w in figures["parked"]] == ["syncso", "aistudios", "aimi"]
+        assert {q["queue"] for q in figures["scheduled"]} == {"default", "syncso", "aistudios", "aimi"}
         assert set(states) == {
-            "syncso.create", "syncso.other", "syncso.generations", "aistudios.requests", "aistudios.renders"
+            "syncso.create", "syncso.other", "syncso.generations", "aistudios.requests", "aistudios.renders",
+            "aimi.requests", "aimi.executions",
         }  # fmt: skip
         assert states["syncso.generations"]["limit"] == 6  # the settings the workers have
         assert states["syncso.generations"]["in_use"] == 1

@@ -38,29 +38,34 @@ class Gate:
         settings: LimitsSettings,
         job: JobRecord,
         rerun: Callable[[], tuple[str, str]],
+        *,
+        holder: str | None = None,
     ) -> None:
         self.limiter = limiter
         self.settings = settings
         self.job = job
         self._rerun = rerun
+        # Who holds slots and turns: the job, or one parallel branch of it (e.g. its third execution),
+        # so that a job can hold several slots of one pool.
+        self.holder = holder or job.id
 
     def hold(self, pool: Pool) -> None:
         """Hold a slot of ``pool`` for this job (taking one, or keeping the one it has), or park."""
         queue, message = self._rerun()
-        waiter = Waiter(self.job.id, self.job.tenant or "", self.job.created_at.timestamp(), queue, message)
+        waiter = Waiter(self.holder, self.job.tenant or "", self.job.created_at.timestamp(), queue, message)
         if not self.limiter.acquire(pool, waiter):
             raise Parked(pool.name)
 
     def keep(self, pool: Pool, *, for_s: float = 0.0) -> None:
         """Renew this job's lease, for at least ``for_s`` beyond the usual time to live."""
-        self.limiter.renew(pool, self.job.id, ttl_s=self.settings.lease_ttl_s + for_s)
+        self.limiter.renew(pool, self.holder, ttl_s=self.settings.lease_ttl_s + for_s)
 
     def let_go(self, pool: Pool) -> None:
-        self.limiter.release(pool, self.job.id)
+        self.limiter.release(pool, self.holder)
 
     def turn(self, rate: RateBudget) -> None:
         """Spend a turn of ``rate`` now, or raise ``Later`` for when this job's turn comes."""
-        turn = self.limiter.take_turn(rate, self.job.id, horizon_s=self.settings.horizon_s)
+        turn = self.limiter.take_turn(rate, self.holder, horizon_s=self.settings.horizon_s)
         if turn.turn is not Turn.GO:
             detail = (
                 f"{rate.name}: turn in {turn.wait_s:.2f} s" if turn.turn is Turn.WAIT else f"{rate.name} full"
@@ -79,7 +84,7 @@ class Gate:
             if pool is None:
                 raise Later(pause_s, str(exc), status=StageStatus.THROTTLED) from exc
             self.limiter.pause(pool, pause_s)
-            self.limiter.release(pool, self.job.id)
+            self.limiter.release(pool, self.holder)
             self.hold(pool)  # parks: the pool is paused
             raise Later(pause_s, str(exc), status=StageStatus.THROTTLED) from exc
         except RateLimited as exc:

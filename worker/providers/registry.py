@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from schemas.requests import KINDS
 from worker.limits.budgets import Budgets
+from worker.providers.aimi.spec import SPEC as AIMI
 from worker.providers.aistudios.spec import SPEC as AISTUDIOS
 from worker.providers.spec import AnySpec, load
 from worker.providers.syncso.spec import SPEC as SYNCSO
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from worker.settings import Settings
     from worker.sweep import Watcher
 
-PROVIDERS: Mapping[str, AnySpec] = {spec.name: spec for spec in (SYNCSO, AISTUDIOS)}
+PROVIDERS: Mapping[str, AnySpec] = {spec.name: spec for spec in (SYNCSO, AISTUDIOS, AIMI)}
 
 
 def specs(settings: BaseModel, *, configured_only: bool = False) -> list[AnySpec]:

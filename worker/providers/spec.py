@@ -42,7 +42,7 @@ class ProviderSpec(Generic[S, C]):
     # Its API client, built once per worker process (the Redis client is for shared state, e.g. tokens).
     client: Callable[[S, redis.Redis], C]
     stages: str  # the module of its Celery tasks
-    flow: str  # "module:function": (job_id) -> the job's canvas
+    flow: str  # "module:function": (JobRecord) -> the job's canvas (its width may depend on the request)
     watcher: str | None = None  # "module:function": (Context) -> the status sweep's Watcher
     webhook: str | None = None  # "module:function": (Receiver, Request) -> Response, at POST /<name>
 

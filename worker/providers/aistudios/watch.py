@@ -50,6 +50,10 @@ class RenderWatcher:
     def check_interval_s(self) -> float:
         return self.settings.check_interval_s
 
+    @property
+    def lookahead_s(self) -> float:
+        return self.settings.check_interval_s / 2
+
     def pages(self, ids: Sequence[str]) -> list[list[str]]:
         return [[project_id] for project_id in ids]
 

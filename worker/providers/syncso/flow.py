@@ -5,8 +5,9 @@ from __future__ import annotations
 from celery import chain
 from celery.canvas import Signature
 
+from schemas import JobRecord
 from worker.providers.syncso import stages
 
 
-def build(job_id: str) -> Signature:
-    return chain(stages.create.si(job_id), stages.wait.si(job_id), stages.download.si(job_id))
+def build(job: JobRecord) -> Signature:
+    return chain(stages.create.si(job.id), stages.wait.si(job.id), stages.download.si(job.id))

@@ -43,6 +43,10 @@ class GenerationWatcher:
         return self.settings.check_interval_s
 
     @property
+    def lookahead_s(self) -> float:
+        return self.settings.check_interval_s / 2
+
+    @property
     def page_size(self) -> int:
         """How many sync.so ids (UUIDs) fit in one request target."""
         return max(1, (self.settings.max_url_bytes - len(LIST_PATH)) // (len("ids=&") + _UUID_CHARS))

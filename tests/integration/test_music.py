@@ -1,0 +1,185 @@
+"""Music jobs end to end: a video uploaded in parallel chunks, analysed, a plan generated and edited,
+K executions in parallel, their outputs downloaded; real Celery workers and the Aimi simulator."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import subprocess
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genq.processes import stop
+from genq.redis_server import EmbeddedRedis
+from producers import Producer
+from schemas import JobStatus
+from tests.conftest import Sim, until
+
+pytestmark = pytest.mark.integration
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+MB = 1_000_000
+
+
+@pytest.fixture
+def video_70mb(tmp_path: Path) -> Path:
+    path = tmp_path / "launch.mp4"
+    with path.open("wb") as out:
+        for _ in range(70):
+            out.write(os.urandom(MB))
+    return path
+
+
+def music(video: Path | str, **fields: Any) -> dict[str, Any]:
+    return {"kind": "music", "video": str(video), **fields}
+
+
+def uploads(sim: Sim) -> list[dict[str, Any]]:
+    found: Any = sim.http.get("/_sim/aimi/uploads").raise_for_status().json()
+    return list(found.values()) if isinstance(found, dict) else list(found)
+
+
+def overlapped(chunks: list[dict[str, Any]]) -> bool:
+    spans = sorted((c["started_at"], c["ended_at"]) for c in chunks)
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+def test_a_70_mb_video_is_uploaded_in_3_parallel_chunks_and_3_executions_give_3_outputs(
+    producer: Producer, sim: Sim, video_70mb: Path
+) -> None:
+    sim.configure("aimi", chunk_delay_s=0.5)
+    edit = {"patch": [{"op": "replace", "path": "/masterGain", "value": 55}]}
+    job_id = producer.submit(music(video_70mb, executions=3, plan_edit=edit, output_file_name="launch"))
+    record = producer.wait(job_id, timeout_s=90)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    [upload] = uploads(sim)
+    assert len(upload["chunks"]) == 3
+    assert overlapped(upload["chunks"])
+    assert upload["sha256"] == hashlib.sha256(video_70mb.read_bytes()).hexdigest()
+    assert record.data["plan"]["masterGain"] == 55
+    assert record.data["generated_plan"]["masterGain"] != 55
+    assert [Path(o.path).name for o in record.outputs] == [f"launch_{n}.mp4" for n in range(3)]
+    for output in record.outputs:
+        data = Path(output.path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == output.sha256
+        assert data[4:8] == b"ftyp"
+    stats = sim.stats("aimi")
+    assert stats["executions_started"] == 3
+    assert stats["chunks_resent"] == 0
+
+
+def test_a_multitrack_job_gets_zips_with_stems(producer: Producer, sim: Sim, tmp_path: Path) -> None:
+    video = tmp_path / "short.mp4"
+    video.write_bytes(os.urandom(2 * MB))
+    options = {"multitrack": True}
+    job_id = producer.submit(music(video, executions=2, keep_original_audio=True, plan_options=options))
+    record = producer.wait(job_id, timeout_s=60)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert "audio_analysis" in record.data
+    for output in record.outputs:
+        assert output.path.endswith(".zip")
+        with zipfile.ZipFile(output.path) as archive:
+            names = archive.namelist()
+        assert any(name.startswith("stems/") for name in names), names
+
+
+def test_two_jobs_of_8_executions_never_run_more_than_10_at_once_and_get_no_429(
+    producer: Producer, sim: Sim, tmp_path: Path
+) -> None:
+    sim.configure("aimi", execution_s=1.5)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(os.urandom(MB))
+    ids = [producer.submit(music(video, executions=8)) for _ in range(2)]
+    records = [producer.wait(job_id, timeout_s=90) for job_id in ids]
+
+    assert [r.status for r in records] == [JobStatus.SUCCEEDED] * 2, [r.error for r in records]
+    stats = sim.stats("aimi")
+    assert stats["executions_started"] == 16
+    assert stats["peak_running"] == 10
+    assert stats["throttled"] == {"concurrency": 0, "cooldown": 0}
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_the_upload_and_again_during_the_executions_the_job_still_succeeds(
+    workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim, video_70mb: Path
+) -> None:
+    sim.configure("aimi", chunk_delay_s=3.0, execution_s=4.0)
+    producer = Producer(own_redis.url)
+    first = workers("first", concurrency=4)
+    job_id = producer.submit(music(video_70mb, executions=3))
+
+    def chunks_in_flight() -> bool:
+        return any(c["outcome"] == "in_progress" for u in uploads(sim) for c in u["chunks"])
+
+    until(chunks_in_flight, 60, "chunks on their way")
+    stop(first, kill=True)
+    sim.configure("aimi", chunk_delay_s=0.0)
+    second = workers("second", concurrency=4)
+
+    def executions_parked() -> bool:
+        record = producer.get(job_id)
+        return sum(name.startswith("exec[") for name in record.provider_ids) == 3
+
+    until(executions_parked, 90, "all three executions to start")
+    stop(second, kill=True)
+    workers("third", concurrency=4)
+    record = producer.wait(job_id, timeout_s=90)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    stats = sim.stats("aimi")
+    assert stats["chunks_resent"] == 0
+    assert stats["executions_started"] == 3
+    assert len(record.outputs) == 3
+
+
+def test_an_edit_that_does_not_fit_the_plan_fails_the_job_naming_it_and_starts_no_execution(
+    producer: Producer, sim: Sim, tmp_path: Path
+) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(os.urandom(MB))
+    edit = {"patch": [{"op": "remove", "path": "/sections/99"}]}
+    record = producer.wait(producer.submit(music(video, plan_edit=edit)), timeout_s=60)
+
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None
+    assert record.error.stage == "generate_plan"
+    assert "plan_edit.patch.0: path /sections/99 does not exist" in record.error.message
+    assert sim.stats("aimi")["executions_started"] == 0
+
+
+def test_a_video_gone_before_the_upload_fails_the_job_naming_it_and_starts_nothing(
+    producer: Producer, sim: Sim, tmp_path: Path
+) -> None:
+    video = tmp_path / "gone.mp4"
+    video.write_bytes(os.urandom(MB))
+    job_id = producer.submit(music(video))
+    video.unlink()  # between submit (which checked it) and the worker's upload
+    record = producer.wait(job_id, timeout_s=30)
+
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None
+    assert f"video: cannot read {video}" in record.error.message
+    assert sim.stats("aimi")["uploads"] == 0
+
+
+def test_a_chunk_refused_as_too_large_fails_the_job_with_the_providers_message(
+    producer: Producer, sim: Sim, tmp_path: Path
+) -> None:
+    sim.fault(route="aimi.upload_chunk", status=413, body={"message": "chunk exceeds the 30 MB limit"})
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(os.urandom(2 * MB))
+    record = producer.wait(producer.submit(music(video)), timeout_s=30)
+
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None
+    assert record.error.status_code == 413
+    assert record.error.stage == "upload_chunk[0]"
+    assert "chunk exceeds the 30 MB limit" in record.error.message
+    assert sim.stats("aimi")["executions_started"] == 0
