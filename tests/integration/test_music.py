@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import os
 import subprocess
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -102,7 +103,7 @@ def test_two_jobs_of_8_executions_never_run_more_than_10_at_once_and_get_no_429(
     assert [r.status for r in records] == [JobStatus.SUCCEEDED] * 2, [r.error for r in records]
     stats = sim.stats("aimi")
     assert stats["executions_started"] == 16
-    assert stats["peak_running"] == 10
+    assert stats["peak_running"] <= 10
     assert stats["throttled"] == {"concurrency": 0, "cooldown": 0}
 
 
@@ -110,29 +111,40 @@ def test_two_jobs_of_8_executions_never_run_more_than_10_at_once_and_get_no_429(
 def test_a_worker_killed_during_the_upload_and_again_during_the_executions_the_job_still_succeeds(
     workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim, video_70mb: Path
 ) -> None:
-    sim.configure("aimi", chunk_delay_s=3.0, execution_s=4.0)
+    sim.configure("aimi", execution_s=4.0)
     producer = Producer(own_redis.url)
-    first = workers("first", concurrency=4)
+    first = workers("first", concurrency=1)  # one chunk at a time
     job_id = producer.submit(music(video_70mb, executions=3))
+    until(lambda: "chunk[0]" in producer.get(job_id).provider_ids, 60, "chunk 0 to be acknowledged")
+    # The next chunk is held 10 s after Aimi read it; the worker dies meanwhile. (Aimi cannot tell a
+    # dead client from a live one, so the held answer must come after the chunk is sent again.)
+    sim.configure("aimi", chunk_delay_s=10.0)
 
-    def chunks_in_flight() -> bool:
-        return any(c["outcome"] == "in_progress" for u in uploads(sim) for c in u["chunks"])
+    def chunk_held() -> bool:
+        now = time.monotonic()
+        return any(
+            c["outcome"] == "in_progress" and now - c["started_at"] > 1.0 for c in uploads(sim)[0]["chunks"]
+        )
 
-    until(chunks_in_flight, 60, "chunks on their way")
+    until(chunk_held, 60, "a chunk to be held")
     stop(first, kill=True)
     sim.configure("aimi", chunk_delay_s=0.0)
     second = workers("second", concurrency=4)
 
-    def executions_parked() -> bool:
+    def executions_started() -> bool:
         record = producer.get(job_id)
         return sum(name.startswith("exec[") for name in record.provider_ids) == 3
 
-    until(executions_parked, 90, "all three executions to start")
+    until(executions_started, 90, "all three executions to start")
     stop(second, kill=True)
     workers("third", concurrency=4)
     record = producer.wait(job_id, timeout_s=90)
 
     assert record.status is JobStatus.SUCCEEDED, record.error
+    [upload] = uploads(sim)
+    sent = [c["index"] for c in upload["chunks"]]
+    assert sent.count(0) == 1  # acknowledged before the first kill: never sent again
+    assert upload["sha256"] == hashlib.sha256(video_70mb.read_bytes()).hexdigest()
     stats = sim.stats("aimi")
     assert stats["chunks_resent"] == 0
     assert stats["executions_started"] == 3
