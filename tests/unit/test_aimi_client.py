@@ -435,7 +435,7 @@ def test_network_failures_are_unavailable(
 
 @pytest.mark.parametrize("body", [b"not json", {"unexpected": True}, {"plan": "not an object"}])
 def test_unreadable_success_is_unavailable(make_client: Callable[[Handler], AimiClient], body: Any) -> None:
-    with pytest.raises(ProviderUnavailable, match="unreadable /sync_generate"):
+    with pytest.raises(ProviderUnavailable, match="unreadable POST /sync_generate"):
         make_client(Recorder(body)).generate_plan("task-1", {}, {})
 
 

@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
 from worker.providers.errors import (
     AuthFailed,
@@ -62,6 +63,9 @@ SENSITIVE_HEADERS: Final = frozenset(
 MAX_MESSAGE_CHARS: Final = 500
 _DOWNLOAD_CHUNK_BYTES: Final = 1024 * 1024
 _ERROR_BODY_PREFIX_BYTES: Final = 4096
+
+
+_T = TypeVar("_T")
 
 
 class OutputTooLarge(BadRequest):
@@ -376,3 +380,19 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def parse_body(response: httpx.Response, adapter: TypeAdapter[_T], *, provider: str) -> _T:
+    """A 2xx body as ``adapter`` reads it. One it cannot read is the provider misbehaving, not the
+    request being wrong: ``ProviderUnavailable``, so the stage retries later."""
+    try:
+        return adapter.validate_json(response.content)
+    except ValidationError as exc:
+        where = f"{response.request.method} {response.request.url.path}"
+        raise ProviderUnavailable(
+            f"unreadable {where} response: "
+            + snippet(str(exc.errors(include_url=False, include_input=False))),
+            provider=provider,
+            status_code=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+        ) from None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import httpx
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter
 
 from worker.providers.aimi import source
 from worker.providers.aimi.models import (
@@ -29,8 +29,13 @@ from worker.providers.aimi.models import (
     UploadTicket,
     raise_for_response,
 )
-from worker.providers.errors import ProviderUnavailable
-from worker.providers.http import Download, make_http_client, send_with_connect_retry, snippet, stream_to_file
+from worker.providers.http import (
+    Download,
+    make_http_client,
+    parse_body,
+    send_with_connect_retry,
+    stream_to_file,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -214,14 +219,4 @@ class AimiClient:
         return response
 
     def _parse(self, response: httpx.Response, model: type[_ModelT]) -> _ModelT:
-        # A 2xx we cannot read is the provider misbehaving, not our request being wrong: retry later.
-        try:
-            return model.model_validate_json(response.content)
-        except ValidationError as exc:
-            message = f"unreadable {response.request.url.path} response: "
-            raise ProviderUnavailable(
-                message + snippet(str(exc.errors(include_url=False, include_input=False))),
-                provider=self.provider,
-                status_code=response.status_code,
-                request_id=response.headers.get("x-request-id"),
-            ) from None
+        return parse_body(response, TypeAdapter(model), provider=self.provider)

@@ -20,15 +20,16 @@ from typing import IO, Any, Final, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
 from pydantic.alias_generators import to_camel
 
-from worker.providers.errors import ConcurrencyLimited, ProviderError, ProviderUnavailable, RateLimited
+from worker.providers.errors import ConcurrencyLimited, ProviderError, RateLimited
 from worker.providers.http import (
     Download,
     build_error,
     error_class_for_status,
     make_http_client,
+    parse_body,
     redact,
     request_secrets,
     send_with_connect_retry,
@@ -301,15 +302,5 @@ class SyncSoClient:
         return response
 
     def _parse(self, response: httpx.Response, adapter: TypeAdapter[_ModelT]) -> _ModelT:
-        # A 2xx we cannot read is the provider misbehaving, not our request being wrong: retry later
-        # (a create is retried with the same key, so it cannot run twice).
-        try:
-            return adapter.validate_json(response.content)
-        except ValidationError as exc:
-            message = f"unreadable {response.request.method} {response.request.url.path} response: "
-            raise ProviderUnavailable(
-                message + snippet(str(exc.errors(include_url=False, include_input=False))),
-                provider=self.provider,
-                status_code=response.status_code,
-                request_id=response.headers.get("x-request-id"),
-            ) from None
+        # (a create is retried with the same key, so it cannot run twice)
+        return parse_body(response, adapter, provider=self.provider)
