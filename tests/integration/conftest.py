@@ -3,7 +3,6 @@ Redis; tests that kill or scale workers start subprocess workers on a Redis of t
 
 from __future__ import annotations
 
-import gc
 import socket
 import subprocess
 import threading
@@ -39,14 +38,8 @@ def celery_worker(services: Services) -> Iterator[Any]:
         queues=["default", *PROVIDER_QUEUES],
         shutdown_timeout=10,
     ) as worker:
-        # celery.contrib.testing lets tasks block on results; real pools do not, and then canvases
-        # applied inside tasks (chords) do not subscribe this process to their results.
         _set_task_join_will_block(True)
         yield worker
-    # Results of canvases applied in this process unsubscribe from Redis when collected (their
-    # __del__): collect them while it still runs, and forget what is left, since nothing waits on it.
-    gc.collect()
-    app.backend.result_consumer.subscribed_to.clear()
 
 
 @pytest.fixture
