@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,6 +12,15 @@ Plan = Literal["free", "hobbyist", "creator", "growth", "scale"]
 
 # Concurrent generations (PENDING + PROCESSING) per plan, from the sync.so rate-limits guide.
 PLAN_CONCURRENCY: dict[str, int] = {"free": 1, "hobbyist": 1, "creator": 3, "growth": 6, "scale": 15}
+# [INF] USD per second of media by model, for the cost estimates (sync.so publishes per-minute prices).
+PRICE_PER_S: dict[str, float] = {
+    "lipsync-1.9.0-beta": 0.025,
+    "lipsync-2": 0.05,
+    "lipsync-2-pro": 0.083,
+    "react-1": 0.1,
+    "sync-3": 0.133,
+}
+GIB = 1024**3
 
 
 class SyncSoSimConfig(BaseModel):
@@ -45,6 +54,17 @@ class SyncSoSimConfig(BaseModel):
     webhook_loss_share: float = Field(0.0, ge=0, le=1)  # deliveries never sent
     webhook_duplicate_share: float = Field(0.0, ge=0, le=1)  # deliveries sent twice, byte for byte
     webhook_timeout_s: float = Field(5.0, gt=0)
+    # Cost estimates and assets (reference 3.2, 3.9). [INF] Every medium lasts media_duration_s.
+    media_duration_s: float = Field(10.0, gt=0)
+    price_per_s: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: dict(PRICE_PER_S))
+    upload_rate_limit: int = Field(120, ge=1)  # POST /v2/assets/upload per rate window
+    asset_max_bytes: int = Field(5 * GIB, ge=1)  # the plan's file-size limit
+    # Batches (reference 3.8); only the scale plan may create them.
+    batch_concurrency: int = Field(1, ge=1)  # [INF] batches PENDING..PROCESSING at once
+    batch_pending_s: float = Field(1.0, ge=0)  # before the batch's generations are created
+    batch_max_records: int = Field(500, ge=1)
+    batch_max_file_bytes: int = Field(5 * 1024 * 1024, ge=1)
+    batch_response_delay_s: float = Field(0.0, ge=0)  # a test's hook: the batch exists, the answer waits
 
     @model_validator(mode="after")
     def _shares_fit(self) -> Self:
@@ -79,4 +99,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("webhook-delay-s", "webhook_delay_s", float, "webhook delay after the terminal status"),
     Option("webhook-loss-share", "webhook_loss_share", float, "share of webhooks never sent"),
     Option("webhook-duplicate-share", "webhook_duplicate_share", float, "share of webhooks sent twice"),
+    Option(
+        "media-duration-s", "media_duration_s", float, "duration of every input medium (estimates, assets)"
+    ),
+    Option("batch-concurrency", "batch_concurrency", int, "batches in progress at once"),
+    Option("batch-pending-s", "batch_pending_s", float, "seconds a batch stays PENDING"),
+    Option("batch-response-delay-s", "batch_response_delay_s", float, "delay of the batch create answer"),
+    Option("upload-rate-limit", "upload_rate_limit", int, "POST /v2/assets/upload per rate window"),
 )

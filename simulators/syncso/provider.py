@@ -1,10 +1,13 @@
 """HTTP surface of the simulated sync.so v2 API (written from the public reference, not from genq's client).
 
 Every provider request passes the same gate: URL length → auth (`x-api-key`) → injected fault → rate
-limit. `POST /v2/generate` then checks, in order: Idempotency-Key format → body → idempotency replay or
-conflict → plan concurrency → create (and arms the webhook). Output files are served unauthenticated
-behind signed URLs. `GET /_sim/syncso/generations` (control surface: no gate, not counted) lists every
-generation's lifecycle times.
+limit. `POST /v2/generate` then checks, in order: Idempotency-Key format → body (files sent multipart
+join the media library once it is valid) → asset ids → idempotency replay or conflict → plan
+concurrency → create (and arms the webhook). Output files are served unauthenticated behind signed
+URLs. The estimate, asset and batch handlers live in `estimate`, `assets_api` and `batch_api`; this
+module wires every route through the gate. Control routes (no gate, not counted):
+`GET /_sim/syncso/generations` lists every generation's lifecycle times, `GET /_sim/syncso/batches`
+every batch's.
 """
 
 from __future__ import annotations
@@ -24,21 +27,17 @@ from simulators.events import EventLog
 from simulators.limits import retry_after_header
 from simulators.provider_base import ProviderBase, SimResponse
 from simulators.spec import section
+from simulators.syncso.assets import AssetType
+from simulators.syncso.assets_api import AssetRoutes
+from simulators.syncso.batch_api import BatchRoutes
 from simulators.syncso.config import SyncSoSimConfig
+from simulators.syncso.estimate import EstimateRoutes
+from simulators.syncso.generations import TERMINAL, Generation, OutcomeFault, Status
 from simulators.syncso.query import ListQuery, QueryInvalid, parse_list_query, parse_wait
 from simulators.syncso.responses import fault_response, nest_error, rate_limited, uri_too_long
-from simulators.syncso.state import (
-    ROUTES,
-    TERMINAL,
-    ConcurrencyLimited,
-    Generation,
-    IdempotencyConflict,
-    OutcomeFault,
-    Status,
-    SyncSoState,
-)
-from simulators.syncso.upload import read_create_body
-from simulators.syncso.validate import CreateRejected, validate_create
+from simulators.syncso.state import ROUTES, ConcurrencyLimited, IdempotencyConflict, SyncSoState
+from simulators.syncso.upload import CreateBody, read_create_body
+from simulators.syncso.validate import CreateRejected, CreateRequest, validate_create
 from simulators.syncso.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
@@ -76,15 +75,42 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
     def __init__(self, config: SimConfig, events: EventLog, clock: Callable[[], float] = time.time) -> None:
         state = SyncSoState(section(config, self.name, SyncSoSimConfig), clock)
         super().__init__(state, events, WebhookDispatcher(state, events))
+        self.estimates = EstimateRoutes(state)
+        self.assets = AssetRoutes(state)
+        self.batches = BatchRoutes(state, self.webhooks)
 
     def routes(self) -> list[BaseRoute]:
+        e, est, assets, batches = self._endpoint, self.estimates, self.assets, self.batches
         return [
-            Route("/v2/generate", self._endpoint("create", self.create), methods=["POST"]),
-            Route("/v2/generate/{gid}", self._endpoint("get", self.get_generation), methods=["GET"]),
-            Route("/v2/generations", self._endpoint("list", self.list_generations), methods=["GET"]),
-            Route("/v2/models", self._endpoint("models", self.list_models), methods=["GET"]),
-            Route("/_sim/syncso/outputs/{gid}.mp4", self._endpoint("download", self.download, auth=False)),
+            Route("/v2/generate", e("create", self.create), methods=["POST"]),
+            Route("/v2/generate/{gid}", e("get", self.get_generation), methods=["GET"]),
+            Route("/v2/generations", e("list", self.list_generations), methods=["GET"]),
+            Route("/v2/models", e("models", self.list_models), methods=["GET"]),
+            Route("/_sim/syncso/outputs/{gid}.mp4", e("download", self.download, auth=False)),
+            # Cost estimates.
+            Route("/v2/analyze/cost", e("estimate", est.analyze_cost), methods=["POST"]),
+            Route("/v2/generations/estimate", e("estimate", est.estimate), methods=["POST"]),
+            Route("/v2/generate/estimate-cost", e("estimate", est.estimate), methods=["POST"]),
+            # Media library.
+            Route("/v2/assets/upload", e("asset_upload", assets.start_upload), methods=["POST"]),
+            Route("/v2/assets", e("asset_create", assets.create), methods=["POST"]),
+            Route("/v2/assets", e("assets_list", assets.list_assets), methods=["GET"]),
+            Route("/v2/assets/{aid}", e("asset_get", assets.get_asset), methods=["GET"]),
+            Route(
+                "/_sim/syncso/uploads/{token}", e("asset_put", assets.put_upload, auth=False), methods=["PUT"]
+            ),
+            Route("/_sim/syncso/files/{token}/{name:path}", e("asset_file", assets.get_file, auth=False)),
+            # Batches.
+            Route("/v2/batch", e("batch_create", batches.create), methods=["POST"]),
+            Route("/v2/batch", e("batch_list", batches.list_batches), methods=["GET"]),
+            Route("/v2/batch/{bid}", e("batch_get", batches.get_batch), methods=["GET"]),
+            Route("/v2/batch/{bid}/output", e("batch_output", batches.output), methods=["GET"]),
+            Route(
+                "/_sim/syncso/batches/{bid}/results.jsonl", e("batch_results", batches.results, auth=False)
+            ),
+            # Control routes.
             Route("/_sim/syncso/generations", self.lifecycles, methods=["GET"]),
+            Route("/_sim/syncso/batches", batches.lifecycles, methods=["GET"]),
         ]
 
     def _gate(self, route: str, request: Request, auth: bool) -> Response | None:
@@ -113,14 +139,7 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
 
     def _wire(self, generation: Generation, base_url: str, now: float) -> dict[str, Any]:
         """The Generation object; `base_url` (ending in "/") roots the signed output URL."""
-        cfg = self.state.config
-        url = None
-        if generation.status_at(now) is Status.COMPLETED:
-            expires = int(now + cfg.output_url_ttl_s)
-            signature = self.state.sign(generation.id, expires)
-            query = f"expires={expires}&signature={signature}"
-            url = f"{base_url}_sim/syncso/outputs/{generation.id}.mp4?{query}"
-        return generation.to_wire(now, url, cfg.output_duration_s)
+        return self.state.generation_wire(generation, base_url, now)
 
     # Handlers.
     async def create(self, request: Request) -> Response:
@@ -130,14 +149,14 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
             return nest_error(400, message, "INVALID_IDEMPOTENCY_KEY")
         key = keys[0] if keys else None
         try:
-            body, fingerprint = await read_create_body(request, self.state.config.max_upload_bytes)
-            create_request = validate_create(body)
+            received = await read_create_body(request, self.state.config.max_upload_bytes)
+            create_request = self._accept(received, str(request.base_url))
         except CreateRejected as exc:
             return nest_error(exc.status, exc.message, exc.error_code)
         # No await from here on: replay check, concurrency check and creation are one atomic step.
         now = self.state.clock()
         try:
-            generation, replayed = self.state.submit(create_request, key, fingerprint, now)
+            generation, replayed = self.state.submit(create_request, key, received.fingerprint, now)
         except IdempotencyConflict:
             message = "Idempotency-Key was already used with a different request body"
             return nest_error(409, message, "IDEMPOTENCY_KEY_REUSED")
@@ -154,13 +173,28 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
             self.webhooks.schedule(generation, webhook_url, lambda at: self._wire(generation, base_url, at))
         return SimResponse(body, 201, resource_id=generation.id)
 
+    def _accept(self, received: CreateBody, base_url: str) -> CreateRequest:
+        """Validate the body; its files (multipart) join the media library before the assetId check."""
+        state, cfg = self.state, self.state.config
+        create_request = validate_create(received.body)
+        for file in received.files:
+            if file.size > cfg.asset_max_bytes:
+                message = f"{file.kind.value.lower()} is larger than the plan's {cfg.asset_max_bytes} bytes"
+                raise CreateRejected(message, "file_size_exceeds_plan_limit", 422)
+        now = state.clock()
+        for file in received.files:
+            duration_s = None if file.kind is AssetType.IMAGE else cfg.media_duration_s
+            state.assets.add_file(file, duration_s, base_url, now)
+        state.check_assets(create_request)
+        return create_request
+
     async def get_generation(self, request: Request) -> Response:
         gen_id = request.path_params["gid"]
         try:
             wait_timeout_s = parse_wait(request.query_params)
         except QueryInvalid as exc:
             return nest_error(400, exc.messages)
-        generation = self.state.generations.get(gen_id)
+        generation = self.state.visible(gen_id, self.state.clock())
         if generation is not None and wait_timeout_s is not None:
             generation = await self._wait_terminal(generation, wait_timeout_s)
         if generation is None:
@@ -204,7 +238,7 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
     def _select(self, query: ListQuery, now: float) -> list[Generation] | None:
         state = self.state
         # With `ids`, look each one up: a page of ids must not cost a pass over every generation.
-        items = state.newest_first() if query.ids is None else state.newest_first_of(query.ids)
+        items = state.newest_first(now) if query.ids is None else state.newest_first_of(query.ids, now)
         if query.cursor is not None:
             anchor = state.generations.get(query.cursor)
             if anchor is None:
@@ -223,12 +257,8 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
 
     async def download(self, request: Request) -> Response:
         gen_id = request.path_params["gid"]
-        expires, signature = (
-            request.query_params.get("expires", ""),
-            request.query_params.get("signature", ""),
-        )
-        now = self.state.clock()
-        if not expires.isdigit() or not self.state.verify(gen_id, int(expires), signature, now):
+        params, now = request.query_params, self.state.clock()
+        if not self.state.verify(gen_id, params.get("expires", ""), params.get("signature", ""), now):
             return nest_error(403, "Invalid or expired signature")
         generation = self.state.generations.get(gen_id)
         if generation is None or generation.status_at(now) is not Status.COMPLETED:

@@ -1,9 +1,8 @@
-"""State of the simulated sync.so API: generations with a lazily computed lifecycle, admission rules.
+"""State of the simulated sync.so API: generations, the media library, batches, admission rules.
 
-No HTTP here. Each generation's status is a function of time fixed at creation
-(PENDING until `processing_at`, PROCESSING until `terminal_at`, then its outcome), so nothing runs in
-the background and every status transition time is known exactly. All methods are synchronous and
-are called from the single event loop, so a check followed by a mutation is atomic.
+No HTTP here. Lifecycles are functions of time fixed at creation (see `generations` and `batch`), so
+nothing runs in the background. All methods are synchronous and are called from the single event
+loop, so a check followed by a mutation is atomic.
 """
 
 from __future__ import annotations
@@ -16,124 +15,52 @@ import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from simulators.faults import FaultQueue, HttpFault
 from simulators.limits import IdempotencyStore, SlidingWindow
+from simulators.syncso.assets import AssetLibrary
+from simulators.syncso.batch import Batch, BatchStatus
+from simulators.syncso.batch_input import BatchRecord
 from simulators.syncso.config import SyncSoSimConfig
-from simulators.syncso.validate import CreateRequest
+from simulators.syncso.generations import (
+    REJECT_ERRORS,
+    TRANSIENT_ERRORS,
+    Generation,
+    Outcome,
+    OutcomeFault,
+    Status,
+    forced_outcome,
+)
+from simulators.syncso.validate import CreateRejected, CreateRequest, validate_create
 
-
-class Status(StrEnum):
-    PENDING = "PENDING"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    REJECTED = "REJECTED"
-
-
-TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.REJECTED})
-
-# Documented generation failure codes with the human message the simulator puts in `error`.
-TRANSIENT_ERRORS = {
-    "generation_timeout": "Generation timed out.",
-    "generation_pipeline_failed": "Generation pipeline failed.",
-    "generation_unhandled_error": "An unexpected error occurred during generation.",
-    "generation_database_error": "A database error occurred during generation.",
-    "generation_infra_storage_error": "A storage error occurred during generation.",
-    "generation_infra_resource_exhausted": "Processing resources are exhausted.",
-    "generation_infra_service_unavailable": "A processing service is unavailable.",
-}
-REJECT_ERRORS = {
-    "generation_media_metadata_missing": "The media has no duration or frame-rate metadata.",
-    "generation_audio_length_exceeded": "The audio is longer than 300 seconds.",
-    "generation_input_audio_invalid": "The audio input could not be decoded.",
-    "generation_input_video_inaccessible": "The video input could not be downloaded.",
-    "generation_input_audio_inaccessible": "The audio input could not be downloaded.",
-    "generation_input_face_selection_invalid": "No face was found at the selected position.",
-}
-ROUTES = ("create", "get", "list", "models", "download")
+ROUTES = (
+    "create",
+    "get",
+    "list",
+    "models",
+    "download",
+    "estimate",
+    "asset_upload",
+    "asset_put",
+    "asset_file",
+    "asset_create",
+    "assets_list",
+    "asset_get",
+    "batch_create",
+    "batch_get",
+    "batch_list",
+    "batch_output",
+    "batch_results",
+)
 THROTTLE_CODES = ("rate_limit_exceeded", "concurrency_limit_reached")
 # scheduled = lost + deliveries fired (or still pending); sent = POSTs made (a duplicate is two);
 # delivered (2xx) + refused (other statuses) + errors (no answer) = sent once none is in flight.
 WEBHOOK_COUNTERS = ("scheduled", "sent", "delivered", "refused", "errors", "lost", "duplicated")
-
-
-class OutcomeFault(BaseModel):
-    """`POST /_sim/faults` body forcing how the next `times` created generations end."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    route: Literal["syncso.outcome"]
-    status: Literal["COMPLETED", "FAILED", "REJECTED"]
-    error_code: str | None = None
-    error: str | None = None
-    times: int = Field(1, ge=1)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: Status
-    error_code: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Generation:
-    id: str
-    seq: int
-    created_at: float
-    request: CreateRequest
-    processing_at: float
-    terminal_at: float
-    outcome: Outcome
-    idempotency_key: str | None
-
-    def status_at(self, now: float) -> Status:
-        if now <= self.created_at:
-            return Status.PENDING  # the create response says PENDING even with zero durations
-        if now >= self.terminal_at:
-            return self.outcome.status
-        # A REJECTED generation never processes: it stays PENDING until it is refused.
-        if now < self.processing_at or self.outcome.status is Status.REJECTED:
-            return Status.PENDING
-        return Status.PROCESSING
-
-    def to_wire(self, now: float, output_url: str | None, output_duration_s: float) -> dict[str, Any]:
-        """The API's Generation object; `output_url` is used only once COMPLETED."""
-        status = self.status_at(now)
-        done = status is Status.COMPLETED
-        failed = status in (Status.FAILED, Status.REJECTED)
-        error_code = self.outcome.error_code if failed else None
-        req = self.request
-        return {
-            "id": self.id,
-            "createdAt": iso_time(self.created_at),
-            "status": status.value,
-            "model": req.model,
-            "input": req.input,
-            "options": req.options,
-            "segments": req.segments,
-            "webhookUrl": req.webhook_url,
-            "outputFileName": req.output_file_name,
-            "outputUrl": output_url if done else None,
-            "outputDuration": output_duration_s if done else None,
-            "segmentOutputUrl": None,
-            "error": self.outcome.error if failed else None,
-            "error_code": error_code,
-            "errorCode": error_code,
-            **req.extra,
-        }
-
-
-def iso_time(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# Rate-limit window of each route that has its own; every other authenticated route spends "other".
+RATE_BUCKETS = {"create": "create", "asset_upload": "upload"}
 
 
 class IdempotencyConflict(Exception):
@@ -141,7 +68,7 @@ class IdempotencyConflict(Exception):
 
 
 class ConcurrencyLimited(Exception):
-    """Creating would exceed the plan's concurrent generations."""
+    """Creating would exceed the plan's concurrent generations (or concurrent batches)."""
 
 
 @dataclass
@@ -149,16 +76,20 @@ class Stats:
     requests: Counter[str] = field(default_factory=Counter)
     responses: Counter[str] = field(default_factory=Counter)
     throttled: Counter[str] = field(default_factory=Counter)
-    generations_created: int = 0
+    generations_created: int = 0  # through POST /v2/generate; batch generations are counted apart
     peak_in_flight: int = 0
     idempotency_replays: int = 0
     by_idempotency_key: dict[str, list[str]] = field(default_factory=dict)
     without_idempotency_key: int = 0
     webhooks: Counter[str] = field(default_factory=Counter)
+    estimates: int = 0
+    batches_validated: int = 0
+    batch_generations: int = 0
+    peak_batches_in_flight: int = 0
 
 
 class SyncSoState:
-    """Generations, rate windows, idempotency keys, faults and counters of one simulated account."""
+    """Everything one simulated account holds: generations, assets, batches, limits, faults, counters."""
 
     def __init__(self, config: SyncSoSimConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
@@ -167,9 +98,13 @@ class SyncSoState:
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything but the config (the random source is re-seeded)."""
+        """Forget everything but the config (the random sources are re-seeded)."""
         self.rng = random.Random(self.config.seed)
+        # Asset and batch ids come from their own source so they never shift the generation draws.
+        self.id_rng = random.Random(_id_seed(self.config.seed))
         self.generations: dict[str, Generation] = {}
+        self.assets = AssetLibrary(self.id_rng)
+        self.batches: dict[str, Batch] = {}
         self.limiter = SlidingWindow()
         self.idempotency = IdempotencyStore()
         self.faults: FaultQueue[HttpFault] = FaultQueue()
@@ -178,17 +113,32 @@ class SyncSoState:
         self._active_until: list[float] = []  # min-heap of terminal_at of possibly in-flight generations
 
     def configure(self, config: SyncSoSimConfig) -> None:
-        """Apply a new config; it governs generations created from now on (a new seed re-seeds)."""
+        """Apply a new config; it governs what is created from now on (a new seed re-seeds)."""
         if config.seed != self.config.seed:
-            self.rng = random.Random(config.seed)
+            self.rng.seed(config.seed)
+            self.id_rng.seed(_id_seed(config.seed))
         self.config = config
 
     def admit(self, route: str, now: float) -> float | None:
         """Rate-limit one request: None if admitted, else the seconds until the budget has room."""
         cfg = self.config
-        bucket = "create" if route == "create" else "other"
-        limit = cfg.create_rate_limit if bucket == "create" else cfg.other_rate_limit
+        bucket = RATE_BUCKETS.get(route, "other")
+        limits = {"create": cfg.create_rate_limit, "upload": cfg.upload_rate_limit}
+        limit = limits.get(bucket, cfg.other_rate_limit)
         return self.limiter.acquire(f"{cfg.api_key}:{bucket}", limit, cfg.rate_window_s, now)
+
+    # Generations.
+    def check_create(self, body: Any) -> CreateRequest:
+        """`validate_create` plus `check_assets`; raise CreateRejected."""
+        request = validate_create(body)
+        self.check_assets(request)
+        return request
+
+    def check_assets(self, request: CreateRequest) -> None:
+        """Each input `assetId` must name a media-library asset of the item's type (else 400)."""
+        problems = self.assets.asset_problems(request.input)
+        if problems:
+            raise CreateRejected(problems)
 
     def in_flight(self, now: float) -> int:
         while self._active_until and self._active_until[0] <= now:
@@ -209,6 +159,10 @@ class SyncSoState:
         if self.in_flight(now) >= self.config.effective_concurrency:
             raise ConcurrencyLimited
         generation = self._create(request, key, now)
+        self.stats.generations_created += 1
+        heapq.heappush(self._active_until, generation.terminal_at)
+        # In-flight only rises at creates, so the peak measured here is exact.
+        self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight(now))
         if key is not None:
             self.idempotency.store(key, fingerprint, generation.id, now)
             self.stats.by_idempotency_key.setdefault(key, []).append(generation.id)
@@ -216,23 +170,18 @@ class SyncSoState:
             self.stats.without_idempotency_key += 1
         return generation, False
 
-    def _create(self, request: CreateRequest, key: str | None, now: float) -> Generation:
+    def _create(self, request: CreateRequest, key: str | None, created_at: float) -> Generation:
         cfg, rng = self.config, self.rng
         gen_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         pending_s = cfg.pending_s * (1 + rng.uniform(-cfg.duration_jitter, cfg.duration_jitter))
         processing_s = cfg.processing_s * (1 + rng.uniform(-cfg.duration_jitter, cfg.duration_jitter))
         outcome = self._draw_outcome()
-        processing_at = now + pending_s
+        processing_at = created_at + pending_s
         terminal_at = processing_at if outcome.status is Status.REJECTED else processing_at + processing_s
         generation = Generation(
-            gen_id, len(self.generations), now, request, processing_at, terminal_at, outcome, key
+            gen_id, len(self.generations), created_at, request, processing_at, terminal_at, outcome, key
         )
         self.generations[gen_id] = generation
-        self.stats.generations_created += 1
-        if terminal_at > now:
-            heapq.heappush(self._active_until, terminal_at)
-        # In-flight only rises at creates, so the peak measured here is exact.
-        self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight(now))
         return generation
 
     def _draw_outcome(self) -> Outcome:
@@ -240,7 +189,7 @@ class SyncSoState:
         roll = rng.random()  # drawn every time so a seed gives the same sequence with or without faults
         forced = self.outcomes.take("syncso.outcome")
         if forced is not None:
-            return _forced_outcome(forced, rng)
+            return forced_outcome(forced, rng)
         if roll < cfg.reject_share:
             code = rng.choice(sorted(REJECT_ERRORS))
             return Outcome(Status.REJECTED, code, REJECT_ERRORS[code])
@@ -249,25 +198,81 @@ class SyncSoState:
             return Outcome(Status.FAILED, code, TRANSIENT_ERRORS[code])
         return Outcome(Status.COMPLETED)
 
-    def newest_first(self) -> list[Generation]:
-        # The dict keeps insertion order, which is seq order: no sort needed.
-        return list(reversed(self.generations.values()))
+    def visible(self, gen_id: str, now: float) -> Generation | None:
+        """The generation if it exists by `now` (a batch's jobs appear only once created)."""
+        generation = self.generations.get(gen_id)
+        return generation if generation is not None and generation.exists_at(now) else None
 
-    def newest_first_of(self, ids: frozenset[str]) -> list[Generation]:
+    def newest_first(self, now: float) -> list[Generation]:
+        # The dict keeps insertion order, which is seq order: no sort needed. [INF] A batch's jobs take
+        # their seq at batch creation, up to batch_pending_s before their createdAt.
+        return [g for g in reversed(self.generations.values()) if g.exists_at(now)]
+
+    def newest_first_of(self, ids: frozenset[str], now: float) -> list[Generation]:
         """The known generations among `ids`, newest first, without touching the others."""
-        found = (self.generations.get(gen_id) for gen_id in ids)
+        found = (self.visible(gen_id, now) for gen_id in ids)
         return sorted((g for g in found if g is not None), key=lambda g: g.seq, reverse=True)
 
-    def sign(self, gen_id: str, expires: int) -> str:
-        return hmac.new(self._secret, f"{gen_id}.{expires}".encode(), hashlib.sha256).hexdigest()
+    # Batches.
+    def batches_in_flight(self, now: float) -> int:
+        return sum(1 for batch in self.batches.values() if batch.active_at(now))
 
-    def verify(self, gen_id: str, expires: int, signature: str, now: float) -> bool:
-        return expires >= now and hmac.compare_digest(self.sign(gen_id, expires), signature)
+    def create_batch(self, records: Sequence[BatchRecord], webhook_url: str | None, now: float) -> Batch:
+        """Create a batch and its generations; raise ConcurrencyLimited at the batch concurrency cap.
+
+        Batch generations skip the generation concurrency limit (reference 3.8), so they never enter
+        the in-flight heap.
+        """
+        cfg = self.config
+        if self.batches_in_flight(now) >= cfg.batch_concurrency:
+            raise ConcurrencyLimited
+        jobs_at = now + cfg.batch_pending_s
+        generations = tuple(self._create(record.request, None, jobs_at) for record in records)
+        self.stats.batch_generations += len(generations)
+        batch_id = f"batch_{self.id_rng.getrandbits(96):024x}"
+        batch = Batch.of(
+            batch_id,
+            seq=len(self.batches),
+            created_at=now,
+            request_ids=tuple(record.request_id for record in records),
+            generations=generations,
+            webhook_url=webhook_url,
+        )
+        self.batches[batch.id] = batch
+        self.stats.peak_batches_in_flight = max(
+            self.stats.peak_batches_in_flight, self.batches_in_flight(now)
+        )
+        return batch
+
+    # Signed URLs (outputs and batch results): the signature covers the resource key and the expiry.
+    def signed_query(self, key: str, now: float) -> str:
+        expires = int(now + self.config.output_url_ttl_s)
+        return f"expires={expires}&signature={self.sign(key, expires)}"
+
+    def sign(self, key: str, expires: int) -> str:
+        return hmac.new(self._secret, f"{key}.{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def verify(self, key: str, expires: str, signature: str, now: float) -> bool:
+        if not expires.isdigit():
+            return False
+        return int(expires) >= now and hmac.compare_digest(self.sign(key, int(expires)), signature)
+
+    def output_url(self, generation: Generation, base_url: str, now: float) -> str | None:
+        """The signed download URL of a COMPLETED generation, else None; `base_url` ends in "/"."""
+        if generation.status_at(now) is not Status.COMPLETED:
+            return None
+        return f"{base_url}_sim/syncso/outputs/{generation.id}.mp4?{self.signed_query(generation.id, now)}"
+
+    def generation_wire(self, generation: Generation, base_url: str, now: float) -> dict[str, Any]:
+        """The Generation object as the API serves it at `now`."""
+        url = self.output_url(generation, base_url, now)
+        return generation.to_wire(now, url, self.config.output_duration_s)
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The `/_sim/stats` view of this provider."""
         s = self.stats
-        by_status = Counter(g.status_at(now).value for g in self.generations.values())
+        by_status = Counter(g.status_at(now).value for g in self.generations.values() if g.exists_at(now))
+        batches_by_status = Counter(b.status_at(now).value for b in self.batches.values())
         return {
             "requests": {route: s.requests[route] for route in ROUTES},
             "responses": dict(sorted(s.responses.items())),
@@ -280,13 +285,17 @@ class SyncSoState:
             "generations_by_idempotency_key": {k: list(v) for k, v in s.by_idempotency_key.items()},
             "generations_without_idempotency_key": s.without_idempotency_key,
             "webhooks": {name: s.webhooks[name] for name in WEBHOOK_COUNTERS},
+            "estimates": s.estimates,
+            "assets_created": len(self.assets.by_id),
+            "uploads_completed": self.assets.uploads_completed,
+            "batches_created": len(self.batches),
+            "batches_validated": s.batches_validated,
+            "batch_generations": s.batch_generations,
+            "batches_by_status": {status.value: batches_by_status[status.value] for status in BatchStatus},
+            "batches_in_flight": self.batches_in_flight(now),
+            "peak_batches_in_flight": s.peak_batches_in_flight,
         }
 
 
-def _forced_outcome(fault: OutcomeFault, rng: random.Random) -> Outcome:
-    status = Status(fault.status)
-    if status is Status.COMPLETED:
-        return Outcome(status)
-    catalogue = REJECT_ERRORS if status is Status.REJECTED else TRANSIENT_ERRORS
-    code = fault.error_code or rng.choice(sorted(catalogue))
-    return Outcome(status, code, fault.error or catalogue.get(code, f"Generation {status.value.lower()}."))
+def _id_seed(seed: int | None) -> str | None:
+    return None if seed is None else f"{seed}:ids"

@@ -103,7 +103,7 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_url(value: Any) -> bool:
+def is_url(value: Any) -> bool:
     return isinstance(value, str) and _URL.fullmatch(value) is not None
 
 
@@ -142,7 +142,7 @@ def _check_item(i: int, item: dict[str, Any], model: Any, errors: _Errors) -> No
     url, asset_id = item.get("url"), item.get("assetId")
     if url is None and asset_id is None:
         errors.add(f"input.{i} must have either url or assetId")
-    if url is not None and not _is_url(url):
+    if url is not None and not is_url(url):
         errors.add(f"input.{i}.url must be a URL address")
     if asset_id is not None and (not isinstance(asset_id, str) or not asset_id):
         errors.add(f"input.{i}.assetId must be a non-empty string")
@@ -279,7 +279,7 @@ def _is_box(box: Any) -> bool:
 
 def _check_optional_strings(body: dict[str, Any], errors: _Errors) -> None:
     webhook, name = body.get("webhookUrl"), body.get("outputFileName")
-    if webhook is not None and not _is_url(webhook):
+    if webhook is not None and not is_url(webhook):
         errors.add("webhookUrl must be a URL address")
     if name is not None and not (isinstance(name, str) and OUTPUT_FILE_NAME.fullmatch(name)):
         errors.add("outputFileName may contain only letters, digits, _ and -, at most 255 characters")
