@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from producers.cli import cancel, dead, redis_option, replay, status, submit, watch
-from schemas import KINDS
+from schemas import SUBMITTABLE
+from worker.providers.registry import PROVIDERS
+from worker.providers.spec import load
 
 
 @click.group()
@@ -29,7 +31,7 @@ def sim(args: tuple[str, ...]) -> None:
     "kind",
     default="all",
     show_default=True,
-    type=click.Choice(["all", *KINDS]),
+    type=click.Choice(["all", *SUBMITTABLE]),
     help="Which job kind to run (all: every kind).",
 )
 @click.option("--jobs", default=20, show_default=True, type=int, help="How many jobs of each kind to run.")
@@ -46,7 +48,7 @@ def demo(kind: str, jobs: int, workers: int, concurrency: int, timeout_s: float,
     receiver and Flower."""
     from genq.demo import run_demo
 
-    kinds = list(KINDS) if kind == "all" else [kind]
+    kinds = list(SUBMITTABLE) if kind == "all" else [kind]
     code = run_demo(
         kinds=kinds, jobs=jobs, workers=workers, concurrency=concurrency, timeout_s=timeout_s, keep=keep
     )
@@ -101,6 +103,10 @@ def webhooks(host: str, port: int) -> None:
     uvicorn.run(create_app(), host=host, port=port, log_level="info", access_log=False, lifespan="off")
 
 
+for _spec in PROVIDERS.values():  # each provider's account commands (sync.so: estimate, models, assets)
+    if _spec.commands:
+        for _command in load(_spec.commands):
+            main.add_command(_command)
 main.add_command(submit)
 main.add_command(status)
 main.add_command(watch)

@@ -1,5 +1,5 @@
 """The enqueue side of genq: what a backend installs to submit jobs and follow them."""
 
-from producers.producer import InvalidRequest, JobNotFound, Producer, validate
+from producers.producer import BatchSubmission, InvalidRequest, JobNotFound, Producer, validate
 
-__all__ = ["InvalidRequest", "JobNotFound", "Producer", "validate"]
+__all__ = ["BatchSubmission", "InvalidRequest", "JobNotFound", "Producer", "validate"]

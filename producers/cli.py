@@ -25,7 +25,7 @@ redis_option = click.option(
 )
 
 
-def _load_requests(text: str) -> list[Any]:
+def load_requests(text: str) -> list[Any]:
     """A JSON object, a JSON array of objects, or JSON lines."""
     text = text.strip()
     try:
@@ -38,18 +38,37 @@ def _load_requests(text: str) -> list[Any]:
     return data if isinstance(data, list) else [data]
 
 
+def _request_ids(requests: list[Any]) -> list[str] | None:
+    """With --batch, a job may carry the batch file's ``request_id`` (every job or none)."""
+    given = [isinstance(r, dict) and "request_id" in r for r in requests]
+    if not any(given):
+        return None
+    if not all(given):
+        raise click.UsageError("give request_id on every job of the batch or on none")
+    return [str(r.pop("request_id")) for r in requests]
+
+
 @click.command()
 @click.argument("file", type=click.File("r"))
 @click.option("--idempotency-key", help="Submitting again with the same key returns the first job's id.")
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Send the jobs (20 to 500 lipsync jobs) to sync.so as one batch; each may carry a request_id.",
+)
 @redis_option
-def submit(file: Any, idempotency_key: str | None, redis_url: str) -> None:
+def submit(file: Any, idempotency_key: str | None, batch: bool, redis_url: str) -> None:
     """Submit the job(s) in FILE (a JSON object, an array, or JSON lines; - reads stdin); print their ids."""
-    requests = _load_requests(file.read())
-    if idempotency_key and len(requests) != 1:
+    requests = load_requests(file.read())
+    if idempotency_key and (batch or len(requests) != 1):
         raise click.UsageError("--idempotency-key takes exactly one job")
     producer = Producer(redis_url)
     try:
-        if len(requests) == 1:
+        if batch:
+            submitted = producer.submit_batch(requests, request_ids=_request_ids(requests))
+            click.echo(f"batch {submitted.batch_id}: {len(submitted.job_ids)} jobs", err=True)
+            ids = submitted.job_ids
+        elif len(requests) == 1:
             ids = [producer.submit(requests[0], idempotency_key=idempotency_key)]
         else:
             ids = producer.submit_many(requests)

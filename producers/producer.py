@@ -6,15 +6,18 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 from pydantic import ValidationError
 
-from schemas import JOB_REQUEST, JobRecord, JobRequest, JobStatus, ParkedWait
+from schemas import JOB_REQUEST, SUBMITTABLE, JobRecord, JobRequest, JobStatus, LipsyncRequest, ParkedWait
 from schemas import layout as L
+from schemas.lipsync_batch import LipsyncBatchRequest
+from schemas.lipsync_wire import BATCH_MAX_FILE_BYTES, BATCH_MAX_RECORDS, BATCH_MIN_RECORDS, batch_file
 from schemas.wire import task_message
 
 _SUBMIT_IDEMPOTENT_LUA = """
@@ -36,6 +39,14 @@ class InvalidRequest(ValueError):
         self.problems = problems
 
 
+@dataclass(frozen=True)
+class BatchSubmission:
+    """What ``submit_batch`` stored: the batch's own record and its jobs, in the order given."""
+
+    batch_id: str
+    job_ids: list[str]
+
+
 class JobNotFound(KeyError):
     """No job has that id (or its record expired)."""
 
@@ -51,11 +62,26 @@ def validate(request: JobRequest | Mapping[str, Any], *, check_files: bool = Tru
         parsed = request if not isinstance(request, Mapping) else JOB_REQUEST.validate_python(request)
     except ValidationError as exc:
         raise InvalidRequest([_problem(err) for err in exc.errors()]) from None
+    if parsed.kind not in SUBMITTABLE:
+        raise InvalidRequest([f"kind: {parsed.kind!r} is made by genq and cannot be submitted"])
     if check_files:
-        missing = {f: p for f, p in parsed.local_files().items() if not Path(p).is_file()}
-        if missing:
-            raise InvalidRequest([f"{field}: no such file: {path}" for field, path in missing.items()])
+        problems = [_file_problem(field, Path(path), parsed.max_local_file_bytes)
+                    for field, path in parsed.local_files().items()]  # fmt: skip
+        if any(problems):
+            raise InvalidRequest([p for p in problems if p])
     return parsed
+
+
+def _file_problem(field: str, path: Path, max_bytes: int | None) -> str | None:
+    try:
+        if not path.is_file():
+            return f"{field}: no such file: {path}"
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"{field}: cannot read {path}: {exc.strerror}"
+    if max_bytes is not None and size > max_bytes:
+        return f"{field}: {path} is {size} bytes; the provider takes files of at most {max_bytes} bytes"
+    return None
 
 
 def _problem(err: Any) -> str:
@@ -125,6 +151,78 @@ class Producer:
                 pipe.execute()
         return ids
 
+    def submit_batch(
+        self,
+        requests: Sequence[JobRequest | Mapping[str, Any]],
+        *,
+        request_ids: Sequence[str] | None = None,
+    ) -> BatchSubmission:
+        """Submit 20 to 500 lipsync jobs as one sync.so batch. Each is an ordinary job with its own
+        record, output and error; the batch (its own record, ``batch_id``) sends them as one batch file
+        and maps each result row back to its job. ``request_ids`` (default: the job ids) are the
+        batch file's ids, e.g. the caller's own keys. Everything is checked first, including the batch
+        file's size: a batch sync.so would refuse is refused here and nothing is stored."""
+        parsed, problems = self._batch_members(requests)
+        if not BATCH_MIN_RECORDS <= len(parsed) <= BATCH_MAX_RECORDS:
+            problems.append(f"batch: {len(parsed)} jobs; a sync.so batch takes {BATCH_MIN_RECORDS} to "
+                            f"{BATCH_MAX_RECORDS} (submit fewer jobs one by one)")  # fmt: skip
+        if problems:
+            raise InvalidRequest(problems)
+        job_ids = [new_job_id() for _ in parsed]
+        rids = list(request_ids) if request_ids is not None else job_ids
+        batch = self._batch_record(job_ids, rids)
+        size = len(batch_file(list(zip(rids, parsed, strict=True))))
+        if size > BATCH_MAX_FILE_BYTES:
+            limit = BATCH_MAX_FILE_BYTES
+            raise InvalidRequest([f"batch: its file would be {size} bytes; sync.so takes at most {limit} "
+                                  "(split the jobs into smaller batches)"])  # fmt: skip
+        batch_id = new_job_id()
+        now = L.now_iso()
+        with self.redis.pipeline(transaction=True) as pipe:
+            for job_id, rid, request in zip(job_ids, rids, parsed, strict=True):
+                fields = L.new_job_fields(
+                    job_id, request.model_dump_json(), request.kind, request.tenant, now
+                )
+                fields[L.DATA_PREFIX + "batch"] = json.dumps({"id": batch_id, "request_id": rid})
+                pipe.hset(L.job_key(job_id), mapping=_redis_mapping(fields))
+            fields, message, queue = self._prepare(batch_id, batch)
+            pipe.hset(L.job_key(batch_id), mapping=_redis_mapping(fields))
+            pipe.lpush(queue, message)
+            pipe.execute()
+        return BatchSubmission(batch_id, job_ids)
+
+    @staticmethod
+    def _batch_members(
+        requests: Sequence[JobRequest | Mapping[str, Any]],
+    ) -> tuple[list[LipsyncRequest], list[str]]:
+        parsed: list[LipsyncRequest] = []
+        problems: list[str] = []
+        for index, request in enumerate(requests):
+            try:
+                member = validate(request, check_files=False)
+            except InvalidRequest as exc:
+                problems += [f"[{index}] {p}" for p in exc.problems]
+                continue
+            if not isinstance(member, LipsyncRequest):
+                problems.append(f"[{index}] kind: a batch takes lipsync jobs only, not {member.kind!r}")
+                continue
+            for field, path in member.local_files().items():
+                problems.append(f"[{index}] {field}: a batch file carries URLs and asset ids, not the local "
+                                f"file {path} (submit it alone, or upload it as an asset first)")  # fmt: skip
+            if member.max_cost_usd is not None:
+                problems.append(f"[{index}] max_cost_usd: a batch is not estimated job by job; submit a job "
+                                "with a cost cap alone")  # fmt: skip
+            parsed.append(member)
+        return parsed, problems
+
+    @staticmethod
+    def _batch_record(job_ids: list[str], request_ids: list[str]) -> LipsyncBatchRequest:
+        try:
+            return LipsyncBatchRequest(jobs=job_ids, request_ids=request_ids)
+        except ValidationError as exc:
+            problems = [_problem(err).replace("request: ", "batch: ", 1) for err in exc.errors()]
+            raise InvalidRequest(problems) from None
+
     def _prepare(self, job_id: str, request: JobRequest) -> tuple[dict[str, str], str, str]:
         queue = L.QUEUE_FOR_KIND[request.kind]
         now = L.now_iso()
@@ -165,13 +263,20 @@ class Producer:
             poll_s = min(poll_s * 1.5, 2.0)
 
     def cancel(self, job_id: str) -> JobRecord:
-        """Cancel a job that has not ended. Every stage checks before it acts; an ended job is unchanged."""
+        """Cancel a job that has not ended. Every stage checks before it acts; an ended job is unchanged.
+        Cancelling a batch cancels each of its jobs too."""
         previous = self._transition(
             keys=[L.job_key(job_id)], args=[JobStatus.CANCELLED.value, L.now_iso(), "1", L.JOB_TTL_S]
         )
         if previous is None:
             raise JobNotFound(job_id)
-        return self.get(job_id)
+        record = self.get(job_id)
+        if isinstance(record.request, LipsyncBatchRequest):  # a batch's jobs are cancelled with it
+            for member in record.request.jobs:
+                self._transition(
+                    keys=[L.job_key(member)], args=[JobStatus.CANCELLED.value, L.now_iso(), "1", L.JOB_TTL_S]
+                )
+        return record
 
     def dead_letters(self, limit: int = 100) -> list[JobRecord]:
         """Jobs whose retries ran out, newest first (``genq dead``)."""
@@ -190,6 +295,10 @@ class Producer:
         """Run a failed job again from its first stage, keeping its provider ids (so a generation it
         already has is followed, not created again). Refuses a job that did not fail."""
         job = self.get(job_id)
+        if job.kind not in SUBMITTABLE:
+            raise InvalidRequest(
+                [f"job {job_id} is a {job.kind}: replay its failed jobs instead (each runs alone)"]
+            )
         message = task_message(L.START_TASK, [job_id], L.QUEUE_FOR_KIND[job.kind])
         result = self._replay(
             keys=[L.job_key(job_id), L.DEAD_LETTERS, L.QUEUE_FOR_KIND[job.kind]],

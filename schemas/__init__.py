@@ -3,6 +3,7 @@
 from schemas.avatar import AvatarRequest
 from schemas.base import JobRequestBase, is_local_path
 from schemas.lipsync import LipsyncModel, LipsyncRequest
+from schemas.lipsync_batch import LipsyncBatchRequest
 from schemas.music import MusicRequest
 from schemas.records import (
     TERMINAL_STATUSES,
@@ -14,11 +15,12 @@ from schemas.records import (
     StageState,
     StageStatus,
 )
-from schemas.requests import JOB_REQUEST, KINDS, JobRequest, Kind
+from schemas.requests import JOB_REQUEST, KINDS, SUBMITTABLE, JobRequest, Kind
 
 __all__ = [
     "JOB_REQUEST",
     "KINDS",
+    "SUBMITTABLE",
     "TERMINAL_STATUSES",
     "AvatarRequest",
     "JobError",
@@ -27,6 +29,7 @@ __all__ = [
     "JobRequestBase",
     "JobStatus",
     "Kind",
+    "LipsyncBatchRequest",
     "LipsyncModel",
     "LipsyncRequest",
     "MusicRequest",

@@ -5,14 +5,15 @@ named in ``schemas/requests.py``."""
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
-def _media_source(value: str) -> str:
+def media_source(value: str) -> str:
+    """``value`` if it is an http(s) URL or an absolute path, else a ``ValueError`` saying so."""
     if _URL.match(value) or value.startswith("/"):
         return value
     raise ValueError("must be an http(s) URL or an absolute file path")
@@ -26,7 +27,7 @@ def _http_url(value: str) -> str:
 
 # A media input: an ``http(s)://`` URL that the provider fetches itself, or an absolute path to a local
 # file that the workers upload (producers and workers must then share that path).
-MediaSource = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_media_source)]
+MediaSource = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(media_source)]
 HttpUrl = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_http_url)]
 Tenant = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 
@@ -42,6 +43,9 @@ class Strict(BaseModel):
 
 class JobRequestBase(Strict):
     """The fields and methods of every job request. ``kind`` is the discriminator of the union."""
+
+    # The largest local file a provider takes (checked at submit); None: no stated limit.
+    max_local_file_bytes: ClassVar[int | None] = None
 
     kind: str
     # Jobs of different tenants share a provider budget round-robin.

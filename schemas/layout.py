@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.records import JobError, JobRecord, JobStatus, Output, ParkedWait, StageState
-from schemas.requests import JOB_REQUEST, KINDS
+from schemas.requests import KINDS, STORED_REQUEST
 
 PREFIX = "genq:"
 JOB_KEY = PREFIX + "job:{job_id}"
@@ -133,7 +133,7 @@ def record_from_fields(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> J
         id=job_id,
         kind=fields[F_KIND],
         status=JobStatus(fields[F_STATUS]),
-        request=JOB_REQUEST.validate_json(fields[F_REQUEST]),
+        request=STORED_REQUEST.validate_json(fields[F_REQUEST]),
         tenant=fields.get(F_TENANT),
         stages=stages,
         provider_ids=provider_ids,
@@ -187,6 +187,9 @@ WAIT_RESULT_TTL_S = JOB_TTL_S
 #   (JSON), for providers that report progress (a render stuck too long fails); expires with the wait.
 WAIT_PROGRESS_KEY = WAIT_KEY + ":progress:{provider_id}"
 SWEEP_LEASE_KEY = PREFIX + "sweep:{provider}:{account}"
+# - CLAIMED_KEY set per kind of provider job (e.g. ``syncso.batch``): the ids some genq record owns, so
+#   a record adopting a provider job it found by a search (after a crash) never takes another's.
+CLAIMED_KEY = PREFIX + "claimed:{kind}"
 WEBHOOK_SEEN_KEY = PREFIX + "webhook:seen:{provider}:{digest}"
 
 

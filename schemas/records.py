@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
 
-from schemas.requests import JOB_REQUEST, JobRequest
+from schemas.requests import STORED_REQUEST, JobRequest
 
 
 def _any_request(value: Any) -> Any:
-    return value if isinstance(value, JobRequest) else JOB_REQUEST.validate_python(value)
+    return value if isinstance(value, JobRequest) else STORED_REQUEST.validate_python(value)
 
 
 # A request of any kind: parsed by its ``kind``, and serialised with every field of its own model.

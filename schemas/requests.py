@@ -15,16 +15,19 @@ from pydantic import Field, TypeAdapter
 from schemas.avatar import AvatarRequest
 from schemas.base import JobRequestBase
 from schemas.lipsync import LipsyncRequest
+from schemas.lipsync_batch import LipsyncBatchRequest
 from schemas.music import MusicRequest
 
 
 @dataclass(frozen=True)
 class Kind:
-    """A job kind: its request model and the provider (queue) whose stages run it."""
+    """A job kind: its request model and the provider (queue) whose stages run it. A kind that is not
+    ``submittable`` is made by genq itself (a batch of other jobs) and refused from producers."""
 
     name: str
     model: type[JobRequestBase]
     provider: str
+    submittable: bool = True
 
 
 KINDS: Mapping[str, Kind] = {
@@ -33,10 +36,19 @@ KINDS: Mapping[str, Kind] = {
         Kind("lipsync", LipsyncRequest, "syncso"),
         Kind("avatar", AvatarRequest, "aistudios"),
         Kind("music", MusicRequest, "aimi"),
+        Kind("lipsync_batch", LipsyncBatchRequest, "syncso", submittable=False),
     )
 }
+SUBMITTABLE: Mapping[str, Kind] = {name: kind for name, kind in KINDS.items() if kind.submittable}
 
 # Every request is one of the models above, told apart by ``kind``.
 JobRequest = JobRequestBase
-_UNION: Any = Annotated[Union[tuple(k.model for k in KINDS.values())], Field(discriminator="kind")]  # noqa: UP007
-JOB_REQUEST: TypeAdapter[JobRequest] = cast(TypeAdapter[JobRequest], TypeAdapter(_UNION))
+
+
+def _adapter(kinds: Mapping[str, Kind]) -> TypeAdapter[JobRequest]:
+    union: Any = Annotated[Union[tuple(k.model for k in kinds.values())], Field(discriminator="kind")]  # noqa: UP007
+    return cast(TypeAdapter[JobRequest], TypeAdapter(union))
+
+
+JOB_REQUEST = _adapter(SUBMITTABLE)  # what producers accept
+STORED_REQUEST = _adapter(KINDS)  # what a job record may hold

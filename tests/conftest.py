@@ -26,7 +26,7 @@ from simulators.syncso.config import SyncSoSimConfig
 SIM_KEY = "sim-test-key-0123456789"
 # Fast provider timings: a generation takes about 0.3 s.
 FAST_SYNCSO = {"pending_s": 0.1, "processing_s": 0.2, "plan": "scale", "create_rate_limit": 10_000,
-               "other_rate_limit": 100_000, "duration_jitter": 0.0}  # fmt: skip
+               "other_rate_limit": 100_000, "duration_jitter": 0.0, "batch_pending_s": 0.1}  # fmt: skip
 # Renders take about 0.3 s.
 FAST_AISTUDIOS = {"render_s": 0.3, "render_jitter": 0.0}
 AISTUDIOS_APP, AISTUDIOS_KEY = "sim-test-app", "sim-test-user-key-0123456789"
@@ -47,6 +47,10 @@ WORKER_ENV = {
     "GENQ_AIMI__RATE__LIMIT": "1000",
     "GENQ_AIMI__RATE__PERIOD_S": "1",
     "GENQ_SYNCSO__CHECK_INTERVAL_S": "0.1",
+    "GENQ_SYNCSO__BATCH_CHECK_INTERVAL_S": "0.2",
+    "GENQ_SYNCSO__MAX_UPLOAD_BYTES": "65536",
+    "GENQ_SYNCSO__UPLOAD_RATE__LIMIT": "1000",
+    "GENQ_SYNCSO__UPLOAD_RATE__PERIOD_S": "1",
     "GENQ_WAITS__SWEEP_LEASE_S": "1",
     "GENQ_RETRY__BACKOFF_BASE_S": "0.1",
     "GENQ_RETRY__BACKOFF_CAP_S": "1",

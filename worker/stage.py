@@ -214,7 +214,11 @@ class Stage(Task):  # type: ignore[type-arg]
         store.update_stage(job_id, self.state_key, StageStatus.FAILED, detail=str(exc), finished_at=_now())
         store.fail(job_id, error, dead_letter=exc.retryable)
         self._release_slots(job_id)
+        self.on_failed(job_id, error)
         raise JobFailed(f"job {job_id} failed at {self.state_key}: {exc}")
+
+    def on_failed(self, job_id: str, error: JobError) -> None:
+        """After the job failed: what else must end with it (a batch's jobs). Nothing by default."""
 
 
 def _now() -> datetime:

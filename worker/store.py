@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -59,6 +60,15 @@ class JobStore:
         """Record a provider-side fact that moves on (e.g. an export ``requested``, then ``accepted``)."""
         self.redis.hset(L.job_key(job_id), L.PROVIDER_ID_PREFIX + name, value)
 
+    def clear_provider_id(self, job_id: str, name: str) -> None:
+        """Forget a provider-side fact that turned out not to hold (a create refused with a 429)."""
+        self.redis.hdel(L.job_key(job_id), L.PROVIDER_ID_PREFIX + name)
+
+    def claim(self, kind: str, provider_id: str) -> bool:
+        """Mark a provider id as owned by some genq record; False if it already was. Used to adopt a
+        provider job found by a search after a crash without two records adopting the same one."""
+        return bool(self.redis.sadd(L.CLAIMED_KEY.format(kind=kind), provider_id))
+
     def start_stage(self, job_id: str, stage: str, state: StageState) -> None:
         """Record a stage run: its state, and one more attempt for the job, in one round trip."""
         key = L.job_key(job_id)
@@ -80,6 +90,11 @@ class JobStore:
         if dead_letter:
             self.redis.zadd(L.DEAD_LETTERS, {job_id: time.time()})
 
+    def fail_at(self, job_id: str, stage: str, error: JobError, *, dead_letter: bool = False) -> None:
+        """Fail a job at ``stage`` from outside its own stage runs (e.g. a batch failing its jobs)."""
+        self.update_stage(job_id, stage, StageStatus.FAILED, detail=error.message, finished_at=_utcnow())
+        self.fail(job_id, error, dead_letter=dead_letter)
+
     def stage_state(self, job_id: str, stage: str) -> StageState:
         raw = self.redis.hget(L.job_key(job_id), L.STAGE_PREFIX + stage)
         return StageState.model_validate_json(raw) if raw else StageState()
@@ -90,3 +105,7 @@ class JobStore:
         state = self.stage_state(job_id, stage).model_copy(update={"status": status, **changes})
         self.set_stage(job_id, stage, state)
         return state
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

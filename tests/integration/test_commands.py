@@ -96,11 +96,11 @@ def test_limits_shows_every_budget_with_its_state(services: Services) -> None:
         assert result.exit_code == 0, result.output
         figures = json.loads(result.output)
         states = {s["name"]: s for s in figures["budgets"]}
-        assert [w["provider"] for w in figures["parked"]] == ["syncso", "aistudios", "aimi"]
+        assert [w["provider"] for w in figures["parked"]] == ["syncso", "syncso.batch", "aistudios", "aimi"]
         assert {q["queue"] for q in figures["scheduled"]} == {"default", "syncso", "aistudios", "aimi"}
         assert set(states) == {
-            "syncso.create", "syncso.other", "syncso.generations", "aistudios.requests", "aistudios.renders",
-            "aimi.requests", "aimi.executions",
+            "syncso.create", "syncso.other", "syncso.upload", "syncso.generations", "syncso.batches",
+            "aistudios.requests", "aistudios.renders", "aimi.requests", "aimi.executions",
         }  # fmt: skip
         assert states["syncso.generations"]["limit"] == 6  # the settings the workers have
         assert states["syncso.generations"]["in_use"] == 1
@@ -123,6 +123,12 @@ def test_limits_shows_only_the_budgets_of_providers_whose_credentials_are_set(se
                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    assert {s["name"] for s in figures["budgets"]} == {"syncso.create", "syncso.other", "syncso.generations"}
-    assert [w["provider"] for w in figures["parked"]] == ["syncso"]
+    assert {s["name"] for s in figures["budgets"]} == {
+        "syncso.create",
+        "syncso.other",
+        "syncso.upload",
+        "syncso.generations",
+        "syncso.batches",
+    }
+    assert [w["provider"] for w in figures["parked"]] == ["syncso", "syncso.batch"]
     assert {q["queue"] for q in figures["scheduled"]} == {"default", "syncso"}

@@ -56,7 +56,7 @@ def test_one_bad_request_in_a_batch_refuses_the_whole_batch(services: Services) 
     producer = Producer(client=client)
     with pytest.raises(InvalidRequest) as caught:
         producer.submit_many([GOOD, GOOD, {**GOOD, "audio": None}])
-    assert caught.value.problems == ["[2] request: Value error, give exactly one of audio or tts"]
+    assert caught.value.problems == ["[2] request: Value error, give exactly one of audio, tts or tracks"]
     assert _queued_and_stored(client) == (0, 0)
 
 

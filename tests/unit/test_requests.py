@@ -41,8 +41,8 @@ def test_valid_requests(changes: dict[str, object]) -> None:
         ({"model": "lipsync-9"}, "model: Input should be 'lipsync-2'"),
         ({"video": "relative/v.mp4"}, "video: Value error, must be an http(s) URL or an absolute file path"),
         ({"video": "ftp://x/v.mp4"}, "video: Value error, must be an http(s) URL"),
-        ({"audio": None}, "request: Value error, give exactly one of audio or tts"),
-        ({"tts": {"voice_id": "v", "script": "hi"}}, "give exactly one of audio or tts"),
+        ({"audio": None}, "request: Value error, give exactly one of audio, tts or tracks"),
+        ({"tts": {"voice_id": "v", "script": "hi"}}, "give exactly one of audio, tts or tracks"),
         (
             {"audio": None, "tts": {"voice_id": "v", "script": "x" * 5001}},
             "tts.script: String should have at most",

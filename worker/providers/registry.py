@@ -49,7 +49,7 @@ def watchers(ctx: Context) -> list[Watcher]:
     """The status sweeps of the providers in use (one per account)."""
     found = []
     for spec in specs(ctx.settings, configured_only=True):
-        if spec.watcher is not None:
-            build: Callable[[Context], Watcher] = load(spec.watcher)
+        for path in spec.watchers:
+            build: Callable[[Context], Watcher] = load(path)
             found.append(build(ctx))
     return found

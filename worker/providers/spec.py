@@ -43,8 +43,13 @@ class ProviderSpec(Generic[S, C]):
     client: Callable[[S, redis.Redis], C]
     stages: str  # the module of its Celery tasks
     flow: str  # "module:function": (JobRecord) -> the job's canvas (its width may depend on the request)
-    watcher: str | None = None  # "module:function": (Context) -> the status sweep's Watcher
+    # "module:function"s: (Context) -> a status sweep's Watcher, one per kind of provider job waited for
+    # (sync.so: generations and batches), each with its own wait namespace (``Watcher.provider``).
+    watchers: tuple[str, ...] = ()
     webhook: str | None = None  # "module:function": (Receiver, Request) -> Response, at POST /<name>
+    # "module:attribute": a sequence of click commands ``genq`` offers for the account (sync.so: estimate,
+    # models, assets).
+    commands: str | None = None
 
     def section(self, settings: BaseModel) -> S:
         """This provider's section of the worker settings."""

@@ -23,5 +23,5 @@ SPEC = ProviderSpec(
     client=AimiClient.from_settings,
     stages="worker.providers.aimi.stages",
     flow="worker.providers.aimi.flow:build",
-    watcher="worker.providers.aimi.watch:watcher",
+    watchers=("worker.providers.aimi.watch:watcher",),
 )

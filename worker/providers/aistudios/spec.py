@@ -23,6 +23,6 @@ SPEC = ProviderSpec(
     client=AIStudiosClient.from_settings,
     stages="worker.providers.aistudios.stages",
     flow="worker.providers.aistudios.flow:build",
-    watcher="worker.providers.aistudios.watch:watcher",
+    watchers=("worker.providers.aistudios.watch:watcher",),
     webhook="worker.providers.aistudios.webhook:receive",
 )

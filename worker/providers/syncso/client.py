@@ -1,4 +1,5 @@
-"""sync.so v2 lipsync API client: create, get and list generations, list models, download outputs.
+"""sync.so v2 lipsync API client: generations (create, get, list, cost estimate), models, the media
+library (upload, register, list, get assets), batches (create, get, list, results) and downloads.
 
 Every non-2xx response goes through ``raise_for_response``, the one place sync.so statuses and error
 bodies become the shared error tree. Responses are parsed leniently: new fields are ignored and
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime
 from enum import StrEnum, nonmember
@@ -20,10 +22,9 @@ from typing import IO, Any, Final, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, TypeAdapter, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import TypeAdapter, ValidationError, model_validator
 
-from worker.providers.errors import ConcurrencyLimited, ProviderError, RateLimited
+from worker.providers.errors import ConcurrencyLimited, ProviderError, ProviderUnavailable, RateLimited
 from worker.providers.http import (
     Download,
     build_error,
@@ -35,6 +36,16 @@ from worker.providers.http import (
     send_with_connect_retry,
     snippet,
     stream_to_file,
+)
+from worker.providers.syncso.resources import (
+    Asset,
+    AssetPage,
+    Batch,
+    BatchRow,
+    BatchValidated,
+    CostEstimate,
+    Lenient,
+    UploadTicket,
 )
 from worker.providers.syncso.settings import SyncSoSettings
 
@@ -65,22 +76,12 @@ class GenerationStatus(StrEnum):
     IN_FLIGHT = nonmember(frozenset({PENDING, PROCESSING}))
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(
-        extra="ignore",
-        populate_by_name=True,
-        alias_generator=to_camel,
-        coerce_numbers_to_str=True,
-        frozen=True,
-    )
-
-
 # Other spellings of a wire key. ``outputMediaUrl``: newer tooling (``outputUrl`` is what REST sends);
 # ``error_code``: webhooks and the SDK (REST says ``errorCode``); snake_case: construction by name.
 _SPELLINGS: Final = {"outputUrl": ("outputMediaUrl", "output_url"), "errorCode": ("error_code",)}
 
 
-class Generation(_Lenient):
+class Generation(Lenient):
     """A generation as the API returns it (camelCase on the wire)."""
 
     id: str
@@ -117,7 +118,7 @@ class Generation(_Lenient):
         return self.status == GenerationStatus.COMPLETED
 
 
-class ModelInfo(_Lenient):
+class ModelInfo(Lenient):
     """One entry of ``GET /v2/models``."""
 
     id: str
@@ -130,6 +131,16 @@ class ModelInfo(_Lenient):
 _GENERATION: Final = TypeAdapter(Generation)
 _GENERATIONS: Final = TypeAdapter(list[Generation])
 _MODELS: Final = TypeAdapter(list[ModelInfo])
+_ESTIMATES: Final = TypeAdapter(list[CostEstimate])
+_TICKET: Final = TypeAdapter(UploadTicket)
+_ASSET: Final = TypeAdapter(Asset)
+_ASSET_PAGE: Final = TypeAdapter(AssetPage)
+_BATCH: Final = TypeAdapter(Batch)
+_BATCHES: Final = TypeAdapter(list[Batch])
+_BATCH_CREATED: Final = TypeAdapter(Batch | BatchValidated)
+_BATCH_ROW: Final = TypeAdapter(BatchRow)
+# A batch's results file: one short row per generation, at most 500 of them.
+MAX_RESULTS_BYTES: Final = 16 * 1024 * 1024
 
 
 def raise_for_response(response: httpx.Response, *, provider: str = PROVIDER) -> None:
@@ -186,6 +197,20 @@ def _parse_error_body(response: httpx.Response) -> tuple[str, str | None, str | 
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _chunks(stream: IO[bytes], size: int = 1024 * 1024) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def _read_capped(response: httpx.Response, max_bytes: int, provider: str) -> bytes:
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ProviderUnavailable(f"response over {max_bytes} bytes", provider=provider)
+    return bytes(body)
 
 
 def _form_value(value: object) -> str:
@@ -291,6 +316,115 @@ class SyncSoClient:
         """``GET /v2/models``: the models this account may use."""
         request = self._http.build_request("GET", "/v2/models")
         return self._parse(self._send(request), _MODELS)
+
+    def estimate_cost(self, body: Mapping[str, Any]) -> list[CostEstimate]:
+        """``POST /v2/analyze/cost`` with a create body: what the generation would cost (USD)."""
+        request = self._http.build_request("POST", "/v2/analyze/cost", json=dict(body))
+        return self._parse(self._send(request), _ESTIMATES)
+
+    def start_upload(self, file_name: str, content_type: str, size: int) -> UploadTicket:
+        """``POST /v2/assets/upload``: a signed URL to PUT one file of ``size`` bytes to."""
+        payload = {"fileName": file_name, "contentType": content_type, "size": size}
+        request = self._http.build_request("POST", "/v2/assets/upload", json=payload)
+        return self._parse(self._send(request), _TICKET)
+
+    def put_upload(self, ticket: UploadTicket, path: Path, content_type: str) -> None:
+        """PUT the file's bytes to the ticket's signed URL, streamed from disk, with the content type the
+        ticket was asked for and none of the client's headers (the URL is the credential)."""
+        with path.open("rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            request = httpx.Request(
+                "PUT",
+                ticket.upload_url,
+                content=_chunks(stream),
+                headers={"content-type": content_type, "content-length": str(size)},
+                extensions={"timeout": self._http.timeout.as_dict()},
+            )
+            response = send_with_connect_retry(self._http, request, provider=self.provider)
+        raise_for_response(response, provider=self.provider)
+
+    def create_asset(self, url: str, asset_type: str, name: str) -> Asset:
+        """``POST /v2/assets``: register an uploaded (or any reachable) URL in the media library."""
+        payload = {"url": url, "type": asset_type, "name": name}
+        request = self._http.build_request("POST", "/v2/assets", json=payload)
+        return self._parse(self._send(request), _ASSET)
+
+    def list_assets(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        search: str | None = None,
+        types: Sequence[str] = (),
+        sort_by: str | None = None,
+    ) -> AssetPage:
+        """``GET /v2/assets``: one page of the media library; ``next_cursor`` continues it."""
+        params = {"limit": limit, "cursor": cursor, "searchQuery": search, "sortBy": sort_by}
+        query: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
+        if types:
+            query["types"] = ",".join(types)
+        request = self._http.build_request("GET", "/v2/assets", params=query)
+        return self._parse(self._send(request), _ASSET_PAGE)
+
+    def get_asset(self, asset_id: str) -> Asset:
+        """``GET /v2/assets/{id}``; an unknown id raises ``NotFound``."""
+        request = self._http.build_request("GET", f"/v2/assets/{quote(asset_id, safe='')}")
+        return self._parse(self._send(request), _ASSET)
+
+    def create_batch(
+        self, jsonl: bytes, *, dry_run: bool, webhook_url: str | None = None
+    ) -> Batch | BatchValidated:
+        """``POST /v2/batch`` with a JSONL file; ``dry_run`` only validates it (``BatchValidated``)."""
+        data = {"dry_run": "true" if dry_run else "false"}
+        if webhook_url:
+            data["webhook_url"] = webhook_url
+        files = {"input": ("batch.jsonl", jsonl, "application/jsonl")}
+        request = self._http.build_request("POST", "/v2/batch", data=data, files=files)
+        return self._parse(self._send(request), _BATCH_CREATED)
+
+    def get_batch(self, batch_id: str) -> Batch:
+        """``GET /v2/batch/{id}``; an unknown id raises ``NotFound``."""
+        request = self._http.build_request("GET", f"/v2/batch/{quote(batch_id, safe='')}")
+        return self._parse(self._send(request), _BATCH)
+
+    def list_batches(self, *, created_after: datetime | None = None) -> list[Batch]:
+        """``GET /v2/batch``, newest first."""
+        params = {"created_after": created_after.isoformat()} if created_after else {}
+        request = self._http.build_request("GET", "/v2/batch", params=params)
+        return self._parse(self._send(request), _BATCHES)
+
+    def batch_results(self, batch: Batch) -> list[BatchRow]:
+        """The rows of an ended batch's results file. Its ``outputUrl`` is an API URL that redirects to
+        a signed file: the API key goes to the first and not to the redirect's target."""
+        if not batch.output_url:
+            raise ProviderUnavailable(f"batch {batch.id} has no outputUrl yet", provider=self.provider)
+        first = self._http.build_request("GET", batch.output_url)
+        response = send_with_connect_retry(self._http, first, provider=self.provider)
+        location = response.headers.get("location") if response.is_redirect else None
+        if location:
+            signed = httpx.Request("GET", response.url.join(location), headers={"accept": "*/*"},
+                                   extensions={"timeout": self._http.timeout.as_dict()})  # fmt: skip
+            response = send_with_connect_retry(self._http, signed, provider=self.provider, stream=True)
+            try:
+                raise_for_response(response, provider=self.provider)
+                body = _read_capped(response, MAX_RESULTS_BYTES, self.provider)
+            finally:
+                response.close()
+        else:
+            raise_for_response(response, provider=self.provider)
+            body = response.content
+        rows = []
+        for number, line in enumerate(body.decode("utf-8", "replace").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(_BATCH_ROW.validate_json(line))
+            except ValidationError as exc:
+                raise ProviderUnavailable(
+                    f"batch {batch.id} results line {number} is unreadable: {snippet(str(exc))}",
+                    provider=self.provider,
+                ) from None
+        return rows
 
     def download_output(self, url: str, dest: Path, *, max_bytes: int) -> Download:
         """Stream a generation's signed ``output_url`` to ``dest`` atomically, without the API key."""

@@ -25,8 +25,17 @@ class SyncSoSettings(ProviderSettings):
     max_url_bytes: int = Field(8000, ge=512)
     # The `whsec_...` secret that signs webhook deliveries (dashboard, webhook settings).
     webhook_secret: SecretStr = SecretStr("")
-    # Direct multipart upload limit for local input files (older docs: 20 MB, 413 beyond).
+    # Local input files up to this size go with the create call as multipart parts (older docs: 20 MB,
+    # 413 beyond); larger ones are uploaded to the media library first and referenced by asset id.
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    # POST /v2/assets/upload: 120/min (sync.so rate-limit guide).
+    upload_rate: RateBudgetSettings = RateBudgetSettings(limit=120)
+    # Batches running at once. sync.so caps concurrent batches per plan without publishing the numbers
+    # [INF]; a batch over the cap is refused with a 429 and genq tries again later.
+    batch_concurrency: int = Field(1, ge=1)
+    # How often a running batch is checked, and how long genq waits for one (sync.so targets 24 h).
+    batch_check_interval_s: float = Field(30.0, gt=0)
+    batch_max_wait_s: float = Field(48 * 3600.0, gt=0)
 
     @property
     def effective_concurrency(self) -> int:

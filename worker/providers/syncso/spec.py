@@ -9,14 +9,20 @@ from worker.providers.syncso.settings import SyncSoSettings
 
 CREATE = "syncso.create"  # POST /v2/generate
 OTHER = "syncso.other"  # every other endpoint
+UPLOAD = "syncso.upload"  # POST /v2/assets/upload
 GENERATIONS = "syncso.generations"  # generations in PENDING or PROCESSING
+BATCHES = "syncso.batches"  # batches running
+# Parked waits for batches: their own sweep (GET /v2/batch/{id}), beside the generations' one.
+BATCH_WAITS = "syncso.batch"
 
 
 def budgets(settings: SyncSoSettings, lease_ttl_s: float) -> tuple[RateBudget | Pool, ...]:
     return (
         RateBudget.of(CREATE, settings.create_rate),
         RateBudget.of(OTHER, settings.other_rate),
+        RateBudget.of(UPLOAD, settings.upload_rate),
         Pool(GENERATIONS, settings.effective_concurrency, lease_ttl_s),
+        Pool(BATCHES, settings.batch_concurrency, lease_ttl_s),
     )
 
 
@@ -28,6 +34,7 @@ SPEC = ProviderSpec(
     client=lambda settings, redis: SyncSoClient.from_settings(settings),
     stages="worker.providers.syncso.stages",
     flow="worker.providers.syncso.flow:build",
-    watcher="worker.providers.syncso.watch:watcher",
+    watchers=("worker.providers.syncso.watch:watcher", "worker.providers.syncso.watch:batch_watcher"),
     webhook="worker.providers.syncso.webhook:receive",
+    commands="worker.providers.syncso.commands:COMMANDS",
 )

@@ -1,28 +1,31 @@
-"""sync.so lipsync stages: create → wait (parked; woken by the status sweep or a webhook) → download.
-Each task is thin: the work is in the plain functions above it."""
+"""sync.so lipsync stages: [upload] → [estimate] → create → wait (parked; woken by the status sweep or
+a webhook) → download. ``upload`` runs when inputs go through the media library, ``estimate`` when the
+job has a cost cap. Each task is thin: the work is in the plain functions above it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas import JobRecord, JobStatus, LipsyncRequest, Output, StageStatus, is_local_path
+from schemas import JobError, JobRecord, JobStatus, LipsyncRequest, Output, StageStatus
+from schemas.lipsync_wire import generation_body
 from worker.app import app
-from worker.context import Context
 from worker.follow import Followed, recorded_end
-from worker.limits import Gate, Pool, RateBudget
+from worker.limits import Gate
 from worker.outcomes import Later, Stop
 from worker.providers.errors import AuthFailed, BadRequest, JobRejected, NotFound
-from worker.providers.syncso.client import Generation, SyncSoClient
-from worker.providers.syncso.settings import SyncSoSettings
-from worker.providers.syncso.spec import CREATE, GENERATIONS, OTHER, SPEC
+from worker.providers.syncso.account import SyncSo
+from worker.providers.syncso.batch import collect_batch, fail_members, follow_batch, start_batch
+from worker.providers.syncso.client import Generation
+from worker.providers.syncso.inputs import ASSETS, direct_fields, upload_inputs
+from worker.providers.syncso.spec import SPEC
 from worker.stage import Stage
 from worker.store import JobStore
 from worker.waits import Waits
 
 PROVIDER = SPEC.name
 GENERATION = "generation"  # the provider id's name in the job record
+ESTIMATE = "estimate"  # the job data field: {"usd", "frames"}
 
 
 def idempotency_key(job_id: str) -> str:
@@ -30,35 +33,13 @@ def idempotency_key(job_id: str) -> str:
     return f"genq-{job_id}"
 
 
-def create_body(request: LipsyncRequest, *, max_upload_bytes: int) -> tuple[dict[str, Any], dict[str, Path]]:
-    """The create-generation body, and the local files to upload with it (multipart)."""
-    items: list[dict[str, Any]] = []
-    files: dict[str, Path] = {}
-    for kind, source in (("video", request.video), ("audio", request.audio)):
-        if source is None:
-            continue
-        if is_local_path(source):
-            files[kind] = _checked_upload(kind, Path(source), max_upload_bytes)
-        else:
-            items.append({"type": kind, "url": source})
-    if request.tts is not None:
-        provider: dict[str, Any] = {
-            "name": "elevenlabs",
-            "voiceId": request.tts.voice_id,
-            "script": request.tts.script,
-        }
-        if request.tts.stability is not None:
-            provider["stability"] = request.tts.stability
-        if request.tts.similarity_boost is not None:
-            provider["similarityBoost"] = request.tts.similarity_boost
-        items.append({"type": "text", "provider": provider})
-    body: dict[str, Any] = {"model": request.model.value, "input": items}
-    options = request.options.model_dump(mode="json", exclude_none=True)
-    if options:
-        body["options"] = options
-    if request.output_file_name:
-        body["outputFileName"] = request.output_file_name
-    return body, files
+def create_body(job: JobRecord, *, max_upload_bytes: int) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The create-generation body, and the local files sent with it (multipart). Inputs uploaded to the
+    media library by the ``upload`` stage are referenced by their asset ids."""
+    assert isinstance(job.request, LipsyncRequest)
+    assets = job.data.get(ASSETS, {})
+    body, files = generation_body(job.request, assets=assets, direct=direct_fields(job.request, assets))
+    return body, {kind: _checked_upload(kind, Path(path), max_upload_bytes) for kind, path in files.items()}
 
 
 def _checked_upload(kind: str, path: Path, max_bytes: int) -> Path:
@@ -74,32 +55,37 @@ def _checked_upload(kind: str, path: Path, max_bytes: int) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class SyncSo:
-    """What a sync.so stage talks to, and the account's budgets it spends."""
-
-    client: SyncSoClient
-    settings: SyncSoSettings
-    generations: Pool  # generations in PENDING or PROCESSING
-    create_rate: RateBudget  # POST /v2/generate
-    other_rate: RateBudget  # every other endpoint
-    webhook_url: str | None  # where sync.so delivers the end of a generation, if anywhere
-
-    @property
-    def account(self) -> str:
-        return self.settings.account
-
-    @classmethod
-    def of(cls, ctx: Context) -> SyncSo:
-        b = ctx.budgets
-        return cls(
-            ctx.client(SPEC),
-            ctx.section(SPEC),
-            b.pool(GENERATIONS),
-            b.rate(CREATE),
-            b.rate(OTHER),
-            ctx.settings.webhooks.url_for(PROVIDER),
+def check_cost(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> float:
+    """sync.so's estimate of the job's generation; past the job's ``max_cost_usd`` the job fails here,
+    before anything is created. The estimate is recorded (``data:estimate``) and reused on a rerun."""
+    assert isinstance(job.request, LipsyncRequest) and job.request.max_cost_usd is not None
+    cap = job.request.max_cost_usd
+    recorded = job.data.get(ESTIMATE)
+    if recorded is None:
+        body, _ = generation_body(job.request, assets=job.data.get(ASSETS, {}))
+        try:
+            with gate.calling(sync.other_rate):
+                estimates = sync.client.estimate_cost(body)
+        except BadRequest as exc:
+            raise JobRejected(
+                f"sync.so could not estimate the cost ({exc.message}); the job has max_cost_usd, so nothing "
+                "was created",
+                provider=PROVIDER,
+                code="genq_cost_unknown",
+                status_code=exc.status_code,
+            ) from None
+        usd = round(sum(e.estimated_generation_cost for e in estimates), 6)
+        frames = sum(e.estimated_frame_count or 0 for e in estimates)
+        recorded = {"usd": usd, "frames": frames}
+        store.set_data(job.id, ESTIMATE, recorded)
+    usd = float(recorded["usd"])
+    if usd > cap:
+        raise JobRejected(
+            f"estimated cost ${usd:.4f} is over max_cost_usd ${cap:.4f}; nothing was created",
+            provider=PROVIDER,
+            code="genq_cost_exceeded",
         )
+    return usd
 
 
 def start_generation(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> str:
@@ -111,7 +97,7 @@ def start_generation(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) 
         return recorded
     assert isinstance(job.request, LipsyncRequest)
     gate.hold(sync.generations)
-    body, files = create_body(job.request, max_upload_bytes=sync.settings.max_upload_bytes)
+    body, files = create_body(job, max_upload_bytes=sync.settings.max_upload_bytes)
     if sync.webhook_url:
         body["webhookUrl"] = sync.webhook_url
     with gate.calling(sync.create_rate, sync.generations):
@@ -168,7 +154,9 @@ def fetch_output(job: JobRecord, sync: SyncSo, waits: Waits, gate: Gate, artifac
     signed URL was refused (it expires), is the generation asked for again."""
     generation_id = job.provider_ids[GENERATION]
     assert isinstance(job.request, LipsyncRequest)
-    name = (job.request.output_file_name or generation_id) + ".mp4"
+    name = (
+        (job.request.output_file_name or generation_id) + "." + (job.request.options.output_format or "mp4")
+    )
     dest = artifact_dir / job.id / name
     dest.parent.mkdir(parents=True, exist_ok=True)
     max_bytes = sync.settings.max_output_bytes
@@ -195,6 +183,18 @@ def fetch_output(job: JobRecord, sync: SyncSo, waits: Waits, gate: Gate, artifac
     )
 
 
+@app.task(bind=True, base=Stage, name="genq.syncso.upload", stage="upload")
+def upload(self: Stage, job_id: str) -> str:
+    ctx = self.ctx
+    return self.perform(job_id, lambda job, gate: upload_inputs(job, ctx.store, SyncSo.of(ctx), gate))
+
+
+@app.task(bind=True, base=Stage, name="genq.syncso.estimate", stage="estimate")
+def estimate(self: Stage, job_id: str) -> str:
+    ctx = self.ctx
+    return self.perform(job_id, lambda job, gate: check_cost(job, ctx.store, SyncSo.of(ctx), gate))
+
+
 @app.task(bind=True, base=Stage, name="genq.syncso.create", stage="create")
 def create(self: Stage, job_id: str) -> str:
     ctx = self.ctx
@@ -216,3 +216,39 @@ def download(self: Stage, job_id: str) -> str:
         ctx.store.succeed(job_id, [output])
 
     return self.perform(job_id, finish)
+
+
+class BatchStage(Stage):
+    """A stage of a batch record: when the batch fails, its open jobs fail with it."""
+
+    abstract = True
+
+    def on_failed(self, job_id: str, error: JobError) -> None:
+        store = self.ctx.store
+        fail_members(store.get(job_id), store, error)
+
+
+@app.task(bind=True, base=BatchStage, name="genq.syncso.batch_create", stage="create")
+def batch_create(self: Stage, batch_id: str) -> str:
+    ctx = self.ctx
+    return self.perform(batch_id, lambda batch, gate: start_batch(batch, ctx.store, SyncSo.of(ctx), gate))
+
+
+# Follows a cancelled batch to its end too: it holds a slot of the account's batches until then.
+@app.task(bind=True, base=BatchStage, name="genq.syncso.batch_wait", stage="wait", follows_cancelled=True)
+def batch_wait(self: Stage, batch_id: str) -> str:
+    ctx = self.ctx
+    return self.perform(batch_id, lambda batch, gate: follow_batch(batch, SyncSo.of(ctx), ctx.waits, gate))
+
+
+@app.task(bind=True, base=BatchStage, name="genq.syncso.batch_collect", stage="collect")
+def batch_collect(self: Stage, batch_id: str) -> str:
+    ctx = self.ctx
+
+    def finish(batch: JobRecord, gate: Gate) -> None:
+        due = collect_batch(batch, ctx.store, SyncSo.of(ctx), ctx.waits, gate)
+        for job_id in due:
+            download.si(job_id).apply_async()
+        ctx.store.succeed(batch_id, [])
+
+    return self.perform(batch_id, finish)

@@ -1,6 +1,6 @@
-"""The sync.so status sweep: parked generations are checked in pages with ``GET /v2/generations?ids=...``,
-as many ids per request as the request target allows, each request spending the account's
-``other_rate`` budget."""
+"""The sync.so status sweeps. Parked generations are checked in pages with
+``GET /v2/generations?ids=...``, as many ids per request as the request target allows; parked batches one
+by one with ``GET /v2/batch/{id}``. Each request spends the account's ``other_rate`` budget."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from worker.limits import RateBudget
+from worker.providers.errors import NotFound
 from worker.providers.syncso.client import Generation, SyncSoClient
+from worker.providers.syncso.resources import Batch
 from worker.providers.syncso.settings import SyncSoSettings
-from worker.providers.syncso.spec import OTHER, SPEC
+from worker.providers.syncso.spec import BATCH_WAITS, OTHER, SPEC
 from worker.waits import WaitResult
 
 if TYPE_CHECKING:
@@ -71,3 +73,45 @@ class GenerationWatcher:
 
 def watcher(ctx: Context) -> GenerationWatcher:
     return GenerationWatcher(ctx.client(SPEC), ctx.section(SPEC), ctx.budgets.rate(OTHER))
+
+
+@dataclass
+class BatchWatcher:
+    """The sweep of running batches: one ``GET /v2/batch/{id}`` per batch, in their own wait namespace
+    (``syncso.batch``), checked every ``batch_check_interval_s``."""
+
+    client: SyncSoClient
+    settings: SyncSoSettings
+    rate: RateBudget
+    provider: str = BATCH_WAITS
+    page_size: int = 1
+    lookahead_s: float = 0.0
+
+    @property
+    def account(self) -> str:
+        return self.settings.account
+
+    @property
+    def check_interval_s(self) -> float:
+        return self.settings.batch_check_interval_s
+
+    def pages(self, ids: Sequence[str]) -> list[list[str]]:
+        return [[batch_id] for batch_id in ids]
+
+    def check(self, ids: Sequence[str]) -> Mapping[str, WaitResult | None]:
+        found: dict[str, WaitResult | None] = {}
+        for batch_id in ids:
+            try:
+                batch = self.client.get_batch(batch_id)
+            except NotFound:
+                continue  # left out: sync.so does not know it
+            found[batch_id] = batch_ended(batch) if batch.is_terminal else None
+        return found
+
+
+def batch_ended(batch: Batch) -> WaitResult:
+    return WaitResult(state="ended", body=batch.model_dump(mode="json", by_alias=True))
+
+
+def batch_watcher(ctx: Context) -> BatchWatcher:
+    return BatchWatcher(ctx.client(SPEC), ctx.section(SPEC), ctx.budgets.rate(OTHER))

@@ -1,0 +1,99 @@
+"""Local input files of a lipsync job: which go with the create call as multipart parts and which are
+uploaded to the account's media library first (``POST /v2/assets/upload``, a PUT of the bytes to the
+signed URL it returns, ``POST /v2/assets``) and referenced by ``assetId``.
+
+A file goes to the library when it is over the direct-upload limit, when it is one of several named
+tracks (a multipart body has one ``audio`` part), or when the job has a cost cap (sync.so estimates
+from the media it can reach, so every input must have an asset id before the estimate).
+
+Each uploaded asset is named ``genq-<job id>-<field>`` and recorded in the job (``data:assets``) as soon
+as it exists. A run that died between the two finds it by that name on its next run instead of
+uploading it again.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+from schemas import JobRecord, LipsyncRequest
+from worker.limits import Gate
+from worker.providers.errors import BadRequest
+from worker.providers.syncso.account import SyncSo
+from worker.providers.syncso.resources import Asset
+from worker.store import JobStore
+
+ASSETS: Final = "assets"  # the job data field: {field path: asset id}
+_ASSET_TYPES: Final = {"video": "VIDEO", "image": "IMAGE", "audio": "AUDIO"}
+
+
+def library_fields(request: LipsyncRequest, max_direct_bytes: int) -> dict[str, Path]:
+    """The local inputs (by field path) that go through the media library rather than the create call."""
+    chosen = {}
+    for field, path in request.local_files().items():
+        if (
+            field.startswith("tracks.")
+            or request.max_cost_usd is not None
+            or _size(Path(path)) > max_direct_bytes
+        ):
+            chosen[field] = Path(path)
+    return chosen
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # unreadable: the stage that reads it says so
+
+
+def asset_name(job_id: str, field: str) -> str:
+    return f"genq-{job_id}-{field.replace('.', '-')}"
+
+
+def asset_type(field: str) -> str:
+    """``VIDEO``/``IMAGE``/``AUDIO`` for a field path (``tracks.2.audio`` is audio)."""
+    return _ASSET_TYPES[field.rsplit(".", 1)[-1]]
+
+
+def upload_inputs(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> dict[str, str]:
+    """Upload every input that goes through the library and has no asset yet; return all asset ids."""
+    assert isinstance(job.request, LipsyncRequest)
+    recorded: dict[str, str] = dict(job.data.get(ASSETS, {}))
+    # A run before this one may have created an asset and died before recording it.
+    rerun = job.stages.get("upload") is not None and job.stages["upload"].attempts > 0
+    for field, path in library_fields(job.request, sync.settings.max_upload_bytes).items():
+        if field in recorded:
+            continue
+        asset = upload_file(job.id, field, path, sync, gate, look_first=rerun)
+        recorded[field] = asset.id
+        store.set_data(job.id, ASSETS, recorded)
+    return recorded
+
+
+def upload_file(job_id: str, field: str, path: Path, sync: SyncSo, gate: Gate, *, look_first: bool) -> Asset:
+    """One file into the media library, under its job's name for it."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise BadRequest(f"cannot read the {field} file {path}: {exc.strerror}", provider="syncso") from None
+    name = asset_name(job_id, field)
+    if look_first:
+        with gate.calling(sync.other_rate):
+            page = sync.client.list_assets(search=name, limit=10)
+        found = next((a for a in page.items if a.name == name and a.size in (None, size)), None)
+        if found is not None:
+            return found
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    with gate.calling(sync.upload_rate):
+        ticket = sync.client.start_upload(name + path.suffix.lower(), content_type, size)
+    sync.client.put_upload(ticket, path, content_type)
+    with gate.calling(sync.other_rate):
+        return sync.client.create_asset(ticket.url, asset_type(field), name)
+
+
+def direct_fields(request: LipsyncRequest, assets: Mapping[str, str]) -> list[str]:
+    """The local inputs sent as multipart parts of the create call: those without an asset."""
+    return [field for field in request.local_files() if field not in assets]
