@@ -31,7 +31,3 @@ class LipsyncBatchRequest(JobRequestBase):
         if len(set(self.request_ids)) != len(self.request_ids):
             raise ValueError("request_ids must be unique")
         return self
-
-    def rows(self) -> list[tuple[str, str]]:
-        """(request_id, job id) in batch-file order."""
-        return list(zip(self.request_ids, self.jobs, strict=True))

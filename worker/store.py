@@ -28,6 +28,17 @@ class JobStore:
             raise JobMissing(job_id)
         return L.record_from_fields(job_id, raw)
 
+    def get_many(self, job_ids: list[str]) -> list[JobRecord | None]:
+        """The records of ``job_ids`` in one round trip; None where a record is gone."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(L.job_key(job_id))
+            raws = pipe.execute()
+        return [
+            L.record_from_fields(job_id, raw) if raw else None
+            for job_id, raw in zip(job_ids, raws, strict=True)
+        ]
+
     def transition(self, job_id: str, status: JobStatus) -> JobStatus | None:
         """Move a job that has not ended to ``status``; return its previous status (None: no such job)."""
         terminal = status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}

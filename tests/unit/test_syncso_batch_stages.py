@@ -50,8 +50,8 @@ class FakeStore:
         self.claimed = set(claimed or ())
         self.jobs = {job_id: member(job_id) for job_id in JOBS}
 
-    def get(self, job_id: str) -> JobRecord:
-        return self.jobs[job_id]
+    def get_many(self, job_ids: list[str]) -> list[JobRecord | None]:
+        return [self.jobs.get(job_id) for job_id in job_ids]
 
     def record_provider_id(self, job_id: str, name: str, value: str) -> str:
         return self.ids.setdefault(name, value)

@@ -32,7 +32,7 @@ from worker.providers.errors import JobRejected, NotFound, Throttled
 from worker.providers.syncso.account import SyncSo
 from worker.providers.syncso.resources import Batch, BatchRow, BatchStatus, BatchValidated
 from worker.providers.syncso.spec import BATCH_WAITS, SPEC
-from worker.store import JobMissing, JobStore
+from worker.store import JobStore
 from worker.waits import WaitResult, Waits
 
 PROVIDER: Final = SPEC.name
@@ -46,13 +46,7 @@ ADOPT_SKEW: Final = timedelta(minutes=5)
 def members(batch: JobRecord, store: JobStore) -> list[tuple[str, JobRecord | None]]:
     """(request_id, job record or None if it is gone) of each job, in batch-file order."""
     assert isinstance(batch.request, LipsyncBatchRequest)
-    found: list[tuple[str, JobRecord | None]] = []
-    for request_id, job_id in batch.request.rows():
-        try:
-            found.append((request_id, store.get(job_id)))
-        except JobMissing:
-            found.append((request_id, None))
-    return found
+    return list(zip(batch.request.request_ids, store.get_many(batch.request.jobs), strict=True))
 
 
 def start_batch(batch: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> str:
