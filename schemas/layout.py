@@ -82,6 +82,20 @@ return 1
 """
 
 
+# Starts a job once: if it is still queued, moves it to running and pushes its canvas's first message,
+# in one step (genq.start). A redelivered start finds it running and does nothing, so a worker that died
+# after this step and before its ack cannot publish a second chain; one that died before it left the job
+# queued, and the redelivery starts it. Returns 1, the status of a job that was not queued, or false.
+START_LUA = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+if status ~= 'queued' then return status end
+redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1])
+redis.call('LPUSH', KEYS[2], ARGV[2])
+return 1
+"""
+
+
 def job_key(job_id: str) -> str:
     return JOB_KEY.format(job_id=job_id)
 

@@ -59,6 +59,7 @@ class JobError(BaseModel):
     code: str | None = None
     status_code: int | None = None
     retryable: bool = False
+    request_id: str | None = None  # the provider's id of the failed request, for its support
 
 
 class Output(BaseModel):

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from celery import Task
+from celery.canvas import Signature, _chain
 from celery.utils import uuid
 from kombu.serialization import dumps
 
@@ -43,13 +44,26 @@ def rerun_message(
 ) -> tuple[str, str]:
     """(queue, message) that runs ``task`` again with ``args`` in its canvas, as a new task whose parent
     is the running one; ``retries`` counts the retry it is (default: as many as this run's)."""
-    capture = _Capture()
     signature = task.signature_from_request(task.request, args=args, kwargs={})
     options: dict[str, Any] = {"task_id": uuid(), "parent_id": task.request.id}
     if retries is not None:
         options["retries"] = retries
     signature.set(**options)
-    signature.apply_async(producer=capture)  # type: ignore[arg-type]
+    return captured_message(signature)
+
+
+def captured_message(signature: Signature) -> tuple[str, str]:
+    """(queue, message) that ``signature.apply_async()`` would publish (its first task, with the rest
+    of its canvas embedded), kept instead of sent."""
+    capture = _Capture()
+    if isinstance(signature, _chain):
+        # A chain's apply_async does not pass a producer on to its first task: prepare it as
+        # ``_chain.run`` does (the rest of the chain, reversed, goes in the first task's ``chain``).
+        tasks, _ = signature.prepare_steps((), {}, list(signature.tasks), app=signature.app)
+        first = tasks.pop()
+        first.apply_async(producer=capture, **({"chain": tasks} if tasks else {}))
+    else:
+        signature.apply_async(producer=capture)  # type: ignore[arg-type]
     assert capture.published is not None
     body, options = capture.published
     _, _, data = dumps(body, serializer="json")

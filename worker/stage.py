@@ -30,21 +30,26 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+import httpx
+import redis
 from celery import Task
-from celery.exceptions import Retry
+from celery.exceptions import Ignore, Reject, Retry
 
 from schemas import JobError, JobRecord, JobStatus, StageState, StageStatus
 from worker.context import Context, get_context
 from worker.limits import Gate, Parked
 from worker.outcomes import JobFailed, Later, Stop, Wait
 from worker.parking import rerun_message
-from worker.providers.errors import ProviderError, Throttled
+from worker.providers.errors import InfrastructureError, InternalError, ProviderError, Throttled
 from worker.retry import backoff_s, throttle_delay_s
 from worker.store import JobMissing
 
 log = logging.getLogger(__name__)
 
 Action = Callable[[JobRecord, Gate], object]
+# What a stage retries when it is not a provider's error: Redis, the network, the disk (OSError covers
+# a full disk and a refused connection).
+INFRASTRUCTURE = (redis.RedisError, OSError, httpx.TransportError)
 
 
 class _Skip(Exception):
@@ -67,7 +72,21 @@ class Stage(Task):  # type: ignore[type-arg]
         return get_context()
 
     def perform(self, job_id: str, action: Action) -> str:
-        """Run ``action`` for the job as this stage; return what this run did (Flower shows it)."""
+        """Run ``action`` for the job as this stage; return what this run did (Flower shows it).
+
+        Every path ends the run in a defined way. An exception that is not a provider's is either
+        infrastructure (Redis, the network, the disk: retried with backoff) or a bug (the job fails and
+        is dead-lettered). If Redis cannot be reached to record even that, the message is handed back
+        to the broker (rejected with requeue, or left unacknowledged until the visibility timeout), so
+        the run happens again once Redis answers; it is never acknowledged unrecorded."""
+        try:
+            return self._perform(job_id, action)
+        except redis.RedisError as exc:
+            log.warning("%s of job %s: Redis unavailable (%s); the message goes back to the broker",
+                        self.name, job_id, exc)  # fmt: skip
+            raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
+
+    def _perform(self, job_id: str, action: Action) -> str:
         try:
             job = self._begin(job_id)
         except _Skip as skip:
@@ -96,6 +115,10 @@ class Stage(Task):  # type: ignore[type-arg]
             return self._later(job_id, delay, None, str(exc))
         except ProviderError as exc:
             self._failed(job_id, exc)
+        except (Ignore, Reject, Retry):  # Celery's own control flow (``Task.replace`` raises Ignore)
+            raise
+        except Exception as exc:  # every path ends: see perform
+            self._failed(job_id, self._unexpected(job_id, exc))
         store.update_stage(job_id, self.state_key, StageStatus.DONE, finished_at=_now())
         return "done"
 
@@ -194,6 +217,15 @@ class Stage(Task):  # type: ignore[type-arg]
         for pool in self.ctx.budgets.pools_of(self.provider):
             self.ctx.limiter.release(pool, self.holder(job_id))
 
+    def _unexpected(self, job_id: str, exc: Exception) -> ProviderError:
+        """An exception no provider client raised, as the error the job records."""
+        detail = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, INFRASTRUCTURE):
+            log.warning("%s of job %s: %s (retried)", self.name, job_id, detail)
+            return InfrastructureError(detail, provider="genq", code="genq_infrastructure")
+        log.exception("%s of job %s failed on an unexpected error", self.name, job_id)
+        return InternalError(detail, provider="genq", code="genq_internal_error")
+
     def _failed(self, job_id: str, exc: ProviderError) -> NoReturn:
         retry = self.ctx.settings.retry
         store = self.ctx.store
@@ -210,9 +242,10 @@ class Stage(Task):  # type: ignore[type-arg]
             code=exc.code,
             status_code=exc.status_code,
             retryable=exc.retryable,
+            request_id=exc.request_id,
         )
         store.update_stage(job_id, self.state_key, StageStatus.FAILED, detail=str(exc), finished_at=_now())
-        store.fail(job_id, error, dead_letter=exc.retryable)
+        store.fail(job_id, error, dead_letter=exc.retryable or isinstance(exc, InternalError))
         self._release_slots(job_id)
         self.on_failed(job_id, error)
         raise JobFailed(f"job {job_id} failed at {self.state_key}: {exc}")

@@ -21,6 +21,7 @@ class JobStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._transition = client.register_script(L.TRANSITION_LUA)
+        self._start = client.register_script(L.START_LUA)
 
     def get(self, job_id: str) -> JobRecord:
         raw = self.redis.hgetall(L.job_key(job_id))
@@ -38,6 +39,14 @@ class JobStore:
             L.record_from_fields(job_id, raw) if raw else None
             for job_id, raw in zip(job_ids, raws, strict=True)
         ]
+
+    def start_once(self, job_id: str, queue: str, message: str) -> bool | str:
+        """Move a queued job to running and push its first message, in one step (``START_LUA``); True,
+        else the status it had (it was started before, or cancelled)."""
+        result = self._start(keys=[L.job_key(job_id), queue], args=[L.now_iso(), message])
+        if result == 1:
+            return True
+        return L.text(result) if result else "missing"
 
     def transition(self, job_id: str, status: JobStatus) -> JobStatus | None:
         """Move a job that has not ended to ``status``; return its previous status (None: no such job)."""

@@ -85,3 +85,15 @@ class Conflict(ProviderError):
 
 class JobRejected(ProviderError):
     """The provider job ended in a failure state (sync.so FAILED or REJECTED)."""
+
+
+class InfrastructureError(ProviderError):
+    """genq's own footing failed in the middle of a stage (Redis, the network, the disk): the stage is
+    retried with backoff like a provider's 5xx. ``provider`` is ``"genq"``."""
+
+    retryable = True
+
+
+class InternalError(ProviderError):
+    """Anything else a stage raised: a bug. The job fails at once and goes to the dead-letter set, so
+    it can be replayed once the bug is fixed. ``provider`` is ``"genq"``."""
