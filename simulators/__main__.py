@@ -1,7 +1,8 @@
 """`python -m simulators --port 8700 --syncso-api-key K`: serve the provider simulators in the foreground.
 
 Each registered simulator contributes one argument group of `--<name>-<flag>` options (its
-`SimSpec.options`); an option left out keeps its config field's default.
+`SimSpec.options`); an option left out keeps its config field's default. `--storm-<flag>` options start
+a fault storm at launch (the fields of `POST /_sim/storm`; any one of them starts it).
 """
 
 from __future__ import annotations
@@ -9,27 +10,56 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pydantic import BaseModel
+
 from simulators.config import SimConfig
 from simulators.registry import SIMULATORS
 from simulators.server import serve
 from simulators.spec import Option, SimSpec
+from simulators.storm import StormPlan
+
+
+def _names(raw: str) -> list[str]:
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+STORM_OPTIONS: tuple[Option, ...] = (
+    Option("5xx", "share_5xx", float, "share of requests answered 500, 502 or 503"),
+    Option("429", "share_429", float, "share answered 429 (half rate limit, half concurrency)"),
+    Option("timeout", "share_timeout", float, "share processed, then answered after --storm-timeout-s"),
+    Option("drop", "share_drop", float, "share processed, then cut off mid-response"),
+    Option("timeout-s", "timeout_s", float, "seconds a stormed timeout holds its answer"),
+    Option("retry-after-s", "retry_after_s", float, "Retry-After of the stormed rate-limit 429s"),
+    Option("seed", "seed", int, "random seed of the storm"),
+    Option("providers", "providers", _names, "comma-separated providers to storm (None: all)"),
+)
 
 
 def _dest(spec: SimSpec, option: Option) -> str:
     return f"{spec.name}__{option.field}"
 
 
-def _help(spec: SimSpec, option: Option) -> str:
-    default = spec.config.model_fields[option.field].default
+def _help(model: type[BaseModel], option: Option) -> str:
+    default = model.model_fields[option.field].default
     # argparse %-formats help strings.
     return f"{option.help} (default: {default})".replace("%", "%%")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `genq sim` parser: `--host`, `--port`, then one group of options per simulator."""
+    """The `genq sim` parser: `--host`, `--port`, the `--storm-*` group, then one group per simulator."""
     parser = argparse.ArgumentParser(prog="genq sim", description="Serve the provider simulators.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8700)
+    storm = parser.add_argument_group("fault storm (see POST /_sim/storm)")
+    for option in STORM_OPTIONS:
+        storm.add_argument(
+            f"--storm-{option.flag}",
+            dest=f"storm__{option.field}",
+            metavar=option.field.upper(),
+            type=option.type,
+            default=None,
+            help=_help(StormPlan, option),
+        )
     for spec in SIMULATORS:
         group = parser.add_argument_group(spec.title)
         for option in spec.options:
@@ -39,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar=option.field.upper(),
                 type=option.type,
                 default=None,
-                help=_help(spec, option),
+                help=_help(spec.config, option),
             )
     return parser
 
@@ -53,9 +83,16 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     return SimConfig.model_validate(sections)
 
 
+def storm_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The `POST /_sim/storm` body the `--storm-*` options describe, or None when none is given."""
+    values = {option.field: getattr(args, f"storm__{option.field}") for option in STORM_OPTIONS}
+    given = {field: value for field, value in values.items() if value is not None}
+    return given or None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    serve(args.host, args.port, config_from_args(args))
+    serve(args.host, args.port, config_from_args(args), storm_from_args(args))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
 """The simulator ASGI app: every registered provider's routes plus the `/_sim/` control surface (no auth).
 
 Control routes:
-    GET    /_sim/stats           per-provider counters (what reached the "provider"), keyed by provider name
+    GET    /_sim/stats           per-provider counters (what reached the "provider"), keyed by provider name,
+                                 and the storm's under "storm"
     GET    /_sim/events?since=t  request log, for benchmark timelines
-    POST   /_sim/reset           clear all state and counters (config stays)
+    POST   /_sim/reset           clear all state and counters, end the storm (config stays)
     GET    /_sim/config          current SimConfig
     POST   /_sim/config          deep-merge a partial SimConfig, e.g. {"syncso": {"plan": "scale"}}
     GET    /_sim/faults          queued faults
     POST   /_sim/faults          queue a fault, e.g. {"route": "syncso.create", "status": 503, "times": 2}
     DELETE /_sim/faults          clear queued faults
+    GET    /_sim/storm           the fault storm: active or not, its plan and counters
+    POST   /_sim/storm           start a storm (replacing any), e.g. {"share_5xx": 0.2, "seed": 7} (`storm`)
+    DELETE /_sim/storm           end the storm (its plan and counters stay visible)
 Providers add their own control routes under `/_sim/<name>/` (see each provider module).
 
 The providers come from `simulators.registry`; this module names none of them. Unknown paths and
@@ -21,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -36,6 +40,7 @@ from starlette.routing import BaseRoute, Route
 from simulators.config import SimConfig
 from simulators.events import EventLog
 from simulators.registry import SIMULATORS
+from simulators.storm import Storm, quiet_uvicorn_cuts
 
 
 class Provider(Protocol):
@@ -50,16 +55,18 @@ class Provider(Protocol):
     def add_fault(self, raw: dict[str, Any]) -> None: ...
     def pending_faults(self) -> dict[str, Any]: ...
     def clear_faults(self) -> None: ...
+    def attach_storm(self, storm: Storm) -> None: ...
     async def aclose(self) -> None: ...
 
 
 class Control:
     """Handlers of the `/_sim/` routes over a set of providers sharing one config and event log."""
 
-    def __init__(self, config: SimConfig, providers: list[Provider], events: EventLog) -> None:
+    def __init__(self, config: SimConfig, providers: list[Provider], events: EventLog, storm: Storm) -> None:
         self.config = config
         self.providers = {provider.name: provider for provider in providers}
         self.events = events
+        self.storm = storm
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -71,10 +78,14 @@ class Control:
             Route("/_sim/faults", self.list_faults, methods=["GET"]),
             Route("/_sim/faults", self.add_fault, methods=["POST"]),
             Route("/_sim/faults", self.clear_faults, methods=["DELETE"]),
+            Route("/_sim/storm", self.get_storm, methods=["GET"]),
+            Route("/_sim/storm", self.start_storm, methods=["POST"]),
+            Route("/_sim/storm", self.end_storm, methods=["DELETE"]),
         ]
 
     async def stats(self, request: Request) -> Response:
-        return JSONResponse({name: provider.stats() for name, provider in self.providers.items()})
+        stats = {name: provider.stats() for name, provider in self.providers.items()}
+        return JSONResponse(stats | {"storm": self.storm.counters()})
 
     async def event_log(self, request: Request) -> Response:
         try:
@@ -89,6 +100,7 @@ class Control:
         for provider in self.providers.values():
             provider.reset()
         self.events.clear()
+        self.storm.reset()
         return JSONResponse({"reset": True})
 
     async def get_config(self, request: Request) -> Response:
@@ -129,12 +141,40 @@ class Control:
             provider.clear_faults()
         return JSONResponse({"cleared": True})
 
+    async def get_storm(self, request: Request) -> Response:
+        return JSONResponse(self.storm.view())
 
-def create_app(config: SimConfig) -> Starlette:
-    """Build the simulator app: every registered provider's routes, control routes under `/_sim/`."""
+    async def start_storm(self, request: Request) -> Response:
+        raw = await _json_object(request)
+        if raw is None:
+            return _bad_request("body must be a JSON object")
+        try:
+            plan = self.storm.validate(raw)
+        except ValidationError as exc:
+            return _bad_request(exc.errors(include_url=False, include_context=False))
+        self.storm.start(plan)
+        return JSONResponse(self.storm.view(), status_code=201)
+
+    async def end_storm(self, request: Request) -> Response:
+        self.storm.stop()
+        return JSONResponse(self.storm.view())
+
+
+def create_app(config: SimConfig, storm_plan: Mapping[str, Any] | None = None) -> Starlette:
+    """Build the simulator app: every registered provider's routes, control routes under `/_sim/`.
+
+    `storm_plan`, a `POST /_sim/storm` body, starts a fault storm at once (pydantic's ValidationError
+    when invalid).
+    """
     events = EventLog()
     providers: list[Provider] = [spec.provider(config, events) for spec in SIMULATORS]
-    control = Control(config, providers, events)
+    storm = Storm(provider.name for provider in providers)
+    for provider in providers:
+        provider.attach_storm(storm)
+    if storm_plan is not None:
+        storm.start(storm.validate(storm_plan))
+    quiet_uvicorn_cuts()
+    control = Control(config, providers, events, storm)
     routes = [route for provider in providers for route in provider.routes()] + control.routes()
 
     @asynccontextmanager

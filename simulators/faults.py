@@ -23,6 +23,18 @@ class HttpFault(BaseModel):
     headers: dict[str, str] | None = None
 
 
+class HoldFault(BaseModel):
+    """`POST /_sim/faults` body that delays answers: the next `times` requests to `route` are processed as
+    usual, then their answers are held `hold_s` (a client that gives up, or dies, meanwhile finds the
+    work done), e.g. `{"route": "syncso.create", "hold_s": 6}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    route: str
+    hold_s: float = Field(gt=0, le=600)
+    times: int = Field(1, ge=1)
+
+
 @dataclass
 class _Entry(Generic[F]):
     fault: F

@@ -2,12 +2,16 @@
 
 A provider subclasses `ProviderBase` with its state and webhook dispatcher, names its fault routes and
 its outcome-fault model, and writes `_gate` (auth, injected fault, limits: whatever its API checks
-before a handler runs). `_endpoint` wraps each handler: count the request, gate it, run it, then count
-the response and log it in the shared `EventLog` as `<name>.<route>`.
+before a handler runs) and `storm_response` (its 5xx and 429 bodies for the fault storm). `_endpoint`
+wraps each handler: count the request, draw for the storm, gate it and run it (or answer the storm's
+refusal), count the response and log it in the shared `EventLog` as `<name>.<route>`, then hand it to
+the storm's timeout or drop if it drew one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -19,8 +23,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from simulators.events import EventLog
-from simulators.faults import FaultQueue, HttpFault
+from simulators.faults import FaultQueue, HoldFault, HttpFault
 from simulators.spec import section
+from simulators.storm import Storm, Strike
 from simulators.webhook_delivery import WebhookQueue
 
 if TYPE_CHECKING:
@@ -109,6 +114,9 @@ class ProviderBase(ABC, Generic[StateT, WebhooksT]):
         self.state = state
         self.events = events
         self.webhooks = webhooks
+        self._storm: Storm | None = None
+        self.holds: FaultQueue[HoldFault] = FaultQueue()
+        self._released = 0  # bumped when faults are cleared or state reset: held answers go at once
 
     @abstractmethod
     def routes(self) -> list[BaseRoute]:
@@ -123,6 +131,8 @@ class ProviderBase(ABC, Generic[StateT, WebhooksT]):
         """Drop pending webhooks and forget all state but the config."""
         self.webhooks.cancel()
         self.state.reset()
+        self.holds.clear()
+        self._released += 1
 
     async def aclose(self) -> None:
         """Stop webhook deliveries and close their client (server shutdown)."""
@@ -138,29 +148,60 @@ class ProviderBase(ABC, Generic[StateT, WebhooksT]):
             outcome = self.outcome_fault.model_validate(raw)
             self.state.outcomes.push(outcome.route, outcome, outcome.times)
             return
+        known = {f"{self.name}.{r}" for r in self.fault_routes}
+        if "hold_s" in raw:
+            hold = HoldFault.model_validate(raw)
+            if hold.route not in known:
+                raise ValueError(f"unknown route {hold.route!r}")
+            self.holds.push(hold.route, hold, hold.times)
+            return
         fault = HttpFault.model_validate(raw)
-        if fault.route not in {f"{self.name}.{r}" for r in self.fault_routes}:
+        if fault.route not in known:
             raise ValueError(f"unknown route {fault.route!r}")
         self.state.faults.push(fault.route, fault, fault.times)
 
     def pending_faults(self) -> dict[str, Any]:
         """Queued route and outcome faults, by route."""
-        return self.state.faults.pending() | self.state.outcomes.pending()
+        return self.state.faults.pending() | self.state.outcomes.pending() | self.holds.pending()
 
     def clear_faults(self) -> None:
         """Drop every queued fault."""
         self.state.faults.clear()
         self.state.outcomes.clear()
+        self.holds.clear()
+        self._released += 1
+
+    def attach_storm(self, storm: Storm) -> None:
+        """Let the app's fault storm draw for every request `_endpoint` serves."""
+        self._storm = storm
+
+    @abstractmethod
+    def storm_response(self, strike: Strike) -> Response:
+        """This API's answer to a storm refusal: its error body for `strike.status` (500, 502, 503), or
+        its rate-limit or concurrency 429 (the rate one when it has no other), as it would send them."""
 
     # Request pipeline.
     def _endpoint(self, route: str, handler: Handler, auth: bool = True) -> Handler:
         async def endpoint(request: Request) -> Response:
             self.state.stats.requests[route] += 1
-            response = self._gate(route, request, auth) or await handler(request)
+            strike = self._storm.strike(self.name) if self._storm is not None else None
+            hold = self.holds.take(f"{self.name}.{route}")
+            if strike is not None and strike.refuses:
+                response = self.storm_response(strike)
+            else:
+                response = self._gate(route, request, auth) or await handler(request)
             self._record(route, request, response)
-            return response
+            if hold is not None:
+                await self._hold(hold.hold_s)
+            return response if strike is None else await strike.deliver(response)
 
         return endpoint
+
+    async def _hold(self, seconds: float) -> None:
+        """Wait ``seconds`` in short naps; clearing the faults or a reset ends the wait at once."""
+        released, deadline = self._released, time.monotonic() + seconds
+        while self._released == released and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.1))
 
     @abstractmethod
     def _gate(self, route: str, request: Request, auth: bool) -> Response | None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -35,11 +36,18 @@ class SimulatorServer:
     """The simulator on 127.0.0.1 in a daemon thread; `with SimulatorServer() as sim: sim.base_url`.
 
     `port=0` picks a free port. The socket is bound before the thread starts, so `base_url` is
-    valid as soon as `start()` returns.
+    valid as soon as `start()` returns. `storm_plan` (a `POST /_sim/storm` body) starts a fault storm.
     """
 
-    def __init__(self, config: SimConfig | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        storm_plan: Mapping[str, Any] | None = None,
+    ) -> None:
         self.config = config or SimConfig()
+        self.app = create_app(self.config, storm_plan)
         self.host = host
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without
         # it every small response waits ~40 ms on Nagle plus delayed ACK.
@@ -47,7 +55,6 @@ class SimulatorServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.port: int = self._socket.getsockname()[1]
-        self.app = create_app(self.config)
         self._server = uvicorn.Server(_uvicorn_config(self.app, host, self.port))
         self._thread = threading.Thread(target=self._run, name=f"simulator-{self.port}", daemon=True)
 
@@ -82,6 +89,6 @@ class SimulatorServer:
         self.stop()
 
 
-def serve(host: str, port: int, config: SimConfig) -> None:
+def serve(host: str, port: int, config: SimConfig, storm_plan: Mapping[str, Any] | None = None) -> None:
     """Serve in the foreground until interrupted (used by `genq sim` and `python -m simulators`)."""
-    uvicorn.Server(_uvicorn_config(create_app(config), host, port)).run()
+    uvicorn.Server(_uvicorn_config(create_app(config, storm_plan), host, port)).run()

@@ -25,20 +25,21 @@ from simulators.aimi.execution import MESSAGES, ExecStatus, Execution, mp4_bytes
 from simulators.aimi.generate import build_plan, read_generate
 from simulators.aimi.responses import (
     CLIENT_GONE,
-    COOLDOWN,
-    TOO_MANY,
     UNAUTHORIZED,
     Rejected,
     fail,
     fault_response,
     ok,
     rejected,
+    status_error,
+    throttled,
 )
 from simulators.aimi.state import ROUTES, AimiState, OutcomeFault, Throttled
 from simulators.aimi.upload import ChunkOutcome, chunk_headers, parse_init, read_capped
 from simulators.events import EventLog
 from simulators.provider_base import Handler, ProviderBase
 from simulators.spec import section
+from simulators.storm import StormKind, Strike
 from simulators.webhook_delivery import WebhookQueue
 
 if TYPE_CHECKING:
@@ -95,10 +96,7 @@ class AimiProvider(ProviderBase[AimiState, _NoWebhooks]):
             except Rejected as exc:
                 return rejected(exc)
             except Throttled as exc:
-                limit = self.state.config.max_executions
-                message = "cooldown" if exc.kind == "cooldown" else f"at most {limit} executions at a time"
-                code = COOLDOWN if exc.kind == "cooldown" else TOO_MANY
-                return fail(429, message, code, retry_after_s=exc.wait_s)
+                return throttled(exc.kind, self.state.config.max_executions, exc.wait_s)
 
         return self._endpoint(route, answered, auth)
 
@@ -111,6 +109,13 @@ class AimiProvider(ProviderBase[AimiState, _NoWebhooks]):
                 return fail(401, problem, UNAUTHORIZED)
         fault = self.state.faults.take(f"aimi.{route}")
         return fault_response(fault) if fault is not None else None
+
+    def storm_response(self, strike: Strike) -> Response:
+        if strike.kind is StormKind.SERVER_ERROR:
+            return status_error(strike.status or 500)
+        # The status-poll cooldown is its rate limit, `max_executions` its concurrency limit.
+        kind = "cooldown" if strike.kind is StormKind.RATE_LIMIT else "concurrency"
+        return throttled(kind, self.state.config.max_executions, strike.retry_after_s)
 
     # Upload.
     async def upload_init(self, request: Request) -> Response:

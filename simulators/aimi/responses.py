@@ -56,12 +56,24 @@ def rejected(exc: Rejected, resource_id: str | None = None) -> SimResponse:
     return fail(exc.status, exc.message, CODES.get(exc.status, BAD_REQUEST), resource_id)
 
 
+def throttled(kind: str, max_executions: int, wait_s: float) -> SimResponse:
+    """The 429 of the status-poll cooldown (`kind` "cooldown") or of `max_executions` running."""
+    if kind == "cooldown":
+        return fail(429, "cooldown", COOLDOWN, retry_after_s=wait_s)
+    return fail(429, f"at most {max_executions} executions at a time", TOO_MANY, retry_after_s=wait_s)
+
+
+def status_error(status: int, headers: dict[str, str] | None = None) -> SimResponse:
+    """`{"message": <the status's phrase>}` with that status."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return SimResponse({"message": phrase}, status, headers, error_code="injected")
+
+
 def fault_response(fault: HttpFault) -> SimResponse:
     """An injected fault: its own body if given, else `{"message": <the status's phrase>}`."""
     if fault.body is not None:
         return SimResponse(fault.body, fault.status, fault.headers)
-    try:
-        phrase = HTTPStatus(fault.status).phrase
-    except ValueError:
-        phrase = "Error"
-    return SimResponse({"message": phrase}, fault.status, fault.headers, error_code="injected")
+    return status_error(fault.status, fault.headers)

@@ -31,6 +31,7 @@ from simulators.aistudios.responses import (
     fail,
     fault_response,
     ok,
+    status_error,
 )
 from simulators.aistudios.state import ROUTES, AIStudiosState, OutcomeFault, Project, TooManyRenders
 from simulators.aistudios.validate import (
@@ -44,6 +45,7 @@ from simulators.aistudios.webhooks import WebhookDispatcher
 from simulators.events import EventLog
 from simulators.provider_base import ProviderBase
 from simulators.spec import section
+from simulators.storm import StormKind, Strike
 
 if TYPE_CHECKING:
     from simulators.config import SimConfig
@@ -95,6 +97,12 @@ class AIStudiosProvider(ProviderBase[AIStudiosState, WebhookDispatcher]):
         project_id = request.path_params["pid"]
         project = self.state.projects.get(project_id)
         return project if project is not None else fail(404, NOT_FOUND, f"Project {project_id} not found")
+
+    def storm_response(self, strike: Strike) -> Response:
+        if strike.kind is StormKind.SERVER_ERROR:
+            return status_error(strike.status or 500)
+        # The API's one 429 is the render limit's, without Retry-After: both storm 429s send it.
+        return self._too_many()
 
     def _too_many(self) -> Response:
         limit = self.state.config.max_renders

@@ -35,11 +35,16 @@ def fail(
     return SimResponse(body, status, headers, error_code=code, resource_id=project_id)
 
 
+def status_error(status: int, headers: dict[str, str] | None = None) -> SimResponse:
+    """The failure envelope named after a status, e.g. 503 -> SERVICE_UNAVAILABLE, "Service Unavailable"."""
+    code, msg = _status_names(status)
+    return fail(status, code, msg, headers)
+
+
 def fault_response(fault: HttpFault) -> SimResponse:
     """An injected fault: its own body if given, else the envelope named after the status."""
     if fault.body is None:
-        code, msg = _status_names(fault.status)
-        return fail(fault.status, code, msg, fault.headers)
+        return status_error(fault.status, fault.headers)
     error = fault.body.get("error") if isinstance(fault.body, dict) else None
     given = error.get("code") if isinstance(error, dict) else None
     return SimResponse(

@@ -27,6 +27,7 @@ from simulators.events import EventLog
 from simulators.limits import retry_after_header
 from simulators.provider_base import ProviderBase, SimResponse
 from simulators.spec import section
+from simulators.storm import StormKind, Strike
 from simulators.syncso.assets import AssetType
 from simulators.syncso.assets_api import AssetRoutes
 from simulators.syncso.batch_api import BatchRoutes
@@ -34,7 +35,14 @@ from simulators.syncso.config import SyncSoSimConfig
 from simulators.syncso.estimate import EstimateRoutes
 from simulators.syncso.generations import TERMINAL, Generation, OutcomeFault, Status
 from simulators.syncso.query import ListQuery, QueryInvalid, parse_list_query, parse_wait
-from simulators.syncso.responses import fault_response, nest_error, rate_limited, uri_too_long
+from simulators.syncso.responses import (
+    concurrency_limited,
+    fault_response,
+    nest_error,
+    rate_limited,
+    server_error,
+    uri_too_long,
+)
 from simulators.syncso.state import ROUTES, ConcurrencyLimited, IdempotencyConflict, SyncSoState
 from simulators.syncso.upload import CreateBody, read_create_body
 from simulators.syncso.validate import CreateRejected, CreateRequest, validate_create
@@ -123,14 +131,18 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
         if fault is not None:
             return fault_response(fault)
         wait_s = state.admit(route, state.clock()) if auth else None
-        if wait_s is None:
-            return None
-        headers = (
-            {"Retry-After": retry_after_header(wait_s)}
-            if state.config.send_retry_after_on_rate_limit
-            else None
-        )
-        return rate_limited(headers)
+        return None if wait_s is None else self._rate_limited(wait_s)
+
+    def _rate_limited(self, wait_s: float) -> Response:
+        send_retry_after = self.state.config.send_retry_after_on_rate_limit
+        return rate_limited({"Retry-After": retry_after_header(wait_s)} if send_retry_after else None)
+
+    def storm_response(self, strike: Strike) -> Response:
+        if strike.kind is StormKind.RATE_LIMIT:
+            return self._rate_limited(strike.retry_after_s)
+        if strike.kind is StormKind.CONCURRENCY:
+            return concurrency_limited(self.state.config.effective_concurrency)
+        return server_error(strike.status or 500)
 
     def _record(self, route: str, request: Request, response: Response) -> None:
         super()._record(route, request, response)
@@ -161,9 +173,7 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
             message = "Idempotency-Key was already used with a different request body"
             return nest_error(409, message, "IDEMPOTENCY_KEY_REUSED")
         except ConcurrencyLimited:
-            limit = self.state.config.effective_concurrency
-            message = f"Concurrency limit reached. Your plan allows {limit} concurrent generations."
-            return nest_error(429, message, "concurrency_limit_reached")
+            return concurrency_limited(self.state.config.effective_concurrency)
         base_url = str(request.base_url)
         body = self._wire(generation, base_url, now)
         if replayed:

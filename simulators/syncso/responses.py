@@ -29,6 +29,17 @@ def rate_limited(headers: dict[str, str] | None = None) -> SimResponse:
     return nest_error(429, RATE_LIMITED_MESSAGE, "rate_limit_exceeded", headers)
 
 
+def concurrency_limited(limit: int) -> SimResponse:
+    """The plan-concurrency 429 of `POST /v2/generate` (`errorCode` "concurrency_limit_reached")."""
+    message = f"Concurrency limit reached. Your plan allows {limit} concurrent generations."
+    return nest_error(429, message, "concurrency_limit_reached")
+
+
+def server_error(status: int, headers: dict[str, str] | None = None) -> SimResponse:
+    """The NestJS error of a 5xx (or any) status, named by its phrase, without errorCode."""
+    return nest_error(status, _phrase(status), headers=headers)
+
+
 def uri_too_long() -> SimResponse:
     """414 for a request target over `max_url_bytes`; like a server's request-line cap, no errorCode."""
     return SimResponse({"statusCode": 414, "message": "URI Too Long", "error": "URI Too Long"}, 414)
@@ -39,7 +50,7 @@ def fault_response(fault: HttpFault) -> SimResponse:
     if fault.body is None:
         if fault.status == 429:
             return rate_limited(fault.headers)
-        return nest_error(fault.status, _phrase(fault.status), headers=fault.headers)
+        return server_error(fault.status, fault.headers)
     code = fault.body.get("errorCode") if isinstance(fault.body, dict) else None
     return SimResponse(
         fault.body, fault.status, fault.headers, error_code=code if isinstance(code, str) else None

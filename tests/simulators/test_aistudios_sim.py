@@ -579,7 +579,7 @@ def test_stats_keys(ai, ai_control):
         "peak_in_flight", "throttled", "webhooks",
     }  # fmt: skip
     assert set(counters["requests"]) >= {"token", "create", "export", "progress", "project", "download"}
-    assert set(ai_control.get("/_sim/stats").json()) == {spec.name for spec in SIMULATORS}
+    assert set(ai_control.get("/_sim/stats").json()) == {spec.name for spec in SIMULATORS} | {"storm"}
 
 
 # Config and CLI

@@ -640,3 +640,17 @@ def test_cli_webhook_and_url_flags_build_the_config():
         webhook_duplicate_share=0.2,
         max_url_bytes=4096,
     )
+
+
+def test_a_hold_fault_processes_the_request_then_holds_its_answer(api, control):
+    assert control.post("/_sim/faults", json={"route": "syncso.create", "hold_s": 0.6}).status_code == 201
+    body = {"model": "lipsync-2", "input": [{"type": "video", "url": "https://x.test/v.mp4"},
+                                            {"type": "audio", "url": "https://x.test/a.wav"}]}  # fmt: skip
+    started = time.monotonic()
+    held = api.post("/v2/generate", json=body)
+    assert held.status_code == 201
+    assert time.monotonic() - started >= 0.6
+    started = time.monotonic()
+    assert api.post("/v2/generate", json=body).status_code == 201
+    assert time.monotonic() - started < 0.5  # one use only
+    assert control.get("/_sim/stats").json()["syncso"]["generations_created"] == 2
