@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-inflight fmt clean
+.PHONY: demo test lint typecheck unit bench bench-inflight bench-faults bench-enqueue fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ bench: $(STAMP)
 # About 25 minutes: 100, 1,000 and 10,000 generations in flight, polling and with webhooks.
 bench-inflight: $(STAMP)
 	$(BIN)/python bench/inflight.py
+
+# About a minute: jobs enqueued per second by Producer.submit and submit_many against Celery's send_task.
+bench-enqueue: $(STAMP)
+	$(BIN)/python bench/enqueue.py
+
+# About two minutes: a fault storm over 200 jobs, a Redis SIGKILL with an AOF restart, a worker SIGKILL
+# at each lipsync stage; prints lost jobs and duplicate generations (bench/out/faults.md).
+bench-faults: $(STAMP)
+	$(BIN)/python bench/faults.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from typing import Any
 
+import pytest
 from celery import Celery
 from kombu import Connection
 
-from schemas.wire import task_message
+from schemas.wire import _ORIGIN, SENT_AT_HEADER, envelope, new_uuids, task_message, task_messages
 
-VARYING = {"id", "root_id", "origin", "correlation_id", "delivery_tag", "reply_to", "ignore_result"}
+# genq_sent_at: a send time, which Celery's messages carry only where genq's publish hook is connected.
+VARYING = {"id", "root_id", "origin", "correlation_id", "delivery_tag", "reply_to", "ignore_result",
+           "genq_sent_at"}  # fmt: skip
 
 
 def _celery_message(task: str, args: list[str], queue: str) -> dict[str, Any]:
@@ -37,3 +41,53 @@ def test_message_matches_celerys_own() -> None:
     assert base64.b64decode(ours["body"]) == base64.b64decode(theirs["body"])
     assert _strip(ours) == _strip(theirs)
     assert ours["headers"]["id"] == ours["headers"]["root_id"] == ours["properties"]["correlation_id"]
+
+
+def _as_before(text: str, task: str, args: list[str], queue: str) -> str:
+    """The message ``task_message`` built, before it used a template, with ``text``'s ids and send time:
+    a dict through json.dumps."""
+    message = json.loads(text)
+    task_id, delivery_tag = message["headers"]["id"], message["properties"]["delivery_tag"]
+    headers = {"lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": None,
+               "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
+               "root_id": task_id, "parent_id": None, "argsrepr": repr(args), "kwargsrepr": "{}",
+               "origin": _ORIGIN, "ignore_result": True, "replaced_task_nesting": 0,
+               "stamped_headers": None, "stamps": {},
+               SENT_AT_HEADER: message["headers"][SENT_AT_HEADER]}  # fmt: skip
+    body = json.dumps([args, {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+    before = json.loads(
+        envelope(body.encode(), headers, queue, properties={"correlation_id": task_id, "reply_to": None})
+    )
+    before["properties"]["delivery_tag"] = delivery_tag
+    return json.dumps(before)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["01a22f80d4266f1507cd7f8cf8ee"], [], ["job-1", "syncso.create", "2"], ['it\'s "quoted"', "é\n\\"]],
+)
+def test_the_template_gives_the_text_json_dumps_gave(args: list[str]) -> None:
+    ours = task_message("genq.start", args, "syncso")
+    assert ours == _as_before(ours, "genq.start", args, "syncso")
+    given = task_message("genq.start", args, "syncso", task_id="tid-1")
+    assert json.loads(given)["headers"]["id"] == "tid-1"
+    assert given == _as_before(given, "genq.start", args, "syncso")
+
+
+def test_messages_made_at_once_are_each_celerys_message() -> None:
+    calls = [(["a1"], "syncso"), (["b2"], "aistudios"), (["c3"], "syncso")]
+    messages = task_messages("genq.start", calls)
+    for text, (args, queue) in zip(messages, calls, strict=True):
+        assert text == _as_before(text, "genq.start", args, queue)
+        assert json.loads(base64.b64decode(json.loads(text)["body"]))[0] == args
+    assert _strip(json.loads(messages[0])) == _strip(_celery_message("genq.start", ["a1"], "syncso"))
+    ids = [(m["headers"]["id"], m["properties"]["delivery_tag"]) for m in map(json.loads, messages)]
+    assert len({i for pair in ids for i in pair}) == 2 * len(messages)
+
+
+def test_uuids_are_random_version_4_uuids() -> None:
+    made = new_uuids(1000)
+    assert len(set(made)) == 1000
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
