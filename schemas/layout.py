@@ -47,9 +47,23 @@ PROVIDER_ID_PREFIX = "pid:"
 # What stages produced for later stages, as JSON: an analysis, the plan, one branch's output ...
 DATA_PREFIX = "data:"
 
+# Metrics (worker/metrics.py and TRANSITION_LUA add to them, `genq metrics` reads them): counters that
+# only grow, kept until deleted (Prometheus handles a reset). Fields are label values joined by METRICS_SEP.
+# - METRICS_STAGES_KEY hash: "<provider>|<stage>|<outcome>|<le>" -> stage runs that took at most le seconds
+#   and more than the bucket below (per bucket, not cumulative; le "+Inf" for the rest);
+#   "<provider>|<stage>|<outcome>|sum" -> their seconds.
+# - METRICS_RESPONSES_KEY hash: "<provider>|<HTTP status>|<error code>" -> responses provider clients got.
+# - METRICS_JOBS_KEY hash: "<kind>|<terminal status>" -> jobs that reached it (counted by TRANSITION_LUA).
+METRICS_STAGES_KEY = PREFIX + "metrics:stages"
+METRICS_RESPONSES_KEY = PREFIX + "metrics:responses"
+METRICS_JOBS_KEY = PREFIX + "metrics:jobs"
+METRICS_SEP = "|"
+
 # Moves a job to ARGV[1] unless it already ended; sets updated_at (and finished_at and the TTL for a
-# terminal status). Returns the previous status, or false when the job does not exist.
-TRANSITION_LUA = """
+# terminal status, and counts the job in METRICS_JOBS_KEY: named here rather than in KEYS, so callers are
+# unchanged; genq's one Redis is not a cluster). Returns the previous status, or false when the job does
+# not exist.
+TRANSITION_LUA = f"""
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return status end
@@ -57,6 +71,8 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[2])
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  local kind = redis.call('HGET', KEYS[1], 'kind') or ''
+  redis.call('HINCRBY', '{METRICS_JOBS_KEY}', kind .. '{METRICS_SEP}' .. ARGV[1], 1)
 end
 return status
 """

@@ -10,9 +10,11 @@ from celery import Celery
 from kombu import Queue
 
 from schemas import layout as L
+from worker import metrics
 from worker.background import Background
 from worker.limits.sweeper import LimiterSweep
 from worker.providers.registry import PROVIDERS
+from worker.results import backend_url
 from worker.settings import Settings, get_settings
 
 # One queue per provider, named after it, so a fleet scales each provider's workers on their own.
@@ -34,7 +36,8 @@ def broker_transport_options(visibility_timeout_s: int) -> dict[str, int]:
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery("genq", broker=settings.redis_url, backend=settings.redis_url, include=TASK_MODULES)
+    backend = backend_url(settings.redis_url)
+    app = Celery("genq", broker=settings.redis_url, backend=backend, include=TASK_MODULES)
     transport = broker_transport_options(settings.visibility_timeout_s)
     app.conf.update(
         task_serializer="json",
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     )
     app.steps["worker"].add(LimiterSweep)
     app.steps["worker"].add(Background)
+    metrics.install(settings.redis_url)
     return app
 
 

@@ -1,6 +1,7 @@
 """A worker bootstep that runs genq's background loops in threads of the worker's main process:
 the schedule's mover (every worker) and the status sweeps (only the holder of each account's lease
-sends requests). Neither holds anything of a job: both work on what Redis holds."""
+sends requests). Neither holds anything of a job: both work on what Redis holds. It also starts the
+main process's metrics flusher (pool processes start their own, worker/metrics.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from celery import bootsteps
 
 from worker.context import Context
+from worker.metrics import start_flushing, stop_flushing
 from worker.providers.registry import watchers
 from worker.schedule import Mover
 from worker.settings import get_settings
@@ -50,9 +52,11 @@ class Background(bootsteps.StartStopStep):
         ]
         for thread in self.threads:
             thread.start()
+        start_flushing(ctx.redis)
 
     def stop(self, worker: Any) -> None:
         for loop in self.loops:
             loop.stop()
         for thread in self.threads:
             thread.join(timeout=5)
+        stop_flushing()  # and again at worker shutdown, for the pool's last runs

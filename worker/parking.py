@@ -16,7 +16,7 @@ from celery.canvas import Signature, _chain
 from celery.utils import uuid
 from kombu.serialization import dumps
 
-from schemas.wire import envelope
+from schemas.wire import SENT_AT_HEADER, envelope
 
 
 class _Capture:
@@ -49,12 +49,13 @@ def rerun_message(
     if retries is not None:
         options["retries"] = retries
     signature.set(**options)
-    return captured_message(signature)
+    return captured_message(signature, kept=True)
 
 
-def captured_message(signature: Signature) -> tuple[str, str]:
+def captured_message(signature: Signature, *, kept: bool = False) -> tuple[str, str]:
     """(queue, message) that ``signature.apply_async()`` would publish (its first task, with the rest
-    of its canvas embedded), kept instead of sent."""
+    of its canvas embedded), kept instead of sent. ``kept``: it waits in Redis before it is pushed, so
+    it carries no send time (``SENT_AT_HEADER``)."""
     capture = _Capture()
     if isinstance(signature, _chain):
         # A chain's apply_async does not pass a producer on to its first task: prepare it as
@@ -70,4 +71,7 @@ def captured_message(signature: Signature) -> tuple[str, str]:
     queue = str(options["routing_key"])
     properties = {"correlation_id": options.get("correlation_id"), "reply_to": options.get("reply_to")}
     payload = data.encode() if isinstance(data, str) else bytes(data)
-    return queue, envelope(payload, options["headers"], queue, properties=properties)
+    headers = options["headers"]
+    if kept:
+        headers.pop(SENT_AT_HEADER, None)
+    return queue, envelope(payload, headers, queue, properties=properties)

@@ -1,6 +1,7 @@
 """Provider-neutral HTTP helpers shared by every provider client.
 
-- ``make_http_client``: an ``httpx.Client`` with explicit timeouts and the provider's headers.
+- ``make_http_client``: an ``httpx.Client`` with explicit timeouts and the provider's headers, counting
+  every response it receives for ``genq metrics`` (``count_responses``).
 - ``send_with_connect_retry``: the only in-place retry. Fast connection failures are retried a few times;
   every other transport failure becomes ``ProviderUnavailable`` for the caller's task retry.
 - ``error_class_for_status`` / ``build_error``: the status → error table that provider clients refine
@@ -28,6 +29,7 @@ from typing import Final, TypeVar
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
+from worker.metrics import record_response
 from worker.providers.errors import (
     AuthFailed,
     BadRequest,
@@ -63,6 +65,11 @@ SENSITIVE_HEADERS: Final = frozenset(
 MAX_MESSAGE_CHARS: Final = 500
 _DOWNLOAD_CHUNK_BYTES: Final = 1024 * 1024
 _ERROR_BODY_PREFIX_BYTES: Final = 4096
+# The response hook reads an error body (for its error code) only if it says it is JSON of at most this
+# many bytes: an API error, whose body the client reads right after anyway; never an output or a page.
+_COUNTED_ERROR_BODY_BYTES: Final = 64 * 1024
+
+ErrorCode = Callable[[httpx.Response], str | None]
 
 
 _T = TypeVar("_T")
@@ -88,16 +95,51 @@ def make_http_client(
     read_timeout_s: float,
     headers: Mapping[str, str],
     transport: httpx.BaseTransport | None = None,
+    provider: str | None = None,
+    error_code: ErrorCode | None = None,
 ) -> httpx.Client:
     """An ``httpx.Client`` for one provider API.
 
     Writes share the read timeout (it bounds each socket operation, not a whole upload); waiting for
     a pooled connection shares the connect timeout. Redirects are not followed on API calls.
+    With ``provider``, every response the client receives is counted (``count_responses``), with the
+    error code ``error_code`` reads from an error response (the provider's own error-body reader).
     """
     timeout = httpx.Timeout(
         connect=connect_timeout_s, read=read_timeout_s, write=read_timeout_s, pool=connect_timeout_s
     )
-    return httpx.Client(base_url=base_url, headers=dict(headers), timeout=timeout, transport=transport)
+    hooks = {"response": [count_responses(provider, error_code)]} if provider else None
+    return httpx.Client(
+        base_url=base_url, headers=dict(headers), timeout=timeout, transport=transport, event_hooks=hooks
+    )
+
+
+def count_responses(provider: str, error_code: ErrorCode | None = None) -> Callable[[httpx.Response], None]:
+    """An httpx response hook that counts each response (API calls, tokens, downloads, each redirect) by
+    provider, status and error code, in this process's metrics buffer (no Redis round trip).
+
+    The code is counted where it is cheap: an error status whose body is JSON of a declared length up to
+    64 KiB is read here (the client reads it next anyway) and ``error_code`` takes the code from it, as
+    the client's error reader does; any other response is counted with code "". So a 2xx that the
+    client turns into an error after parsing it (AI Studios ``success: false``) counts as its 2xx."""
+
+    def count(response: httpx.Response) -> None:
+        code = None
+        if error_code is not None and response.status_code >= 400 and _small_json(response):
+            response.read()
+            try:
+                code = error_code(response)
+            except (ValueError, TypeError):
+                code = None
+        record_response(provider, response.status_code, code or "")
+
+    return count
+
+
+def _small_json(response: httpx.Response) -> bool:
+    length = response.headers.get("content-length", "")
+    is_json = "json" in response.headers.get("content-type", "")
+    return is_json and length.isdigit() and int(length) <= _COUNTED_ERROR_BODY_BYTES
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -27,6 +27,7 @@ from worker.providers.aimi.models import (
     Started,
     UploadDone,
     UploadTicket,
+    error_code,
     raise_for_response,
 )
 from worker.providers.http import (
@@ -98,6 +99,8 @@ class AimiClient:
             connect_timeout_s=settings.http.connect_timeout_s,
             read_timeout_s=settings.http.read_timeout_s,
             headers={"accept": JSON_TYPE, "user-agent": "genq"},
+            provider=PROVIDER,
+            error_code=error_code,
         )
         return cls(http, settings.api_key, max_chunk_bytes=settings.max_chunk_bytes)
 

@@ -154,6 +154,11 @@ def raise_for_response(response: httpx.Response, *, secrets: Iterable[str] = ())
     )
 
 
+def error_code(response: httpx.Response) -> str | None:
+    """The ``code`` of an error response, as ``raise_for_response`` reads it (for metrics)."""
+    return _error_fields(response)[1]
+
+
 def _error_fields(response: httpx.Response) -> tuple[str, str | None]:
     reason = response.reason_phrase or f"HTTP {response.status_code}"
     try:

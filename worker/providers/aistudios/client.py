@@ -172,6 +172,15 @@ def unwrap(response: httpx.Response, *, render_status: bool = False, secrets: It
     )
 
 
+def error_code(response: httpx.Response) -> str | None:
+    """The ``error.code`` of an error response, as ``unwrap`` reads it (for metrics)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return _error_fields(body, response)[1]
+
+
 def _error_fields(body: Any, response: httpx.Response) -> tuple[str, str | None]:
     """(message, code) from ``{"error": {"code", "msg"}}`` or whatever else an error body holds."""
     reason = response.reason_phrase or f"HTTP {response.status_code}"
@@ -206,6 +215,8 @@ class AIStudiosClient:
             connect_timeout_s=settings.http.connect_timeout_s,
             read_timeout_s=settings.http.read_timeout_s,
             headers={"accept": "application/json", "user-agent": "genq"},
+            provider=PROVIDER,
+            error_code=error_code,
         )
         tokens = SharedToken.from_settings(settings, redis_client, http)
         return cls(http, tokens, workspace_id=settings.workspace_id)

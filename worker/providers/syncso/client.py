@@ -171,6 +171,11 @@ def raise_for_response(response: httpx.Response, *, provider: str = PROVIDER) ->
     )
 
 
+def error_code(response: httpx.Response) -> str | None:
+    """The ``errorCode`` of an error response, as ``raise_for_response`` reads it (for metrics)."""
+    return _parse_error_body(response)[1]
+
+
 def _parse_error_body(response: httpx.Response) -> tuple[str, str | None, str | None]:
     """(message, errorCode, requestId) from an error body of any shape."""
     reason = response.reason_phrase or f"HTTP {response.status_code}"
@@ -246,6 +251,8 @@ class SyncSoClient:
             read_timeout_s=settings.http.read_timeout_s,
             headers=headers,
             transport=transport,
+            provider=PROVIDER,
+            error_code=error_code,
         )
         return cls(http)
 

@@ -1,0 +1,165 @@
+"""``genq metrics``: a Prometheus endpoint whose figures are read from Redis at each scrape, so any
+number of these serve the same figures and none keeps state.
+
+- per queue: its depth, and the age of its oldest message (from the send time messages carry);
+- the budgets and backlog of ``genq limits --prometheus`` (``worker.limits.report.gauges``);
+- what the workers counted (``worker.metrics``): stage-run durations and provider responses; and the
+  job outcomes ``TRANSITION_LUA`` counted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import accumulate
+
+from prometheus_client import start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from genq.report import backlog
+from schemas import layout as L
+from schemas.wire import SENT_AT_HEADER
+from worker.context import Context
+from worker.limits.report import gauges, snapshot
+from worker.metrics import BUCKETS_S
+from worker.providers.registry import PROVIDERS
+
+# How many messages from a queue's tail (the next to be taken) are read for the oldest send time: a
+# woken stage's message is pushed to the tail without one (worker/parking.py), ahead of older messages.
+TAIL_MESSAGES = 16
+_STAGE_LABELS = ["provider", "stage", "outcome"]
+
+
+def queues() -> list[str]:
+    """Every queue genq's workers consume: ``default`` and one per provider."""
+    return [L.DEFAULT_QUEUE, *PROVIDERS]
+
+
+def sent_at(raw: bytes | str) -> float | None:
+    """The send time a queued message carries, if it carries one."""
+    try:
+        value = json.loads(raw)["headers"].get(SENT_AT_HEADER)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def oldest_age_s(tail: Sequence[bytes | str], now: float) -> float | None:
+    """Seconds since the oldest send time among a queue's tail messages; 0 for an empty queue, None
+    when none of them carries one (unknown)."""
+    if not tail:
+        return 0.0
+    times = [t for t in map(sent_at, tail) if t is not None]
+    return max(0.0, now - min(times)) if times else None
+
+
+def stage_histograms(fields: Mapping[str, str]) -> HistogramMetricFamily:
+    """``genq_stage_duration_seconds`` from the stage hash (per-bucket counts and sums, see layout)."""
+    series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+    for name, value in fields.items():
+        *labels, last = name.split(L.METRICS_SEP)
+        if len(labels) != len(_STAGE_LABELS):
+            continue
+        counts, total = series.setdefault(tuple(labels), ([0] * (len(BUCKETS_S) + 1), [0.0]))
+        if last == "sum":
+            total[0] += float(value)
+        else:  # a bound the buckets no longer have falls into the next one up
+            counts[bisect_left(BUCKETS_S, float(last))] += int(value)
+    family = HistogramMetricFamily(
+        "genq_stage_duration_seconds",
+        "Duration of stage runs (one Celery task each), by provider, stage and outcome.",
+        labels=_STAGE_LABELS,
+    )
+    bounds = [*map(floatToGoString, BUCKETS_S), "+Inf"]
+    for label_values, (counts, total) in sorted(series.items()):
+        buckets = list(zip(bounds, map(float, accumulate(counts)), strict=True))
+        family.add_metric(list(label_values), buckets, sum_value=total[0])
+    return family
+
+
+def counters(name: str, help_text: str, labels: list[str], fields: Mapping[str, str]) -> CounterMetricFamily:
+    """A counter family from a hash whose fields are label values joined by ``METRICS_SEP``."""
+    family = CounterMetricFamily(name, help_text, labels=labels)
+    for field, value in sorted(fields.items()):
+        values = field.split(L.METRICS_SEP, len(labels) - 1)
+        if len(values) == len(labels):
+            family.add_metric(values, float(value))
+    return family
+
+
+class GenqCollector:
+    """Reads every figure from Redis when Prometheus scrapes (``collect``)."""
+
+    def __init__(
+        self, ctx: Context, queue_names: Sequence[str], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.ctx = ctx
+        self.queue_names = list(queue_names)
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        count = len(self.queue_names)
+        with self.ctx.redis.pipeline(transaction=False) as pipe:
+            for queue in self.queue_names:
+                pipe.llen(queue)
+                pipe.lrange(queue, -TAIL_MESSAGES, -1)
+            for key in (L.METRICS_STAGES_KEY, L.METRICS_RESPONSES_KEY, L.METRICS_JOBS_KEY):
+                pipe.hgetall(key)
+            replies = pipe.execute()
+        yield from self._queues(replies[0 : 2 * count : 2], replies[1 : 2 * count : 2], self.clock())
+        yield from self._budgets()
+        stages, responses, jobs = (_text_fields(raw) for raw in replies[2 * count :])
+        yield stage_histograms(stages)
+        yield counters(
+            "genq_provider_responses",
+            "HTTP responses provider clients received, by provider, status and the provider's error code.",
+            ["provider", "status", "code"],
+            responses,
+        )
+        yield counters(
+            "genq_jobs", "Jobs that reached a terminal status, by kind and status.", ["kind", "status"], jobs
+        )
+
+    def _queues(self, lengths: list[int], tails: list[list[bytes]], now: float) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("genq_queue_depth", "Messages waiting in the queue.", labels=["queue"])
+        age = GaugeMetricFamily(
+            "genq_queue_oldest_age_seconds",
+            "Seconds since the queue's oldest message was sent (of the next 16 to be taken); 0 when the "
+            "queue is empty, no sample when none of those carries a send time.",
+            labels=["queue"],
+        )
+        for queue, length, tail in zip(self.queue_names, lengths, tails, strict=True):
+            depth.add_metric([queue], float(length))
+            seconds = oldest_age_s(tail, now)
+            if seconds is not None:
+                age.add_metric([queue], seconds)
+        yield depth
+        yield age
+
+    def _budgets(self) -> Iterator[Metric]:
+        waits, scheduled = backlog(self.ctx)
+        for gauge in gauges(snapshot(self.ctx.limiter, self.ctx.budgets_in_use), waits, scheduled):
+            names = list(gauge.samples[0][0]) if gauge.samples else []
+            family = GaugeMetricFamily(gauge.name, gauge.help, labels=names)
+            for labels, value in gauge.samples:
+                family.add_metric(list(labels.values()), float(value))
+            yield family
+
+
+def _text_fields(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {L.text(key): L.text(value) for key, value in raw.items()}
+
+
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve ``GET /metrics`` on ``host:port`` until interrupted."""
+    registry = CollectorRegistry()
+    registry.register(GenqCollector(ctx, queues()))
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.shutdown()
