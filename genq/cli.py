@@ -2,15 +2,91 @@
 
 from __future__ import annotations
 
-import click
+import os
+import urllib.parse
+from typing import IO, Any
 
-from producers.cli import cancel, dead, redis_option, replay, status, submit, watch
+import click
+import redis
+
+from producers.cli import (
+    REDIS_URL_META,
+    Exit,
+    cancel,
+    dead,
+    redis_option,
+    replay,
+    status,
+    submit,
+    watch,
+)
 from schemas import SUBMITTABLE
 from worker.providers.registry import PROVIDERS
 from worker.providers.spec import load
 
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
-@click.group()
+
+def redacted(url: str) -> str:
+    """``url`` with its password (in the user part, or a ``password`` query parameter) as ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "(the configured URL)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        # redis://secret@host is read as a user name, but is often meant as a password: hide it too.
+        netloc = f"{user}:***@{host}" if colon and user else f"***@{host}"
+    query = urllib.parse.urlencode(
+        [(k, "***" if k.lower() == "password" else v) for k, v in urllib.parse.parse_qsl(parts.query)],
+        safe="*",
+    )
+    # Not urlunsplit: it writes unix:///path as unix:/path.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+class RedisUnreachable(click.ClickException):
+    """Redis refused or never answered: one line, exit status 3."""
+
+    exit_code = Exit.NO_REDIS
+
+    def __init__(self, url: str, exc: Exception) -> None:
+        reason = str(exc) or type(exc).__name__
+        password = _password(url)
+        if password:
+            reason = reason.replace(password, "***")
+        super().__init__(f"genq: cannot reach Redis at {redacted(url)}: {reason}")
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(self.message, file=file, err=file is None)
+
+
+def _password(url: str) -> str | None:
+    """What ``redacted`` hides of ``url``: its password, or a lone user name (see there)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
+        lone_user = parts.username if ":" not in userinfo else None
+        return parts.password or lone_user or dict(urllib.parse.parse_qsl(parts.query)).get("password")
+    except ValueError:
+        return None
+
+
+class Genq(click.Group):
+    """The ``genq`` group: whichever command finds Redis unreachable ends with one line naming it
+    (without its password) and exit status 3, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            url = ctx.meta.get(REDIS_URL_META) or os.environ.get("GENQ_REDIS_URL") or DEFAULT_REDIS_URL
+            raise RedisUnreachable(url, exc) from None
+
+
+@click.group(cls=Genq)
 @click.version_option(package_name="genq")
 def main() -> None:
     """genq: Celery workers that drive AI media-generation APIs. See README.md."""
@@ -49,6 +125,10 @@ def demo(kind: str, jobs: int, workers: int, concurrency: int, timeout_s: float,
     from genq.demo import run_demo
 
     kinds = list(SUBMITTABLE) if kind == "all" else [kind]
+    url = os.environ.get("GENQ_REDIS_URL")
+    if url:  # a Redis of the user's: reachable, before any worker starts
+        click.get_current_context().meta[REDIS_URL_META] = url
+        redis.Redis.from_url(url).ping()
     code = run_demo(
         kinds=kinds, jobs=jobs, workers=workers, concurrency=concurrency, timeout_s=timeout_s, keep=keep
     )
@@ -87,6 +167,23 @@ def limits(as_json: bool, prometheus: bool, redis_url: str) -> None:
     console.print(budget_table(states))
     for table in backlog_tables(waits, scheduled):
         console.print(table)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=9108, show_default=True, type=int)
+@redis_option
+def metrics(host: str, port: int, redis_url: str) -> None:
+    """Serve Prometheus metrics on GET /metrics, read from Redis at each scrape: queue depths and oldest
+    message ages, the figures of `genq limits --prometheus`, stage-run durations, provider responses and
+    job outcomes (see README, Metrics)."""
+    from genq.metrics import serve
+    from worker.context import Context
+    from worker.settings import get_settings
+
+    ctx = Context(get_settings().model_copy(update={"redis_url": redis_url}))
+    ctx.redis.ping()  # an unreachable Redis is the one-line exit 3, not a server that cannot scrape
+    serve(ctx, host, port)
 
 
 @main.command()

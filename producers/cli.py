@@ -1,14 +1,22 @@
-"""The enqueue-side commands of ``genq``: submit, status, watch, cancel."""
+"""The enqueue-side commands of ``genq``: submit, status, watch, cancel, dead, replay.
+
+Exit statuses are ``Exit``'s (README "Commands"); invalid input is one ``invalid: <where>: <problem>``
+line per problem on stderr and status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
+import unicodedata
 from datetime import datetime
-from typing import Any
+from enum import IntEnum
+from typing import IO, Any
 
 import click
+import redis
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -16,31 +24,162 @@ from rich.table import Table
 from producers.producer import InvalidRequest, JobNotFound, Producer
 from schemas import JobRecord, JobStatus, ParkedWait
 
+
+class Exit(IntEnum):
+    """What a ``genq`` command's exit status means."""
+
+    OK = 0
+    ENDED_BADLY = 1  # the job failed or was cancelled, a cancel came after the end, a provider error
+    INVALID = 2  # invalid input or usage (click's own usage errors are 2 as well)
+    NO_REDIS = 3  # Redis could not be reached
+    TIMED_OUT = 4  # ``genq watch`` stopped watching before the job ended
+
+
+class InvalidInput(click.ClickException):
+    """Refused input: one ``invalid: <where>: <problem>`` line per problem on stderr, exit status 2."""
+
+    exit_code = Exit.INVALID
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        for problem in self.problems:
+            click.echo(f"invalid: {one_line(problem)}", file=file, err=file is None)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters and line breaks escaped, so a problem is one line whatever
+    the refused input held (field names and values can be any string)."""
+    return "".join(ascii(c)[1:-1] if unicodedata.category(c) in {"Cc", "Zl", "Zp"} else c for c in text)
+
+
+REDIS_URL_META = "genq.redis_url"  # where --redis-url leaves its value for the group's error line
+
+
+def _remember_redis_url(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        redis.ConnectionPool.from_url(value)  # parses only: nothing connects yet
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None  # the message never repeats the URL
+    ctx.meta[REDIS_URL_META] = value
+    return value
+
+
 redis_option = click.option(
     "--redis-url",
     envvar="GENQ_REDIS_URL",
     default="redis://127.0.0.1:6379/0",
     show_default=True,
+    callback=_remember_redis_url,
     help="The Redis of the job store and broker (env GENQ_REDIS_URL).",
 )
 
+NOTHING = "nothing to submit"
 
-def load_requests(text: str) -> list[Any]:
-    """A JSON object, a JSON array of objects, or JSON lines."""
-    text = text.strip()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+
+class _NotJson(ValueError):
+    """A value Python's json module takes but JSON has not (NaN, Infinity, an overflowing number)."""
+
+
+def _constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
+
+
+def _finite(literal: str) -> float:
+    number = float(literal)
+    if not math.isfinite(number):
+        raise _NotJson(f"the number {literal[:40]} is out of range")
+    return number
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_constant=_constant, parse_float=_finite)
+
+
+def _not_json(exc: Exception, line: int | None = None) -> str:
+    """The problem line of a text that does not parse; ``line``: the JSON line it was (JSON lines)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {line or exc.lineno}: not JSON: {exc.msg} (column {exc.colno})"
+    where = "request" if line is None else f"line {line}"
+    if isinstance(exc, RecursionError):
+        return f"{where}: not JSON: nested too deeply"
+    return f"{where}: not JSON: {exc}"  # _NotJson, or an integer too long to convert
+
+
+def _json_lines(text: str, whole: Exception) -> list[Any]:
+    """The values of a JSON-lines text; when even its first line is not JSON on its own, the text was
+    meant as one document and ``whole`` (its own error) says what is wrong with it."""
+    items: list[Any] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
         try:
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise click.ClickException(f"not JSON: {exc}") from None
-    return data if isinstance(data, list) else [data]
+            items.append(_loads(line))
+        except (ValueError, RecursionError) as exc:
+            problem = _not_json(exc, number) if items else _not_json(whole)
+            raise InvalidRequest([problem]) from None
+    return items
 
 
-def _request_ids(requests: list[Any]) -> list[str] | None:
+def parse_requests(text: str) -> list[dict[str, Any]]:
+    """The job requests of a submitted text: a JSON object, a JSON array of objects, or JSON lines.
+    Raises ``InvalidRequest`` (never anything else) when the text is not JSON, holds nothing, or holds
+    something other than objects; the requests themselves are checked by ``producers.validate``."""
+    try:
+        data = _loads(text)
+    except json.JSONDecodeError as whole:
+        data = _json_lines(text, whole) if text.strip() else []
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest([_not_json(exc)]) from None
+    items: list[Any] = data if isinstance(data, list) else [data]
+    if not items:
+        raise InvalidRequest([NOTHING])
+    problems = [problem for index, item in enumerate(items) if (problem := _item_problem(index, item))]
+    if problems:
+        raise InvalidRequest(problems)
+    return items
+
+
+def _item_problem(index: int, item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return f"[{index}] request: must be a JSON object, not {_json_type(item)}"
+    try:  # a \ud800 escape decodes to a lone surrogate: valid JSON, but no Unicode text holds it
+        json.dumps(item, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        return f"[{index}] request: {exc.object[exc.start : exc.end]!a} is not Unicode text"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}
+    return names.get(type(value), type(value).__name__)
+
+
+def load_requests(text: str) -> list[dict[str, Any]]:
+    """``parse_requests`` for a command: what it refuses ends the command with status 2."""
+    try:
+        return parse_requests(text)
+    except InvalidRequest as exc:
+        raise InvalidInput(exc.problems) from None
+
+
+def read_text(file: IO[Any]) -> str:
+    """The whole of FILE; bytes that are not UTF-8 end the command with status 2."""
+    try:
+        text: str = file.read()
+    except UnicodeDecodeError as exc:
+        name = getattr(file, "name", "input")
+        raise InvalidInput([f"{name}: not UTF-8 text (byte {exc.start}: {exc.reason})"]) from None
+    return text
+
+
+def _request_ids(requests: list[dict[str, Any]]) -> list[str] | None:
     """With --batch, a job may carry the batch file's ``request_id`` (every job or none)."""
-    given = [isinstance(r, dict) and "request_id" in r for r in requests]
+    given = ["request_id" in r for r in requests]
     if not any(given):
         return None
     if not all(given):
@@ -57,10 +196,12 @@ def _request_ids(requests: list[Any]) -> list[str] | None:
     help="Send the jobs (20 to 500 lipsync jobs) to sync.so as one batch; each may carry a request_id.",
 )
 @redis_option
-def submit(file: Any, idempotency_key: str | None, batch: bool, redis_url: str) -> None:
-    """Submit the job(s) in FILE (a JSON object, an array, or JSON lines; - reads stdin); print their ids."""
-    requests = load_requests(file.read())
-    if idempotency_key and (batch or len(requests) != 1):
+def submit(file: IO[Any], idempotency_key: str | None, batch: bool, redis_url: str) -> None:
+    """Submit the job(s) in FILE (a JSON object, an array, or JSON lines; - reads stdin); print their ids.
+    Exit 2, with one "invalid: <where>: <problem>" line per problem, if anything is invalid: then
+    nothing is stored or enqueued."""
+    requests = load_requests(read_text(file))
+    if idempotency_key is not None and (batch or len(requests) != 1):
         raise click.UsageError("--idempotency-key takes exactly one job")
     producer = Producer(redis_url)
     try:
@@ -73,18 +214,20 @@ def submit(file: Any, idempotency_key: str | None, batch: bool, redis_url: str) 
         else:
             ids = producer.submit_many(requests)
     except InvalidRequest as exc:
-        for problem in exc.problems:
-            click.echo(f"invalid: {problem}", err=True)
-        sys.exit(2)
+        raise InvalidInput(exc.problems) from None
     for job_id in ids:
         click.echo(job_id)
+
+
+def no_such_job(job_id: str) -> InvalidInput:
+    return InvalidInput([f"{job_id}: no such job (records are kept 7 days after the job ends)"])
 
 
 def _get(producer: Producer, job_id: str) -> JobRecord:
     try:
         return producer.get(job_id)
     except JobNotFound:
-        raise click.ClickException(f"no job {job_id}") from None
+        raise no_such_job(job_id) from None
 
 
 def _clock(moment: datetime) -> str:
@@ -135,10 +278,11 @@ def status(job_id: str, as_json: bool, redis_url: str) -> None:
 
 @click.command()
 @click.argument("job_id")
-@click.option("--timeout-s", type=float, default=None, help="Give up watching after this long.")
+@click.option("--timeout-s", type=float, default=None, help="Give up watching after this long (exit 4).")
 @redis_option
 def watch(job_id: str, timeout_s: float | None, redis_url: str) -> None:
-    """Follow a job's stages live until it ends; exit 0 only if it succeeded."""
+    """Follow a job's stages live until it ends. Exit 0 if it succeeded, 1 if it failed or was
+    cancelled, 4 if --timeout-s passed first (the job goes on)."""
     producer = Producer(redis_url)
     record = _get(producer, job_id)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -147,22 +291,27 @@ def watch(job_id: str, timeout_s: float | None, redis_url: str) -> None:
             time.sleep(0.25)
             record = _get(producer, job_id)
             live.update(render(record, producer.parked(record)))
-    sys.exit(0 if record.status is JobStatus.SUCCEEDED else 1)
+    if not record.is_terminal:
+        click.echo(f"genq: {job_id} is still {record.status.value} after {timeout_s:g} s", err=True)
+        sys.exit(Exit.TIMED_OUT)
+    sys.exit(Exit.OK if record.status is JobStatus.SUCCEEDED else Exit.ENDED_BADLY)
 
 
 @click.command()
 @click.argument("job_id")
 @redis_option
 def cancel(job_id: str, redis_url: str) -> None:
-    """Cancel a job. Stages check before they act; sync.so has no cancel call, so a generation already
-    started runs on at the provider: genq follows it to its end (it holds a concurrency slot until
-    then) and downloads nothing."""
+    """Cancel a job that has not ended: prints "<id> cancelled" (exit 0, also if it was cancelled before),
+    or the status of a job that had already succeeded or failed (exit 1). Stages check before they act,
+    so nothing more is created or downloaded for it. A provider job already started (a sync.so
+    generation, an AI Studios render, an Aimi execution) cannot be called back: genq follows it to its
+    end at the provider, holding its concurrency slot until then, and downloads nothing."""
     try:
         record = Producer(redis_url).cancel(job_id)
     except JobNotFound:
-        raise click.ClickException(f"no job {job_id}") from None
+        raise no_such_job(job_id) from None
     click.echo(f"{job_id} {record.status.value}")
-    sys.exit(0 if record.status is JobStatus.CANCELLED else 1)
+    sys.exit(Exit.OK if record.status is JobStatus.CANCELLED else Exit.ENDED_BADLY)
 
 
 @click.command()
@@ -192,7 +341,7 @@ def replay(job_id: str, redis_url: str) -> None:
     try:
         record = Producer(redis_url).replay(job_id)
     except JobNotFound:
-        raise click.ClickException(f"no job {job_id}") from None
+        raise no_such_job(job_id) from None
     except InvalidRequest as exc:
         raise click.ClickException(exc.problems[0]) from None
     click.echo(f"{job_id} {record.status.value}")

@@ -1,4 +1,5 @@
-"""compose.yaml: Redis durability, one scalable worker per queue, Flower, the sim profile, no secrets."""
+"""compose.yaml: Redis durability, one scalable worker per provider queue, Flower, the webhook receiver,
+the metrics endpoint, the sim profile, every GENQ_ setting of .env passed on, no secrets."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
 README = ROOT / "README.md"
 
-QUEUES = ["default", *PROVIDERS]
+# The queues genq sends to: a job's start and all its stages go to its provider's queue, never to
+# Celery's `default`, so a service consuming `default` alone would idle.
+QUEUES = list(PROVIDERS)
+# Services that read genq's settings (every GENQ_ variable matters to them).
+SETTINGS_READERS = [*(f"worker-{queue}" for queue in QUEUES), "webhooks", "metrics"]
 SECRET_NAME = re.compile(r"(API_KEY|USER_KEY|APP_ID|AUTH|PASSWORD|SECRET|TOKEN)$")
 # ${VAR}, ${VAR:?message}, ${VAR?message}, ${VAR:-default} ... and nothing around it.
 ENV_REFERENCE = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*(?:(?::?[?-])[^}]*)?\}$")
@@ -161,3 +166,43 @@ def test_webhooks_receiver_runs_on_the_workers_redis_with_its_secret(
     assert ENV_REFERENCE.match(env["GENQ_SYNCSO__WEBHOOK_SECRET"])
     assert ENV_REFERENCE.match(env["GENQ_AISTUDIOS__WEBHOOK_SECRET"])
     assert "GENQ_WEBHOOKS__BASE_URL" in environment_of(services["worker-syncso"])
+
+
+def test_no_service_idles_on_the_default_queue(services: dict[str, dict[str, Any]]) -> None:
+    assert "worker-default" not in services
+    for name, service in services.items():
+        if name.startswith("worker-"):
+            assert not re.search(r"-Q\s+default(\s|$)", command_of(service)), name
+
+
+def env_files_of(service: dict[str, Any]) -> list[dict[str, Any]]:
+    files = service.get("env_file") or []
+    files = [files] if isinstance(files, str | dict) else files
+    return [{"path": f, "required": True} if isinstance(f, str) else f for f in files]
+
+
+@pytest.mark.parametrize("name", SETTINGS_READERS)
+def test_every_genq_setting_of_dot_env_reaches_the_services_that_read_settings(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    """A setting compose does not list (GENQ_SYNCSO__CONCURRENCY for PLAN=enterprise) still arrives;
+    .env is optional, so a machine that sets everything in the environment needs none."""
+    files = env_files_of(services[name])
+    assert {"path": ".env", "required": False} in files, files
+    assert environment_of(services[name])["GENQ_REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_flower_and_the_simulators_get_no_provider_secrets(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("flower", "sim"):
+        assert not env_files_of(services[name]), f"{name} would receive every secret of .env"
+
+
+def test_metrics(services: dict[str, dict[str, Any]]) -> None:
+    metrics = services["metrics"]
+    assert command_of(metrics) == "genq metrics --host 0.0.0.0 --port 9108"
+    assert any(str(port).split(":")[-1] == "9108" for port in metrics["ports"])
+    assert metrics["depends_on"]["redis"]["condition"] == "service_healthy"
+    env = environment_of(metrics)
+    # The budgets it reports are the workers': the same Redis and the same provider accounts.
+    for key, value in environment_of(services["worker-syncso"]).items():
+        assert env[key] == value, key

@@ -9,6 +9,12 @@ in reprs and logs.
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
+import types
+import typing
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +23,13 @@ from pydantic import BaseModel, Field, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.sections import ProviderSettings
+
+log = logging.getLogger(__name__)
+
+PREFIX = "GENQ_"
+# GENQ_ variables genq reads outside ``Settings``: not settings, but not misspellings either.
+OTHER_VARIABLES = frozenset({"GENQ_REDIS_SERVER_BIN"})  # genq/redis_server.py: the redis-server to run
+_warned: set[str] = set()
 
 
 class LimitsSettings(BaseModel):
@@ -74,6 +87,9 @@ class CoreSettings(BaseSettings):
     # the same script that grants its slot, so they cannot live on different servers.
     redis_url: str = "redis://127.0.0.1:6379/0"
     artifact_dir: Path = Path("artifacts")
+    # The directories local input files may be in (like PATH: `/data/in:/mnt/media`); none: every local
+    # input is refused. Checked at submit (producers read the same variable) and before every stage.
+    input_roots: str = ""
     # How long an unacknowledged message waits before Redis hands it to another worker. Set once for
     # broker and result backend. Delays do not depend on it: they wait in the Redis-side schedule.
     visibility_timeout_s: int = Field(3600, gt=0)
@@ -106,5 +122,67 @@ else:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read once from the environment (``get_settings.cache_clear()`` re-reads)."""
+    """The process's settings, read once from the environment (``get_settings.cache_clear()`` re-reads).
+    A ``GENQ_`` variable that names no setting is reported once on stderr (see ``warn_unknown``)."""
+    warn_unknown()
     return Settings()
+
+
+def _leaves(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, bool]]:
+    """Every environment name of ``model``'s fields, nested ones included, and whether it takes
+    arbitrary keys below it (a dict field: ``GENQ_LIMITS__CELERY_RATE_LIMITS__<task>``)."""
+    for name, field in model.model_fields.items():
+        env = f"{prefix}{name.upper()}"
+        yield env, False
+        for part in _types_in(field.annotation):
+            if isinstance(part, type) and issubclass(part, BaseModel):
+                yield from _leaves(part, env + "__")
+            elif typing.get_origin(part) in (dict, Mapping):
+                yield env, True
+
+
+def _types_in(annotation: Any) -> list[Any]:
+    """``annotation``, or the members of a union (``X | None``)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return list(typing.get_args(annotation))
+    return [annotation]
+
+
+def setting_names() -> tuple[frozenset[str], tuple[str, ...]]:
+    """The upper-case environment names of every setting (sections included, since a section may be
+    given whole as JSON), and the prefixes below which any name is a key of a dict setting."""
+    names: set[str] = set()
+    open_prefixes: list[str] = []
+    for name, is_open in _leaves(Settings, PREFIX):
+        names.add(name)
+        if is_open:
+            open_prefixes.append(name + "__")
+    return frozenset(names), tuple(open_prefixes)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """The ``GENQ_`` variables of ``environ`` that name no setting, each with the closest valid name
+    (or None). Names are compared in upper case, as pydantic-settings reads them case-insensitively."""
+    names, open_prefixes = setting_names()
+    known = names | OTHER_VARIABLES
+    # Compared without the prefix every name shares, which would make any two names look close.
+    candidates = sorted(name.removeprefix(PREFIX) for name in known)
+    found = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(PREFIX) or upper in known or upper.startswith(open_prefixes):
+            continue
+        close = difflib.get_close_matches(upper.removeprefix(PREFIX), candidates, n=1)
+        found.append((variable, PREFIX + close[0] if close else None))
+    return found
+
+
+def warn_unknown(environ: Mapping[str, str] | None = None) -> None:
+    """Log a warning (stderr, when logging is not configured) for each ``GENQ_`` variable that names no
+    setting, once per process and variable: a misspelt setting would otherwise be ignored silently."""
+    for variable, close in unknown_variables(os.environ if environ is None else environ):
+        if variable in _warned:
+            continue
+        _warned.add(variable)
+        hint = f" (did you mean {close}?)" if close else ""
+        log.warning("genq: unknown setting %s%s", variable, hint)
