@@ -29,6 +29,7 @@ from genq.processes import (
 from genq.redis_server import redis_for_run
 from producers import Producer
 from schemas import KINDS, JobRecord, JobStatus, StageStatus
+from schemas.inputs import ENV as INPUT_ROOTS_ENV
 from simulators.config import SimConfig
 from simulators.demo import Demo
 from simulators.registry import SIMULATORS
@@ -76,7 +77,9 @@ def _services(
     )
     webhooks_port = free_port()
     with redis_for_run() as redis_url, SimulatorServer(config) as sim, contextlib.ExitStack() as stack:
-        extra = {"GENQ_WEBHOOKS__BASE_URL": f"http://127.0.0.1:{webhooks_port}"}
+        # The demo's local inputs are written under <run dir>/media: the one input root of its workers.
+        extra = {"GENQ_WEBHOOKS__BASE_URL": f"http://127.0.0.1:{webhooks_port}",
+                 INPUT_ROOTS_ENV: str(run_dir / "media")}  # fmt: skip
         for demo in demos:
             extra |= demo.env(sim.base_url)
         env = worker_env(redis_url, artifact_dir=run_dir / "artifacts", extra=extra)
@@ -115,6 +118,7 @@ def run_demo(
         producer = Producer(redis_url)
         media = run_dir / "media"
         media.mkdir()
+        os.environ[INPUT_ROOTS_ENV] = str(media)  # this process submits them: the same root
         ids: list[str] = []
         for demo in demos:
             ids += producer.submit_many(demo.requests(jobs, media))

@@ -47,6 +47,8 @@ WORKER_ENV = {
     "GENQ_AIMI__RATE__LIMIT": "1000",
     "GENQ_AIMI__RATE__PERIOD_S": "1",
     "GENQ_SYNCSO__CHECK_INTERVAL_S": "0.1",
+    # Local inputs of the tests live in pytest's temporary directories.
+    "GENQ_INPUT_ROOTS": tempfile.gettempdir(),
     "GENQ_SYNCSO__BATCH_CHECK_INTERVAL_S": "0.2",
     "GENQ_SYNCSO__MAX_UPLOAD_BYTES": "65536",
     "GENQ_SYNCSO__UPLOAD_RATE__LIMIT": "1000",

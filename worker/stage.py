@@ -36,11 +36,12 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 
 from schemas import JobError, JobRecord, JobStatus, StageState, StageStatus
+from schemas.inputs import outside_roots, parse_roots
 from worker.context import Context, get_context
 from worker.limits import Gate, Parked
 from worker.outcomes import JobFailed, Later, Stop, Wait
 from worker.parking import rerun_message
-from worker.providers.errors import InfrastructureError, InternalError, ProviderError, Throttled
+from worker.providers.errors import BadRequest, InfrastructureError, InternalError, ProviderError, Throttled
 from worker.retry import backoff_s, throttle_delay_s
 from worker.store import JobMissing
 
@@ -94,6 +95,7 @@ class Stage(Task):  # type: ignore[type-arg]
         gate = Gate(self.ctx.limiter, self.ctx.settings.limits, job, self._rerun, holder=self.holder(job_id))
         store = self.ctx.store
         try:
+            self._check_inputs(job)
             action(job, gate)
         except Parked as parked:
             store.update_stage(job_id, self.state_key, StageStatus.THROTTLED, detail=str(parked))
@@ -121,6 +123,13 @@ class Stage(Task):  # type: ignore[type-arg]
             self._failed(job_id, self._unexpected(job_id, exc))
         store.update_stage(job_id, self.state_key, StageStatus.DONE, finished_at=_now())
         return "done"
+
+    def _check_inputs(self, job: JobRecord) -> None:
+        """Refuse a job whose local inputs are not under the input roots (symlinks resolved now)."""
+        roots = parse_roots(self.ctx.settings.input_roots)
+        problems = outside_roots(job.request.local_files(), roots)
+        if problems:
+            raise BadRequest("; ".join(problems), provider="genq", code="genq_input_refused")
 
     @property
     def branch(self) -> int | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,9 @@ import redis
 from click.testing import CliRunner
 
 from genq.cli import main
+from genq.redis_server import EmbeddedRedis
 from producers import Producer
-from schemas import JobStatus, StageStatus
+from schemas import JobStatus, StageState, StageStatus
 from tests.conftest import Sim, until
 from worker.limits import Pool, RedisLimiter, Waiter
 
@@ -180,3 +183,41 @@ def test_a_job_whose_retries_ran_out_is_dead_lettered_and_can_be_replayed(
     again = CliRunner().invoke(main, ["replay", job_id, "--redis-url", _url(producer)])
     assert again.exit_code == 1
     assert "only a failed job can be replayed" in again.output
+
+
+@pytest.mark.slow
+def test_a_job_cancelled_while_its_create_waits_for_a_slot_never_creates_and_gives_the_slot_back(
+    workers: Callable[..., subprocess.Popen[bytes]], own_redis: EmbeddedRedis, sim: Sim
+) -> None:
+    """The cancelled-stage branch: the parked create of a cancelled job is woken with the slot granted,
+    finds the job cancelled, skips, and releases the slot."""
+    sim.configure(processing_s=1.5)
+    workers("one-slot", GENQ_SYNCSO__CONCURRENCY="1")
+    producer = Producer(own_redis.url)
+    ids = producer.submit_many([lipsync(), lipsync()])
+
+    def parked() -> list[str]:  # the job whose create waits for the slot the other one took
+        stages = {job_id: producer.get(job_id).stages.get("create", StageState()) for job_id in ids}
+        return [job_id for job_id, stage in stages.items() if stage.status is StageStatus.THROTTLED]
+
+    until(lambda: len(parked()) == 1, 30, "one create to park for the slot")
+    [second] = parked()
+    [first] = [job_id for job_id in ids if job_id != second]
+    assert producer.cancel(second).status is JobStatus.CANCELLED
+
+    assert producer.wait(first, timeout_s=30).status is JobStatus.SUCCEEDED
+    limiter = RedisLimiter(producer.redis)
+    until(lambda: limiter.state(Pool("syncso.generations", 1, 180.0)).in_use == 0, 10, "the slot to be free")
+    record = producer.get(second)
+    assert record.status is JobStatus.CANCELLED
+    assert "generation" not in record.provider_ids
+    assert sim.stats()["generations_created"] == 1
+
+
+def test_a_failed_jobs_error_keeps_the_providers_request_id(producer: Producer, sim: Sim) -> None:
+    body = {"statusCode": 400, "message": "input.0.url must be a URL address", "requestId": "req-7f3a"}
+    sim.fault(route="syncso.create", status=400, body=body, times=1)
+    record = producer.wait(producer.submit(lipsync()), timeout_s=30)
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None
+    assert (record.error.status_code, record.error.request_id) == (400, "req-7f3a")

@@ -86,10 +86,14 @@ def test_a_late_holder_goes_when_the_window_has_room_else_gets_a_new_turn(backen
     assert lim.take_turn(budget, "b", horizon_s=10, now=T0).wait_s == approx(0.5)
     assert lim.take_turn(budget, "c", horizon_s=10, now=T0).wait_s == approx(1.0)
     assert lim.take_turn(budget, "b", horizon_s=10, now=T0 + 0.9).turn is Turn.GO  # 0.4 s late: room
-    # c comes on time, but a and b already fill the window (T0, T0 + 0.9]: it waits for a to leave it
+    # c comes on time at T0 + 1.0: the window is (T0, T0 + 1.0], so a's call has just left it and b's
+    # is the only one in it: c goes, and the window then holds exactly the limit.
     late = lim.take_turn(budget, "c", horizon_s=10, now=T0 + 1.0)
-    assert late.turn is Turn.GO or late.wait_s > 0
-    assert lim.state(budget, now=T0 + 1.0).in_use <= 2
+    assert (late.turn, late.wait_s) == (Turn.GO, 0.0)
+    assert lim.state(budget, now=T0 + 1.0).in_use == 2
+    # d asks in the same instant: the window is full until b's call leaves it at T0 + 1.9.
+    full = lim.take_turn(budget, "d", horizon_s=10, now=T0 + 1.0)
+    assert (full.turn, full.wait_s) == (Turn.WAIT, approx(0.9))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,192 @@
+"""Every job ends, whatever a stage raises: each kind of fault is injected into each stage of every job
+kind (the in-process worker runs the stages; the fault replaces one run's work), and every job is
+found terminal. Infrastructure faults (Redis, the disk, the provider) are retried and the job succeeds;
+a bug fails the job and dead-letters it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from producers import Producer
+from schemas import JobRecord, JobStatus
+from schemas import layout as L
+from tests.conftest import Sim
+from worker.providers.errors import ProviderUnavailable
+from worker.stage import Stage
+
+pytestmark = pytest.mark.integration
+
+FAULTS: dict[str, Callable[[], Exception]] = {
+    "provider 503": lambda: ProviderUnavailable("injected 503", provider="syncso", status_code=503),
+    "Redis gone": lambda: redis.ConnectionError("Error 111 connecting to redis: Connection refused."),
+    "disk full": lambda: OSError(errno.ENOSPC, "No space left on device"),
+    "a bug": lambda: KeyError("injected bug"),
+}
+RETRIED = {"provider 503", "Redis gone", "disk full"}
+URLS = {"video": "https://media.example.com/a.mp4", "audio": "https://media.example.com/a.wav"}
+LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", **URLS}
+AVATAR = {"kind": "avatar", "script": "Hello.", "model": "M000045058", "clothes": "BG00002320"}
+
+
+class Injector:
+    """Replaces the work of the first run of ``(task, job)`` with raising a fault."""
+
+    def __init__(self) -> None:
+        self.planned: dict[tuple[str, str], Exception] = {}
+        self.fired: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def plan(self, task: str, job_id: str, fault: Exception) -> None:
+        self.planned[(task, job_id)] = fault
+
+    def perform(self, original: Callable[..., str]) -> Callable[..., str]:
+        def perform(stage: Stage, job_id: str, action: Any) -> str:
+            with self.lock:
+                fault = self.planned.pop((stage.name, job_id), None)
+                if fault is not None:
+                    self.fired.append((stage.name, job_id))
+            if fault is None:
+                return original(stage, job_id, action)
+
+            def faulty(job: JobRecord, gate: Any) -> None:
+                raise fault
+
+            return original(stage, job_id, faulty)
+
+        return perform
+
+
+@pytest.fixture(autouse=True)
+def _own_dead_letters(redis_client: redis.Redis) -> Iterator[None]:
+    """The jobs failed here leave the session's dead-letter set as they found it, for other tests."""
+    before = set(redis_client.zrange(L.DEAD_LETTERS, 0, -1))
+    yield
+    added = set(redis_client.zrange(L.DEAD_LETTERS, 0, -1)) - before
+    if added:
+        redis_client.zrem(L.DEAD_LETTERS, *added)
+
+
+@pytest.fixture
+def injector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Injector]:
+    injector = Injector()
+    monkeypatch.setattr(Stage, "perform", injector.perform(Stage.perform))
+    yield injector
+
+
+def music_request(tmp_path: Path) -> dict[str, Any]:
+    video = tmp_path / "clip.mp4"
+    if not video.exists():
+        video.write_bytes(os.urandom(256 * 1024))
+    return {"kind": "music", "video": str(video), "executions": 2}
+
+
+def big_video(tmp_path: Path) -> str:
+    video = tmp_path / "big.mp4"
+    if not video.exists():
+        video.write_bytes(os.urandom(200 * 1024))  # over the tests' direct-upload limit
+    return str(video)
+
+
+def stages_and_requests(tmp_path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(task, a request whose job runs it) for every stage task of every job kind."""
+    lipsync_all = {**LIPSYNC, "video": big_video(tmp_path), "max_cost_usd": 5.0}
+    music = music_request(tmp_path)
+    return [
+        *[(f"genq.syncso.{s}", lipsync_all) for s in ("upload", "estimate", "create", "wait", "download")],
+        *[(f"genq.aistudios.{s}", AVATAR) for s in ("create", "wait", "download")],
+        *[
+            (f"genq.aimi.{s}", music)
+            for s in (
+                "upload_init",
+                "upload_chunk",
+                "upload_complete",
+                "analyze_video",
+                "generate_plan",
+                "execute",
+                "wait",
+                "download",
+                "collect",
+            )
+        ],
+    ]
+
+
+def test_each_fault_in_each_stage_ends_every_job(
+    producer: Producer, sim: Sim, injector: Injector, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    planned: dict[str, tuple[str, str]] = {}
+    for task, request in stages_and_requests(tmp_path):
+        for name, fault in FAULTS.items():
+            job_id = producer.submit(request)
+            injector.plan(task, job_id, fault())
+            planned[job_id] = (task, name)
+    records = {job_id: producer.wait(job_id, timeout_s=120) for job_id in planned}
+
+    assert not injector.planned, f"faults that never fired: {sorted(injector.planned)}"
+    dead = {member.decode() for member in redis_client.zrange(L.DEAD_LETTERS, 0, -1)}
+    outcomes = {}
+    for job_id, record in records.items():
+        task, fault = planned[job_id]
+        error = record.error
+        outcomes[(task, fault)] = (record.status, error.code if error else None, job_id in dead)
+    expected = {
+        key: (JobStatus.SUCCEEDED, None, False) if key[1] in RETRIED
+        else (JobStatus.FAILED, "genq_internal_error", True)
+        for key in outcomes
+    }  # fmt: skip
+    assert outcomes == expected
+
+
+def test_a_fault_in_each_batch_stage_ends_every_job_of_the_batch(
+    producer: Producer, sim: Sim, injector: Injector
+) -> None:
+    planned = []
+    for stage in ("batch_create", "batch_wait", "batch_collect"):
+        for name in ("Redis gone", "a bug"):
+            jobs = [{**LIPSYNC, "video": f"https://media.example.com/{stage}-{i}.mp4"} for i in range(20)]
+            submitted = producer.submit_batch(jobs)
+            injector.plan(f"genq.syncso.{stage}", submitted.batch_id, FAULTS[name]())
+            planned.append((stage, name, submitted))
+    for stage, name, submitted in planned:
+        statuses = {producer.wait(job_id, timeout_s=120).status for job_id in submitted.job_ids}
+        batch = producer.get(submitted.batch_id)
+        if name in RETRIED:
+            assert (stage, name, batch.status, statuses) == (
+                stage,
+                name,
+                JobStatus.SUCCEEDED,
+                {JobStatus.SUCCEEDED},
+            )
+        else:
+            assert batch.error is not None and batch.error.code == "genq_internal_error"
+            assert (stage, name, batch.status, statuses) == (
+                stage,
+                name,
+                JobStatus.FAILED,
+                {JobStatus.FAILED},
+            )
+
+
+def test_a_bug_building_a_jobs_canvas_fails_it_at_start(
+    producer: Producer, sim: Sim, monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis
+) -> None:
+    import worker.tasks  # noqa: PLC0415 (the in-process worker's module)
+
+    def broken(kind: str) -> Callable[..., Any]:
+        raise RuntimeError("injected bug in the flow")
+
+    monkeypatch.setattr(worker.tasks, "flow", broken)
+    job_id = producer.submit(LIPSYNC)
+    record = producer.wait(job_id, timeout_s=30)
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None
+    assert (record.error.stage, record.error.code) == ("start", "genq_internal_error")
+    assert redis_client.zscore(L.DEAD_LETTERS, job_id) is not None

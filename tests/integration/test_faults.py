@@ -1,0 +1,54 @@
+"""Faults survived (the scenarios of ``bench/faults.py``, asserted): a fault storm from the simulator over
+200 jobs, Redis SIGKILLed mid-run and restarted from its AOF, and a worker SIGKILLed during each kind of
+lipsync stage. In each: every job ends and succeeds, none is lost, and no job gets a second generation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.faults import Outcome, redis_restart, simulator, storm, worker_kills
+from simulators.server import SimulatorServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimulatorServer]:
+    with simulator() as server:
+        yield server
+
+
+def assert_nothing_lost_or_doubled(outcome: Outcome) -> None:
+    assert (outcome.succeeded, outcome.failed, outcome.lost) == (outcome.jobs, 0, 0), outcome
+    assert outcome.duplicate_generations == 0, outcome
+    assert outcome.generations == outcome.jobs, outcome
+
+
+def test_a_fault_storm_over_200_jobs_every_job_succeeds_with_one_generation(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    outcome = storm(sim, tmp_path, jobs=200)
+    assert_nothing_lost_or_doubled(outcome)
+    assert outcome.jobs == 200
+    struck = outcome.struck  # the storm did strike, with every kind
+    assert (
+        min(struck["5xx"], struck["429_rate"], struck["429_concurrency"], struck["timeout"], struck["drop"])
+        > 0
+    )
+
+
+def test_redis_sigkilled_mid_run_and_restarted_from_its_aof_loses_no_job_and_doubles_no_generation(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    assert_nothing_lost_or_doubled(redis_restart(sim, tmp_path, jobs=60))
+
+
+def test_a_worker_sigkilled_during_each_kind_of_stage_loses_no_job_and_doubles_no_generation(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    outcome = worker_kills(sim, tmp_path)
+    assert_nothing_lost_or_doubled(outcome)
+    assert all("killed while held, succeeded" in note for note in outcome.notes), outcome.notes

@@ -1,0 +1,147 @@
+"""No provider credential in a broker message, a stored value, a worker log line or Flower.
+
+Every message body is base64 (kombu's Redis transport) and a DUMP payload may be compressed, so values
+are read with the command of their type and every base64 message body in them is decoded before the
+search; commands seen by MONITOR are searched the same way."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from genq.processes import free_port, start_flower, stop, wait_http
+from genq.redis_server import EmbeddedRedis
+from producers import Producer
+from schemas import JobStatus
+from schemas import layout as L
+from tests.conftest import AISTUDIOS_APP, AISTUDIOS_KEY, SIM_KEY, Sim, until
+
+pytestmark = pytest.mark.integration
+
+LIPSYNC = {
+    "kind": "lipsync",
+    "model": "lipsync-2",
+    "video": "https://x.test/v.mp4",
+    "audio": "https://x.test/a.wav",
+}
+AVATAR = {"kind": "avatar", "script": "Hello.", "model": "M000045058", "clothes": "BG00002320"}
+# A message body as it appears in a value or, escaped, in a MONITOR line.
+_BODY = re.compile(r'\\*"body\\*":\s*\\*"([A-Za-z0-9+/=]{8,})\\*"')
+
+
+def decoded(text: str) -> str:
+    """``text`` followed by every base64 message body found in it, decoded (nested bodies too)."""
+    parts = [text]
+    for match in _BODY.finditer(text):
+        try:
+            parts.append(decoded(base64.b64decode(match.group(1)).decode("utf-8", "replace")))
+        except (binascii.Error, ValueError):
+            continue
+    return "\n".join(parts)
+
+
+def values(client: redis.Redis) -> Iterator[tuple[str, str]]:
+    """(key, text) of every value in the database, read uncompressed with the command of its type."""
+    for raw_key in client.scan_iter("*"):
+        key = raw_key.decode()
+        kind = client.type(raw_key).decode()
+        items: list[Any]
+        if kind == "string":
+            items = [client.get(raw_key)]
+        elif kind == "hash":
+            items = [x for pair in client.hgetall(raw_key).items() for x in pair]
+        elif kind == "list":
+            items = client.lrange(raw_key, 0, -1)
+        elif kind == "set":
+            items = list(client.smembers(raw_key))
+        elif kind == "zset":
+            items = [member for member, _ in client.zrange(raw_key, 0, -1, withscores=True)]
+        else:
+            items = [repr(client.dump(raw_key))]
+        for item in items:
+            text = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+            yield key, decoded(text)
+
+
+def test_no_credential_in_messages_stored_values_worker_logs_or_flower(
+    workers: Callable[..., subprocess.Popen[bytes]],
+    own_redis: EmbeddedRedis,
+    env: dict[str, str],
+    sim: Sim,
+    tmp_path: Path,
+) -> None:
+    seen: list[str] = []
+    monitor_client = redis.Redis.from_url(own_redis.url)
+    ready, done = threading.Event(), threading.Event()
+
+    def record() -> None:
+        with monitor_client.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                seen.append(command["command"])
+                if done.is_set():
+                    return
+
+    thread = threading.Thread(target=record, daemon=True)
+    thread.start()
+    ready.wait(5)
+    port = free_port()
+    flower = start_flower(env, port=port, log_path=tmp_path / "flower.log")
+    workers("secrets")  # logs at INFO: every task received and every HTTP request line
+    producer = Producer(own_redis.url)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthcheck", timeout_s=30)
+        time.sleep(1.0)  # Flower subscribes to events once it runs
+        lipsync, avatar = producer.submit(LIPSYNC), producer.submit(AVATAR)
+        assert producer.wait(lipsync, timeout_s=30).status is JobStatus.SUCCEEDED
+        assert producer.wait(avatar, timeout_s=30).status is JobStatus.SUCCEEDED
+
+        def flower_tasks() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=5) as response:
+                return response.read().decode()
+
+        until(lambda: "genq.aistudios.download" in flower_tasks(), 20, "Flower to list the runs")
+        flower_text = flower_tasks()
+    finally:
+        stop(flower)
+        done.set()
+        producer.redis.ping()  # one more command so the monitor loop wakes and ends
+        thread.join(5)
+
+    token_keys = [k for k in producer.redis.scan_iter(L.PREFIX + "token:*") if not k.endswith(b":lock")]
+    tokens = [json.loads(producer.redis.get(k) or b"{}")["token"] for k in token_keys]
+    assert len(tokens) == 1  # the AI Studios token is shared through Redis: it must not travel elsewhere
+    credentials = (SIM_KEY, AISTUDIOS_APP, AISTUDIOS_KEY)
+    monitored = [decoded(c) for c in seen]
+    stored = list(values(producer.redis))
+    logs = (tmp_path / "secrets.log").read_text().splitlines()
+
+    # The searches look where the secrets would be: message bodies were decoded, and hold the job ids.
+    assert any(lipsync in text and "genq.syncso.create" in text for text in monitored)
+    assert any(f'["{avatar}"]' in text for text in monitored)  # a decoded body's args
+    assert {L.job_key(lipsync), L.job_key(avatar)} <= {key for key, _ in stored}
+    assert lipsync in flower_text and avatar in flower_text
+    assert any("Task genq.syncso.create[" in line for line in logs)
+    assert any("HTTP Request: POST" in line for line in logs)
+
+    secrets = (*credentials, *tokens)
+    names = [k.decode() for k in token_keys]
+    # The token may travel only to and from its own key.
+    assert [c for c in monitored if any(s in c for s in credentials)] == []
+    assert [c for c in monitored if any(t in c for t in tokens) and not any(n in c for n in names)] == []
+    assert [k for k, text in stored if any(s in text for s in credentials)] == []
+    assert [k for k, text in stored if any(t in text for t in tokens) and k.encode() not in token_keys] == []
+    assert [line for line in logs if any(s in line for s in secrets)] == []
+    assert not any(s in flower_text for s in secrets)
