@@ -2,27 +2,29 @@
 either accepted (exit 0, one id per request, and each stored request is the one given, as it reads
 back) or refused with exit 2 and nothing but ``invalid: <where>: <problem>`` lines: never a traceback.
 
-The Producer behind the command is replaced at the CLI boundary by one that checks each request as
-``Producer`` does (``producers.validate``, local files included: every local path here is absent) and
-keeps the JSON it would store.
+The Producer behind the command is the real one with only its Redis write replaced: it checks each
+request as it always does (local files included: every local path here is absent) and keeps the JSON it
+would store.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Sequence
 from typing import Any
 from unittest import mock
 
+import redis
 from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
 
 from genq.cli import main
-from producers import InvalidRequest, validate
+from producers import InvalidRequest, Producer, validate
 from producers.cli import parse_requests
 from producers.producer import new_job_id
+from schemas import JobRequest
 from tests.unit.test_fuzz_requests import FUZZ, JSON, REQUESTS
 
 UNREACHABLE = "redis://127.0.0.1:1/0"  # never dialled: the stand-in answers instead
@@ -30,28 +32,16 @@ JOB_ID = re.compile(r"^[0-9a-f]{28}$")
 LINE = re.compile(r"^invalid: (nothing to submit|\S.*?: .+)$")
 
 
-class StandInProducer:
-    """``Producer.submit`` and ``submit_many`` as the CLI sees them, storing into ``stored``."""
+class StandInProducer(Producer):
+    """The real ``Producer`` (its validation included) with only the Redis write replaced: what it would
+    store goes into ``stored``."""
 
     def __init__(self) -> None:
+        super().__init__(client=redis.Redis.from_url(UNREACHABLE))  # never dialled
         self.stored: dict[str, str] = {}  # job id -> the request JSON its record would hold
 
-    def submit(self, request: Mapping[str, Any], idempotency_key: str | None = None) -> str:
-        return self._store([validate(request)])[0]
-
-    def submit_many(self, requests: Iterable[Mapping[str, Any]]) -> list[str]:
-        parsed, problems = [], []
-        for index, request in enumerate(requests):
-            try:
-                parsed.append(validate(request))
-            except InvalidRequest as exc:
-                problems += [f"[{index}] {p}" for p in exc.problems]
-        if problems:
-            raise InvalidRequest(problems)
-        return self._store(parsed)
-
-    def _store(self, requests: list[Any]) -> list[str]:
-        ids = [f"{new_job_id()[:12]}{len(self.stored) + i:016x}" for i in range(len(requests))]
+    def _store(self, requests: Sequence[JobRequest]) -> list[str]:
+        ids = [new_job_id() for _ in requests]
         self.stored |= {job_id: r.model_dump_json() for job_id, r in zip(ids, requests, strict=True)}
         return ids
 
