@@ -10,7 +10,7 @@ import pytest
 
 from schemas import JOB_REQUEST, JobError, JobRecord, JobStatus, LipsyncBatchRequest, StageState, StageStatus
 from worker.limits import Gate, MemoryLimiter, Parked, Pool, RateBudget
-from worker.outcomes import Stop
+from worker.outcomes import Later, Stop
 from worker.providers.errors import ConcurrencyLimited, JobRejected, NotFound
 from worker.providers.syncso.account import SyncSo
 from worker.providers.syncso.batch import collect_batch, start_batch
@@ -101,10 +101,10 @@ def batch(batch_id: str, total: int = len(JOBS)) -> Batch:
     return Batch(id=batch_id, status="PENDING", created_at=NOW, metrics=BatchMetrics(total_generations=total))
 
 
-def run(client: FakeClient, store: FakeStore) -> str:
+def run(client: FakeClient, store: FakeStore, *, calls_per_minute: int = 10_000_000) -> str:
     request = LipsyncBatchRequest(jobs=JOBS, request_ids=JOBS)
     batch_record = record("b1", "lipsync_batch", request, JobStatus.RUNNING, provider_ids=dict(store.ids))
-    rate = RateBudget("syncso.other", 10_000_000, 60.0)
+    rate = RateBudget("syncso.other", calls_per_minute, 60.0)
     sync = SyncSo(client, SyncSoSettings(), Pool("syncso.generations", 3, 60.0),  # type: ignore[arg-type]
                   Pool("syncso.batches", 1, 60.0), rate, rate, rate, None)  # fmt: skip
     gate = Gate(MemoryLimiter(), LIMITS, batch_record, lambda: ("syncso", "rerun"))
@@ -118,6 +118,15 @@ def test_a_new_batch_is_validated_then_created_once_and_claimed() -> None:
     assert store.ids["batch"] == "batch_new" and "batch_new" in store.claimed
     assert all(job.status is JobStatus.RUNNING for job in store.jobs.values())
     assert run(client, store) == "batch_new"  # a redelivery finds the id and sends nothing
+    assert client.calls == ["dry_run", "create"]
+
+
+def test_a_run_whose_create_turn_comes_later_does_not_validate_again() -> None:
+    client, store = FakeClient(), FakeStore()
+    with pytest.raises(Later):  # one call a minute: the create waits a minute for its turn
+        run(client, store, calls_per_minute=1)
+    assert client.calls == ["dry_run"] and "batch_validated" in store.ids
+    assert run(client, store) == "batch_new"
     assert client.calls == ["dry_run", "create"]
 
 

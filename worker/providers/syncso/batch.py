@@ -37,6 +37,7 @@ from worker.waits import WaitResult, Waits
 
 PROVIDER: Final = SPEC.name
 BATCH: Final = "batch"  # the provider id's name in the batch record, and the jobs' stage name
+VALIDATED: Final = "batch_validated"  # when sync.so validated the file (dry_run)
 REQUESTED: Final = "batch_requested"  # when the create was sent (ISO time), until its id is recorded
 GENERATION: Final = "generation"  # a job's generation id (as a single lipsync job records it)
 # How far before ``requested`` a search for the batch looks (clocks of genq and sync.so differ).
@@ -67,11 +68,13 @@ def start_batch(batch: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> 
         )
         if adopted:
             return adopted
-    else:
+    elif VALIDATED not in batch.provider_ids:
         with gate.calling(sync.other_rate):
             checked = sync.client.create_batch(jsonl, dry_run=True)
         if not isinstance(checked, BatchValidated) or checked.status != "VALIDATED":
             raise JobRejected(f"sync.so did not validate the batch file: {checked.status}", provider=PROVIDER)
+        # Recorded: a run re-queued for the create's rate turn must not spend its turn validating again.
+        store.set_provider_id(batch.id, VALIDATED, L.now_iso())
     with gate.calling(sync.other_rate, sync.batches):
         store.set_provider_id(batch.id, REQUESTED, L.now_iso())
         try:
@@ -150,6 +153,12 @@ def collect_batch(batch: JobRecord, store: JobStore, sync: SyncSo, waits: Waits,
     if ended is None:
         with gate.calling(sync.other_rate):
             ended = sync.client.get_batch(batch_id)
+        # Kept, so a run re-queued for the results' rate turn does not ask for the batch again.
+        waits.resolve(
+            BATCH_WAITS,
+            batch_id,
+            WaitResult(state="ended", body=ended.model_dump(mode="json", by_alias=True)),
+        )
     try:
         with gate.calling(sync.other_rate):  # the API call; the signed file it redirects to is not one
             rows = {row.request_id: row for row in sync.client.batch_results(ended)}

@@ -7,8 +7,9 @@ tracks (a multipart body has one ``audio`` part), or when the job has a cost cap
 from the media it can reach, so every input must have an asset id before the estimate).
 
 Each uploaded asset is named ``genq-<job id>-<field>`` and recorded in the job (``data:assets``) as soon
-as it exists. A run that died between the two finds it by that name on its next run instead of
-uploading it again.
+as it exists; the steps before it (the PUT done, the registration sent) are recorded too
+(``data:uploads``). A run that died after sending the registration finds the asset by that name on its
+next run instead of uploading it again; a run re-queued for a rate turn resumes where it was.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from schemas import JobRecord, LipsyncRequest
+from schemas import layout as L
 from worker.limits import Gate
 from worker.providers.errors import BadRequest
 from worker.providers.syncso.account import SyncSo
@@ -26,6 +28,7 @@ from worker.providers.syncso.resources import Asset
 from worker.store import JobStore
 
 ASSETS: Final = "assets"  # the job data field: {field path: asset id}
+UPLOADS: Final = "uploads"  # the job data field: {field path: {"url", "registering"}} (see Steps)
 _ASSET_TYPES: Final = {"video": "VIDEO", "image": "IMAGE", "audio": "AUDIO"}
 
 
@@ -62,36 +65,59 @@ def upload_inputs(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> 
     """Upload every input that goes through the library and has no asset yet; return all asset ids."""
     assert isinstance(job.request, LipsyncRequest)
     recorded: dict[str, str] = dict(job.data.get(ASSETS, {}))
-    # A run before this one may have created an asset and died before recording it.
-    rerun = job.stages.get("upload") is not None and job.stages["upload"].attempts > 0
+    steps: dict[str, dict[str, str]] = dict(job.data.get(UPLOADS, {}))
     for field, path in library_fields(job.request, sync.settings.max_upload_bytes).items():
         if field in recorded:
             continue
-        asset = upload_file(job.id, field, path, sync, gate, look_first=rerun)
-        recorded[field] = asset.id
+        recorded[field] = upload_file(path, sync, gate, Steps(store, job.id, steps, field)).id
         store.set_data(job.id, ASSETS, recorded)
     return recorded
 
 
-def upload_file(job_id: str, field: str, path: Path, sync: SyncSo, gate: Gate, *, look_first: bool) -> Asset:
-    """One file into the media library, under its job's name for it."""
+class Steps:
+    """Where one file's upload got to, kept in the job (``data:uploads``): its bytes are ``put`` at
+    ``url``, and it may be ``registering``. A run re-queued for a rate turn resumes from there instead of
+    starting over (and spending another turn on what is done)."""
+
+    def __init__(self, store: JobStore, job_id: str, steps: dict[str, dict[str, str]], field: str) -> None:
+        self.store, self.job_id, self.steps, self.field = store, job_id, steps, field
+
+    @property
+    def state(self) -> dict[str, str]:
+        return self.steps.get(self.field, {})
+
+    def record(self, **state: str) -> None:
+        self.steps[self.field] = {**self.state, **state}
+        self.store.set_data(self.job_id, UPLOADS, self.steps)
+
+
+def upload_file(path: Path, sync: SyncSo, gate: Gate, steps: Steps) -> Asset:
+    """One file into the media library, under its job's name for it: the upload ticket and the PUT,
+    then the registration. A registration that may have reached sync.so (a run died after sending it)
+    is looked up by name before it is sent again."""
+    field = steps.field
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise BadRequest(f"cannot read the {field} file {path}: {exc.strerror}", provider="syncso") from None
-    name = asset_name(job_id, field)
-    if look_first:
+    name = asset_name(steps.job_id, field)
+    if steps.state.get("registering"):
         with gate.calling(sync.other_rate):
             page = sync.client.list_assets(search=name, limit=10)
         found = next((a for a in page.items if a.name == name and a.size in (None, size)), None)
         if found is not None:
             return found
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    with gate.calling(sync.upload_rate):
-        ticket = sync.client.start_upload(name + path.suffix.lower(), content_type, size)
-    sync.client.put_upload(ticket, path, content_type)
+    url = steps.state.get("url")
+    if url is None:
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        with gate.calling(sync.upload_rate):
+            ticket = sync.client.start_upload(name + path.suffix.lower(), content_type, size)
+        sync.client.put_upload(ticket, path, content_type)
+        url = ticket.url
+        steps.record(url=url)
     with gate.calling(sync.other_rate):
-        return sync.client.create_asset(ticket.url, asset_type(field), name)
+        steps.record(registering=L.now_iso())  # after the turn, right before the call
+        return sync.client.create_asset(url, asset_type(field), name)
 
 
 def direct_fields(request: LipsyncRequest, assets: Mapping[str, str]) -> list[str]:
