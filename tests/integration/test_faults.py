@@ -40,6 +40,7 @@ def test_a_fault_storm_over_200_jobs_every_job_succeeds_with_one_generation(
     )
 
 
+@pytest.mark.timeout(300)  # a slot whose release the crash lost is back after its lease (180 s)
 def test_redis_sigkilled_mid_run_and_restarted_from_its_aof_loses_no_job_and_doubles_no_generation(
     sim: SimulatorServer, tmp_path: Path
 ) -> None:

@@ -32,6 +32,7 @@ from worker.providers.errors import JobRejected, NotFound, Throttled
 from worker.providers.syncso.account import SyncSo
 from worker.providers.syncso.resources import Batch, BatchRow, BatchStatus, BatchValidated
 from worker.providers.syncso.spec import BATCH_WAITS, SPEC
+from worker.providers.syncso.watch import batch_ended
 from worker.store import JobStore
 from worker.waits import WaitResult, Waits
 
@@ -154,11 +155,7 @@ def collect_batch(batch: JobRecord, store: JobStore, sync: SyncSo, waits: Waits,
         with gate.calling(sync.other_rate):
             ended = sync.client.get_batch(batch_id)
         # Kept, so a run re-queued for the results' rate turn does not ask for the batch again.
-        waits.resolve(
-            BATCH_WAITS,
-            batch_id,
-            WaitResult(state="ended", body=ended.model_dump(mode="json", by_alias=True)),
-        )
+        waits.resolve(BATCH_WAITS, batch_id, batch_ended(ended))
     try:
         with gate.calling(sync.other_rate):  # the API call; the signed file it redirects to is not one
             rows = {row.request_id: row for row in sync.client.batch_results(ended)}
