@@ -1,22 +1,40 @@
-# Two commands for a new user: `make demo` and `make test`. Both build .venv themselves.
+# Two commands for a new user: `make demo` and `make test`. Both build .venv themselves, from uv.lock
+# (exact versions, with hashes) and nothing else.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# How many test processes share the parallel part of `make test` (each has its own Redis,
+# simulators and Celery worker); the tests marked `quiet` run after it, one at a time.
+TEST_PROCESSES ?= 4
 
-.PHONY: demo test lint typecheck unit bench bench-inflight bench-faults bench-enqueue fmt clean
+# uv uses the Python that made .venv and never downloads one.
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_PROGRESS := 1
 
-$(STAMP): pyproject.toml
+.PHONY: demo test check lint typecheck unit lock bench bench-inflight bench-faults bench-enqueue fmt clean
+
+# uv itself comes from .ci/uv.txt (its version's hashes, exported from the lock by `make lock`).
+$(BIN)/uv: .ci/uv.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r .ci/uv.txt
+	touch $@
+
+# --locked: refuse a lock that no longer matches pyproject.toml instead of quietly resolving anew.
+$(STAMP): pyproject.toml uv.lock $(BIN)/uv
+	$(BIN)/uv sync --locked --quiet
+	touch $@
 
 demo: $(STAMP)
 	$(BIN)/genq demo
 
 # Lint, types and every test (unit and integration): what CI runs.
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) -m "not quiet"
+	$(BIN)/pytest -p no:xdist -m quiet
+
+# Lint, types and the fast tests: the loop while editing (under a minute).
+check: lint typecheck unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,7 +44,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest tests/unit tests/simulators
+	$(BIN)/pytest -n 2 tests/unit tests/simulators tests/test_lock.py tests/test_compose.py
+
+# Re-resolve every dependency to the newest versions pyproject.toml allows, and export uv's own
+# pin for the bootstrap. Review the diff of uv.lock, run `make test`, commit both files together.
+lock: $(BIN)/uv
+	$(BIN)/uv lock --upgrade
+	$(BIN)/uv export --frozen --only-group tools --no-emit-project --no-header --format requirements-txt \
+		--output-file .ci/uv.txt --quiet
 
 bench: $(STAMP)
 	$(BIN)/python bench/ratelimit.py

@@ -143,7 +143,8 @@ def test_no_literal_secrets(services: dict[str, dict[str, Any]]) -> None:
 def test_dockerfile_runs_as_non_root() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
-    assert "pip install ." in dockerfile
+    assert "uv sync --locked --no-dev" in dockerfile  # exactly the locked versions
+    assert "--require-hashes -r /tmp/uv.txt" in dockerfile
     users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in {"root", "0"}
 

@@ -86,7 +86,7 @@ class Mover:
         while not self.stopped.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                    pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(L.SCHEDULE_CHANNEL)
                 moved, next_s = self.schedule.move(self.queues)
                 self.moved += moved
