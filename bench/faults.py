@@ -81,6 +81,8 @@ class Outcome:
     seconds: float
     notes: list[str] = field(default_factory=list)
     struck: dict[str, int] = field(default_factory=dict)  # the storm's answers by kind
+    # per kill point: (create requests sent, of which sync.so replayed by Idempotency-Key)
+    creates: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def row(self) -> str:
         cells = [self.scenario, self.jobs, self.succeeded, self.failed, self.lost, self.duplicate_generations,
@@ -245,6 +247,7 @@ def worker_kills(sim: SimulatorServer, workdir: Path, *, timeout_s: float = 90) 
     reset(sim)
     started = time.monotonic()
     notes = []
+    creates_sent: dict[str, tuple[int, int]] = {}
     with Rig(workdir / "kills", sim) as rig:
         media = rig.workdir / "media"
         media.mkdir(parents=True)
@@ -257,7 +260,9 @@ def worker_kills(sim: SimulatorServer, workdir: Path, *, timeout_s: float = 90) 
         for n, (stage, route, config) in enumerate(KILL_POINTS, start=1):
             rig.control("POST", "/_sim/config", json={"syncso": {**FAST_SIM, **config}})
             name = route.split(".", 1)[1]
-            before = rig.stats()["requests"].get(name, 0)
+            stats = rig.stats()
+            before = stats["requests"].get(name, 0)
+            creates, replays = stats["requests"].get("create", 0), stats["idempotency_replays"]
             rig.control("POST", "/_sim/faults", json={"route": route, "hold_s": HOLD_S, "times": 1})
             with input_roots(media):  # the producer's roots: this process submits
                 ids.append(rig.producer.submit(job))
@@ -265,10 +270,15 @@ def worker_kills(sim: SimulatorServer, workdir: Path, *, timeout_s: float = 90) 
             rig.kill(current)
             current = rig.worker(f"kill-{n}", concurrency=2, **roots)
             record = rig.wait_all(ids[-1:], timeout_s)[0]
-            notes.append(f"{stage}: {'killed while held' if held else 'NOT HELD'}, {record.status.value}")
+            stats = rig.stats()
+            sent = (stats["requests"].get("create", 0) - creates, stats["idempotency_replays"] - replays)
+            notes.append(f"{stage}: {'killed while held' if held else 'NOT HELD'}, {record.status.value}, "
+                         f"{sent[0]} create(s), {sent[1]} replayed")  # fmt: skip
+            creates_sent[stage] = sent
         records = rig.wait_all(ids, timeout_s)
         outcome = rig.outcome("worker SIGKILL per stage", ids, records, started)
     outcome.notes = notes
+    outcome.creates = creates_sent
     return outcome
 
 

@@ -10,18 +10,22 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import redis
 
 from genq.redis_server import EmbeddedRedis
+from schemas import layout as L
 from simulators.aimi.config import AimiSimConfig
 from simulators.aistudios.config import AIStudiosSimConfig
 from simulators.config import SimConfig
 from simulators.server import SimulatorServer
 from simulators.syncso.config import SyncSoSimConfig
+
+if TYPE_CHECKING:
+    from worker.limits import Pool
 
 SIM_KEY = "sim-test-key-0123456789"
 # Fast provider timings: a generation takes about 0.3 s.
@@ -106,14 +110,23 @@ class Services:
 _services = Services()
 
 
+def _runs_tests(config: pytest.Config) -> bool:
+    """False in the pytest-xdist controller, which only hands tests to its workers: each worker process
+    starts services of its own, so no two processes share a Redis, a simulator or a Celery worker."""
+    return hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if not _runs_tests(config):
+        return
     for name in [k for k in os.environ if k.startswith("GENQ_")]:
         del os.environ[name]
     _services.start()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    _services.stop()
+    if _runs_tests(config):
+        _services.stop()
 
 
 class Sim:
@@ -162,6 +175,38 @@ def redis_client(services: Services) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(services.redis.url)
     yield client
     client.close()
+
+
+# A database of the session Redis that no worker consumes (they all use 0).
+SCRATCH_DB = 9
+
+
+@pytest.fixture
+def scratch_url(services: Services) -> Iterator[str]:
+    """The URL of ``SCRATCH_DB``, empty before and after the test: what a test stores there is all there
+    is, whatever ran before it. Tests of one process run one at a time, and each pytest-xdist process has
+    a Redis of its own, so no two tests ever share it."""
+    url = services.redis.url.rsplit("/", 1)[0] + f"/{SCRATCH_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def scratch(scratch_url: str) -> Iterator[redis.Redis]:
+    """A client of ``scratch_url``."""
+    client = redis.Redis.from_url(scratch_url)
+    yield client
+    client.close()
+
+
+def holds(client: redis.Redis, pool: Pool, holder: str) -> bool:
+    """Whether ``holder`` has a live lease in ``pool``: a test asks about its own job, never about how
+    many leases there are (other tests' jobs may hold some)."""
+    expires_ms = client.zscore(L.POOL_KEY.format(name=pool.name) + ":leases", holder)
+    return expires_ms is not None and expires_ms > float(client.time()[0]) * 1000.0
 
 
 @pytest.fixture

@@ -3,10 +3,11 @@ Redis; tests that kill or scale workers start subprocess workers on a Redis of t
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import uvicorn
 from celery.contrib.testing import worker as celery_testing
 from celery.result import _set_task_join_will_block
 
-from genq.processes import start_worker, stop, worker_env
+from genq.processes import start_worker, stop, wait_ready, worker_env
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from tests.conftest import WORKER_ENV, Services, until
@@ -67,22 +68,58 @@ def env(own_redis: EmbeddedRedis, services: Services, tmp_path: Path) -> dict[st
     return worker_env(own_redis.url, artifact_dir=tmp_path / "artifacts", extra={**sim_urls, **extra})
 
 
-@pytest.fixture
-def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start subprocess workers (``workers(name, **env_overrides)``); all are stopped at the end."""
-    started: list[subprocess.Popen[bytes]] = []
+class Workers:
+    """Subprocess workers of one test, on its own Redis; every one is stopped at the end of the test.
 
-    def start(
-        name: str, concurrency: int = 2, queues: tuple[str, ...] | None = None, **overrides: str
+    ``workers(name, **env_overrides)`` starts one and, unless ``ready=False``, returns once it has logged
+    ``ready.``, so that a test's clock never includes a worker's start. ``took_part(name)`` counts the
+    stage runs a worker logged: a test that claims several processes shares a budget shows that each
+    ran some."""
+
+    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+        self.env, self.tmp_path = env, tmp_path
+        self.started: dict[str, subprocess.Popen[bytes]] = {}
+
+    def __call__(
+        self,
+        name: str,
+        concurrency: int = 2,
+        queues: tuple[str, ...] | None = None,
+        *,
+        ready: bool = True,
+        **overrides: str,
     ) -> subprocess.Popen[bytes]:
-        process = start_worker({**env, **overrides}, name=name, concurrency=concurrency, queues=queues,
-                               log_path=tmp_path / f"{name}.log")  # fmt: skip
-        started.append(process)
+        process = start_worker({**self.env, **overrides}, name=name, concurrency=concurrency, queues=queues,
+                               log_path=self.log_path(name))  # fmt: skip
+        self.started[name] = process
+        if ready:
+            self.wait_ready(name)
         return process
 
-    yield start
-    for process in started:
-        stop(process)
+    def log_path(self, name: str) -> Path:
+        return self.tmp_path / f"{name}.log"
+
+    def wait_ready(self, *names: str) -> None:
+        """Until each named worker (every one started, by default) has logged ``ready.``."""
+        names = names or tuple(self.started)
+        wait_ready([self.started[n] for n in names], [self.log_path(n) for n in names])
+
+    def took_part(self, name: str, task_prefix: str = "genq.") -> int:
+        """How many task runs (of tasks named ``task_prefix…``) the worker logged as received."""
+        text = self.log_path(name).read_text(errors="replace")
+        return len(re.findall(rf"Task {re.escape(task_prefix)}\S*\[[^\]]+\] received", text))
+
+    def stop_all(self) -> None:
+        for process in self.started.values():
+            stop(process)
+
+
+@pytest.fixture
+def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
+    """Start subprocess workers (``workers(name, **env_overrides)``); all are stopped at the end."""
+    started = Workers(env, tmp_path)
+    yield started
+    started.stop_all()
 
 
 class AppServer:

@@ -23,7 +23,7 @@ from producers import InvalidRequest, Producer
 from schemas import JobStatus, StageStatus
 from schemas import layout as L
 from tests.conftest import Services, Sim, until
-from tests.integration.conftest import AppServer
+from tests.integration.conftest import AppServer, Workers
 from worker.providers.aistudios.webhook import webhook_url
 from worker.settings import Settings
 from worker.webhooks import create_app
@@ -132,13 +132,13 @@ def _without_scripts(project: dict[str, Any]) -> dict[str, Any]:
     ids=["no-scenes", "scene-without-script", "script-model-mismatch", "resolution", "both-forms"],
 )
 def test_an_invalid_avatar_request_is_refused_at_submit_with_a_field_level_line_and_nothing_enqueued(
-    producer: Producer, request_: dict[str, Any], line: str
+    scratch_url: str, scratch: redis.Redis, request_: dict[str, Any], line: str
 ) -> None:
-    before = producer.redis.dbsize()
+    producer = Producer(scratch_url)  # a database nothing else writes to: all it holds was stored here
     with pytest.raises(InvalidRequest) as refused:
         producer.submit(request_)
     assert any(p.startswith(line) for p in refused.value.problems), refused.value.problems
-    assert producer.redis.dbsize() == before
+    assert scratch.dbsize() == 0
 
 
 def test_a_render_the_provider_fails_fails_the_job_with_its_message(producer: Producer, sim: Sim) -> None:
@@ -170,15 +170,18 @@ def test_a_stalled_render_fails_the_job_after_the_stall_time(
 
 
 def test_the_token_is_fetched_once_for_50_jobs_across_processes_and_refreshed_once_when_it_expires_early(
-    workers: Callable[..., subprocess.Popen[bytes]], own_redis: EmbeddedRedis, sim: Sim
+    workers: Workers, own_redis: EmbeddedRedis, sim: Sim
 ) -> None:
     for name in ("a", "b", "c"):
-        workers(name, concurrency=4)
+        workers(name, concurrency=4, ready=False)
+    workers.wait_ready()  # all three compete from the first job
     producer = Producer(own_redis.url)
     ids = producer.submit_many([SIMPLE] * 50)
     records = [producer.wait(job_id, timeout_s=90) for job_id in ids]
     assert [r.status for r in records] == [JobStatus.SUCCEEDED] * 50
     assert sim.stats("aistudios")["tokens_issued"] == 1
+    # Each process called AI Studios (a create needs the token), and still only one token was issued.
+    assert [workers.took_part(name, "genq.aistudios.create") > 0 for name in "abc"] == [True] * 3
 
     sim.http.post("/_sim/aistudios/expire-tokens").raise_for_status()
     more = producer.submit_many([SIMPLE] * 10)

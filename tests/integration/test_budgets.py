@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,12 +12,15 @@ from genq.processes import stop
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus
-from tests.conftest import Sim, until
+from schemas import layout as L
+from tests.conftest import Sim, holds, until
+from tests.integration.conftest import Workers
 from worker.limits import Pool, RedisLimiter
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Rate windows, lease lapses and pauses are measured in wall time: these run alone (`quiet`).
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
 
-StartWorker = Callable[..., subprocess.Popen[bytes]]
+StartWorker = Workers
 
 
 def lipsync(**fields: object) -> dict[str, object]:
@@ -51,10 +52,12 @@ def test_three_workers_share_one_budget_without_a_single_429(
                   pending_s=0.1, processing_s=0.5)  # fmt: skip
     budgets = budget_env(concurrency=3, creates_per_s=5)
     for n in range(3):
-        workers(f"share{n}", concurrency=2, **budgets)
+        workers(f"share{n}", concurrency=2, ready=False, **budgets)
+    workers.wait_ready()
     producer = Producer(own_redis.url)
     ids = producer.submit_many([lipsync() for _ in range(24)])
     _wait_all(producer, ids, timeout_s=90)
+    assert [workers.took_part(f"share{n}", "genq.syncso.create") > 0 for n in range(3)] == [True] * 3
 
     stats = sim.stats()
     assert stats["throttled"] == {"rate_limit_exceeded": 0, "concurrency_limit_reached": 0}
@@ -65,28 +68,40 @@ def test_three_workers_share_one_budget_without_a_single_429(
     assert max(sum(1 for t in creates if s <= t < s + 1.0) for s in creates) <= 5
 
 
-def test_a_killed_workers_slot_comes_back_within_the_lease_ttl(
-    workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim
+def test_a_killed_workers_lease_lapses_and_its_slot_goes_to_the_next_job_while_the_generation_runs(
+    workers: Workers, own_redis: EmbeddedRedis, sim: Sim
 ) -> None:
-    sim.configure(concurrency=3, pending_s=0.5, processing_s=2.0)
-    budgets = budget_env(concurrency=1, creates_per_s=50, lease_ttl_s=3.0)
-    pool = Pool("syncso.generations", 1, 3.0)
-    limiter = RedisLimiter(redis.Redis.from_url(own_redis.url))
+    """The worker dies holding the only slot with a create in flight (sync.so made the generation; its
+    answer is held). The generation runs 30 s, ten times the lease, so the second job can only get the
+    slot through the dead worker's lease lapsing, not through the first job ending."""
+    lease_ttl_s = 3.0
+    sim.configure(concurrency=3, pending_s=0.5, processing_s=30.0)
+    sim.fault(route="syncso.create", hold_s=20.0, times=1)
+    budgets = budget_env(concurrency=1, creates_per_s=50, lease_ttl_s=lease_ttl_s)
+    pool = Pool("syncso.generations", 1, lease_ttl_s)
+    client = redis.Redis.from_url(own_redis.url)
+    limiter = RedisLimiter(client)
     producer = Producer(own_redis.url)
     doomed = workers("doomed", **budgets)
     first = producer.submit(lipsync())
-    until(lambda: "generation" in producer.get(first).provider_ids, 30, "the first generation")
+    until(lambda: sim.stats()["generations_created"] == 1, 30, "the first generation to exist at sync.so")
+    [first_generation] = sim.http.get("/_sim/syncso/generations").json()
+    lease_ends_at = float(client.zscore(f"{L.POOL_KEY.format(name=pool.name)}:leases", first) or 0) / 1000
+    assert lease_ends_at > time.time()  # the dying worker holds the slot and the create
     second = producer.submit(lipsync())
     until(lambda: limiter.state(pool).waiting == 1, 15, "the second job to wait for the slot")
 
-    stop(doomed, kill=True)  # SIGKILL while the first job holds the only slot
-    killed_at = time.monotonic()
+    stop(doomed, kill=True)
     workers("survivor", **budgets)
+    survivor_ready_at = time.time()
     until(lambda: "generation" in producer.get(second).provider_ids, 15, "the second job to get the slot")
-    assert time.monotonic() - killed_at < 3.0 + 2.0  # the lease's ttl, plus a sweep and a stage run
 
-    _wait_all(producer, [first, second], timeout_s=60)
-    assert sim.stats()["generations_created"] == 2
+    generations = {g["id"]: g for g in sim.http.get("/_sim/syncso/generations").json()}
+    second_created_at = generations[producer.get(second).provider_ids["generation"]]["created_at"]
+    assert second_created_at >= lease_ends_at  # not before the lease lapsed ...
+    assert second_created_at <= max(lease_ends_at, survivor_ready_at) + 2.0  # ... and at the next sweep
+    assert generations[first_generation["id"]]["terminal_at"] > second_created_at + 20  # it still runs
+    assert holds(client, pool, second)
 
 
 @pytest.mark.parametrize("error_code", ["rate_limit_exceeded", "concurrency_limit_reached"])
@@ -100,10 +115,12 @@ def test_a_429_pauses_that_budget_for_every_worker(
     sim.fault(route="syncso.create", status=429, times=1, body=body, headers={"Retry-After": "2"})
     budgets = budget_env(concurrency=6, creates_per_s=50)
     for n in range(2):
-        workers(f"pause{n}", **budgets)
+        workers(f"pause{n}", ready=False, **budgets)
+    workers.wait_ready()
     producer = Producer(own_redis.url)
     ids = producer.submit_many([lipsync() for _ in range(8)])
     _wait_all(producer, ids, timeout_s=60)
+    assert [workers.took_part(f"pause{n}") > 0 for n in range(2)] == [True] * 2
 
     creates = [e for e in sim.events() if e["route"] == "syncso.create"]
     refused = [e["t"] for e in creates if e["status"] == 429]

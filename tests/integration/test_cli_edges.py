@@ -48,11 +48,6 @@ def _run(
                           capture_output=True, text=True, timeout=90, check=False)  # fmt: skip
 
 
-def _url(services: Services, db: int = 3) -> str:
-    """A database of the session Redis that no worker consumes: what lands there stays there."""
-    return f"redis://127.0.0.1:{services.redis.port}/{db}"
-
-
 # --- 3: Redis unreachable --------------------------------------------------------------------------
 
 
@@ -164,31 +159,31 @@ def test_a_malformed_redis_url_is_a_usage_error() -> None:
     ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None,
 )
 def test_invalid_submissions_exit_2_with_one_line_per_problem_and_store_nothing(
-    services: Services, text: str, lines: list[str]
+    scratch_url: str, scratch: redis.Redis, text: str, lines: list[str]
 ) -> None:
-    client = redis.Redis.from_url(_url(services))
-    client.flushdb()
-    try:
-        result = CliRunner().invoke(main, ["submit", "-", "--redis-url", _url(services)], input=text)
-        assert result.exit_code == 2, result.output
-        assert sorted(result.stderr.splitlines()) == sorted(lines)
-        assert result.stdout == ""
-        assert client.dbsize() == 0
-    finally:
-        client.close()
+    result = CliRunner().invoke(main, ["submit", "-", "--redis-url", scratch_url], input=text)
+    assert result.exit_code == 2, result.output
+    assert sorted(result.stderr.splitlines()) == sorted(lines)
+    assert result.stdout == ""
+    assert scratch.dbsize() == 0
 
 
-def test_a_missing_local_file_refuses_the_whole_submission(services: Services, tmp_path: Path) -> None:
+def test_a_missing_local_file_refuses_the_whole_submission(
+    scratch_url: str, scratch: redis.Redis, tmp_path: Path
+) -> None:
     missing = tmp_path / "absent.wav"
     text = json.dumps([GOOD, {**GOOD, "audio": str(missing)}])
-    result = CliRunner().invoke(main, ["submit", "-", "--redis-url", _url(services)], input=text)
+    result = CliRunner().invoke(main, ["submit", "-", "--redis-url", scratch_url], input=text)
     assert result.exit_code == 2, result.output
     [line] = result.stderr.splitlines()
     assert line.startswith("invalid: [1] audio: ") and str(missing) in line, line
     assert result.stdout == ""
+    assert scratch.dbsize() == 0  # not even the first, valid job
 
 
-def test_invalid_files_exit_2_in_a_real_process(services: Services, tmp_path: Path) -> None:
+def test_invalid_files_exit_2_in_a_real_process(
+    scratch_url: str, scratch: redis.Redis, tmp_path: Path
+) -> None:
     empty, binary = tmp_path / "empty.json", tmp_path / "binary.json"
     empty.write_text("")
     binary.write_bytes(b"\xff\xfe{}")
@@ -197,18 +192,19 @@ def test_invalid_files_exit_2_in_a_real_process(services: Services, tmp_path: Pa
         str(binary): f"invalid: {binary}: not UTF-8 text (byte 0: invalid start byte)\n",
     }
     for path, stderr in cases.items():
-        result = _run("submit", path, "--redis-url", _url(services))
+        result = _run("submit", path, "--redis-url", scratch_url)
         assert (result.returncode, result.stderr, result.stdout) == (2, stderr, "")
-    result = _run("submit", "-", "--redis-url", _url(services), stdin='"x"')
+    result = _run("submit", "-", "--redis-url", scratch_url, stdin='"x"')
     assert (result.returncode, result.stderr) == (
         2,
         "invalid: [0] request: must be a JSON object, not a string\n",
     )
+    assert scratch.dbsize() == 0
 
 
-def test_an_unknown_job_is_invalid_input(services: Services) -> None:
+def test_an_unknown_job_is_invalid_input(scratch_url: str) -> None:
     for command in (["status", JOB], ["watch", JOB], ["cancel", JOB], ["replay", JOB]):
-        result = CliRunner().invoke(main, [*command, "--redis-url", _url(services)])
+        result = CliRunner().invoke(main, [*command, "--redis-url", scratch_url])
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith(f"invalid: {JOB}: no such job"), result.stderr
 

@@ -17,11 +17,14 @@ from genq.processes import free_port, start_flower, start_worker, stop, wait_htt
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus, StageStatus
-from tests.conftest import SIM_KEY, Sim, until
+from tests.conftest import SIM_KEY, Sim, holds, until
+from tests.integration.conftest import Workers
+from worker.limits import Pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FINAL_STATES = {"SUCCESS", "FAILURE", "RETRY"}
+GENERATIONS = Pool("syncso.generations", 6, 180.0)
 JOB = {
     "kind": "lipsync",
     "model": "lipsync-2",
@@ -30,7 +33,34 @@ JOB = {
 }
 
 
-def test_sigkilled_worker_mid_job_the_job_succeeds_with_one_generation(
+def test_a_worker_sigkilled_holding_the_slot_and_a_create_in_flight_leaves_one_generation(
+    workers: Workers, own_redis: EmbeddedRedis, sim: Sim
+) -> None:
+    """The worker dies after sync.so made the generation and before its answer came back: the slot is
+    held and the create is in hand. The create runs again on another worker with the same Idempotency-Key,
+    and sync.so answers it with the first generation."""
+    sim.configure(pending_s=0.3, processing_s=0.5)
+    sim.fault(route="syncso.create", hold_s=20.0, times=1)  # processed, its answer held
+    producer = Producer(own_redis.url)
+    doomed = workers("doomed")
+    job_id = producer.submit(JOB)
+    until(lambda: sim.stats()["generations_created"] == 1, 30, "the generation to exist at sync.so")
+    assert holds(producer.redis, GENERATIONS, job_id)
+    assert "generation" not in producer.get(job_id).provider_ids  # its answer has not come back
+    stop(doomed, kill=True)
+
+    workers("survivor")
+    record = producer.wait(job_id, timeout_s=60)
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    stats = sim.stats()
+    assert stats["requests"]["create"] == 2  # sent again after the kill ...
+    assert stats["idempotency_replays"] == 1  # ... with the first one's key: sync.so answered it
+    assert stats["generations_created"] == 1
+    assert stats["generations_by_idempotency_key"] == {f"genq-{job_id}": [record.provider_ids["generation"]]}
+    assert workers.took_part("survivor", "genq.syncso.create") == 1
+
+
+def test_a_worker_sigkilled_once_the_job_is_parked_leaves_it_to_another_with_one_generation(
     env: dict[str, str], own_redis: EmbeddedRedis, sim: Sim, tmp_path: Path
 ) -> None:
     sim.configure(pending_s=1.0, processing_s=2.0)

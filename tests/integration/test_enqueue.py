@@ -21,7 +21,7 @@ from producers import Producer
 from producers import producer as producer_module
 from schemas import JOB_REQUEST, JobStatus
 from schemas import layout as L
-from tests.conftest import Services, Sim
+from tests.conftest import SCRATCH_DB, Services, Sim
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +40,9 @@ def lipsync(i: int, **fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def isolated(services: Services) -> Iterator[redis.Redis]:
+def isolated(scratch: redis.Redis) -> redis.Redis:
     """A database of the session Redis that no worker consumes, empty before and after the test."""
-    client = redis.Redis.from_url(f"redis://127.0.0.1:{services.redis.port}/6")
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    return scratch
 
 
 def queued(client: redis.Redis, queue: str) -> list[str]:
@@ -255,7 +251,7 @@ def proxy(services: Services) -> Iterator[Proxy]:
 
 
 def through(proxy: Proxy, **options: Any) -> Producer:
-    producer = Producer(client=redis.Redis(port=proxy.port, db=6, **options))
+    producer = Producer(client=redis.Redis(port=proxy.port, db=SCRATCH_DB, **options))
     producer.submit(LIPSYNC)  # the script is loaded and a connection is open before anything breaks
     producer.redis.flushdb()
     return producer

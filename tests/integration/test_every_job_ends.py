@@ -131,6 +131,7 @@ def test_each_fault_in_each_stage_ends_every_job(
     records = {job_id: producer.wait(job_id, timeout_s=120) for job_id in planned}
 
     assert not injector.planned, f"faults that never fired: {sorted(injector.planned)}"
+    assert sorted(injector.fired) == sorted((task, job_id) for job_id, (task, _) in planned.items())
     dead = {member.decode() for member in redis_client.zrange(L.DEAD_LETTERS, 0, -1)}
     outcomes = {}
     for job_id, record in records.items():
@@ -155,8 +156,14 @@ def test_a_fault_in_each_batch_stage_ends_every_job_of_the_batch(
             submitted = producer.submit_batch(jobs)
             injector.plan(f"genq.syncso.{stage}", submitted.batch_id, FAULTS[name]())
             planned.append((stage, name, submitted))
+    for _, _, submitted in planned:
+        for job_id in submitted.job_ids:
+            producer.wait(job_id, timeout_s=120)
+    # Each fault struck the batch it was planned for, once: the outcomes below are the faults' doing.
+    assert not injector.planned, f"faults that never fired: {sorted(injector.planned)}"
+    assert sorted(injector.fired) == sorted((f"genq.syncso.{s}", b.batch_id) for s, _, b in planned)
     for stage, name, submitted in planned:
-        statuses = {producer.wait(job_id, timeout_s=120).status for job_id in submitted.job_ids}
+        statuses = {producer.get(job_id).status for job_id in submitted.job_ids}
         batch = producer.get(submitted.batch_id)
         if name in RETRIED:
             assert (stage, name, batch.status, statuses) == (

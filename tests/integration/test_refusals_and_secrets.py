@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from genq.cli import main
 from producers import InvalidRequest, Producer
-from tests.conftest import Services
 from worker.providers.registry import PROVIDERS
 
 pytestmark = pytest.mark.integration
@@ -31,12 +30,9 @@ def _queued_and_stored(client: redis.Redis) -> tuple[int, int]:
 
 
 def test_invalid_input_exits_non_zero_one_line_per_field_nothing_enqueued(
-    services: Services, tmp_path: Path
+    scratch_url: str, scratch: redis.Redis, tmp_path: Path
 ) -> None:
-    client = redis.Redis.from_url(
-        f"redis://127.0.0.1:{services.redis.port}/3"
-    )  # a database no worker consumes
-    url = f"redis://127.0.0.1:{services.redis.port}/3"
+    client, url = scratch, scratch_url
     bad = {**GOOD, "model": "lipsync-9", "video": "v.mp4", "options": {"temperature": 2}}
     path = tmp_path / "job.json"
     path.write_text(json.dumps(bad))
@@ -49,8 +45,8 @@ def test_invalid_input_exits_non_zero_one_line_per_field_nothing_enqueued(
     assert _queued_and_stored(client) == (0, 0)
 
 
-def test_one_bad_request_in_a_batch_refuses_the_whole_batch(services: Services) -> None:
-    client = redis.Redis.from_url(f"redis://127.0.0.1:{services.redis.port}/3")
+def test_one_bad_request_in_a_batch_refuses_the_whole_batch(scratch: redis.Redis) -> None:
+    client = scratch
     producer = Producer(client=client)
     with pytest.raises(InvalidRequest) as caught:
         producer.submit_many([GOOD, GOOD, {**GOOD, "audio": None}])
@@ -58,13 +54,13 @@ def test_one_bad_request_in_a_batch_refuses_the_whole_batch(services: Services) 
     assert _queued_and_stored(client) == (0, 0)
 
 
-def test_submit_from_stdin_prints_ids_and_a_repeated_key_returns_the_first(services: Services) -> None:
-    client = redis.Redis.from_url(f"redis://127.0.0.1:{services.redis.port}/3")
-    url = f"redis://127.0.0.1:{services.redis.port}/3"
+def test_submit_from_stdin_prints_ids_and_a_repeated_key_returns_the_first(
+    scratch_url: str, scratch: redis.Redis
+) -> None:
+    client, url = scratch, scratch_url
     args = ["submit", "-", "--redis-url", url, "--idempotency-key", "order-42"]
     first = CliRunner().invoke(main, args, input=json.dumps(GOOD))
     again = CliRunner().invoke(main, args, input=json.dumps(GOOD))
     assert first.exit_code == again.exit_code == 0
     assert first.output == again.output
     assert client.llen("syncso") == 1
-    client.flushdb()

@@ -182,9 +182,9 @@ def test_a_batch_of_25_is_mapped_back_to_25_jobs_with_their_own_outputs_and_erro
 
 
 def test_a_batch_that_breaks_the_rules_is_refused_and_nothing_is_stored(
-    producer: Producer, redis_client: redis.Redis
+    scratch_url: str, scratch: redis.Redis
 ) -> None:
-    before = redis_client.dbsize()
+    producer = Producer(scratch_url)  # a database nothing else writes to: all it holds was stored here
     cases: list[tuple[list[dict[str, object]], dict[str, Any], str]] = [
         (batch_of(19), {}, "batch: 19 jobs; a sync.so batch takes 20 to 500"),
         (batch_of(501), {}, "batch: 501 jobs; a sync.so batch takes 20 to 500"),
@@ -200,14 +200,17 @@ def test_a_batch_that_breaks_the_rules_is_refused_and_nothing_is_stored(
         with pytest.raises(InvalidRequest) as caught:
             producer.submit_batch(jobs, **options)
         assert any(line.startswith(problem) for line in caught.value.problems), caught.value.problems
-    assert redis_client.dbsize() == before
+    assert scratch.dbsize() == 0
 
     runner = CliRunner()
     result = runner.invoke(
-        main, ["submit", "--batch", "-"], input="\n".join(json.dumps(j) for j in batch_of(19))
+        main,
+        ["submit", "--batch", "-", "--redis-url", scratch_url],
+        input="\n".join(json.dumps(j) for j in batch_of(19)),
     )
     assert result.exit_code == 2
     assert "invalid: batch: 19 jobs; a sync.so batch takes 20 to 500" in result.output
+    assert scratch.dbsize() == 0
 
 
 def huge_job(index: int) -> dict[str, object]:

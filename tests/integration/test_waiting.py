@@ -52,22 +52,33 @@ def _schedule_items(client: redis.Redis, queue: str) -> int:
     return int(client.zcard(L.SCHEDULE_KEY.format(queue=queue)))
 
 
+@pytest.mark.quiet
 def test_a_scheduled_run_is_pushed_when_due_and_not_before(
     workers: StartWorker, own_redis: EmbeddedRedis
 ) -> None:
-    workers("mover", concurrency=1, queues=MOVER_QUEUES)
+    workers("mover", concurrency=1, queues=MOVER_QUEUES)  # ready: its mover runs before anything is added
     redis_client = redis.Redis.from_url(own_redis.url)
     schedule = Schedule(redis_client)
-    queue = IDLE_QUEUE
+    queue, delay_s = IDLE_QUEUE, 1.0
     redis_client.delete(queue)
     message = task_message("genq.start", ["job-later"], queue, task_id="later-1")
-    schedule.add("job-later:genq.start", queue, message, 1.0)
-    assert redis_client.llen(queue) == 0
+    added_at = _server_time(redis_client)
+    schedule.add("job-later:genq.start", queue, message, delay_s)
     assert _schedule_items(redis_client, queue) == 1
-    until(lambda: redis_client.llen(queue) == 1, 30, "the worker's mover to push it")
+    while redis_client.llen(queue) == 0:  # seen within 10 ms of the push, by the clock the schedule uses
+        assert _server_time(redis_client) < added_at + delay_s + 10, "never pushed"
+        time.sleep(0.01)
+    pushed_at = _server_time(redis_client)
+    assert pushed_at >= added_at + delay_s  # not before it is due ...
+    assert pushed_at <= added_at + delay_s + 0.5  # ... and soon after (movers sleep at most 0.1 s)
     assert _ids_in(redis_client, queue) == ["later-1"]
     assert _schedule_items(redis_client, queue) == 0
     redis_client.delete(queue)
+
+
+def _server_time(client: redis.Redis) -> float:
+    seconds, microseconds = client.time()
+    return seconds + microseconds / 1e6
 
 
 def test_scheduling_a_run_again_replaces_its_entry(workers: StartWorker, own_redis: EmbeddedRedis) -> None:
@@ -80,8 +91,8 @@ def test_scheduling_a_run_again_replaces_its_entry(workers: StartWorker, own_red
             "job-twice:genq.start", queue, task_message("genq.start", ["j"], queue, task_id=task_id), 0.3
         )
     workers("mover", concurrency=1, queues=MOVER_QUEUES)
+    # A mover pushes an entry in the same Lua step that removes it: once none is left, all are pushed.
     until(lambda: _schedule_items(redis_client, queue) == 0, 30, "the entry to be moved")
-    time.sleep(0.5)
     assert _ids_in(redis_client, queue) == ["second"]
     redis_client.delete(queue)
 
@@ -99,7 +110,6 @@ def test_four_workers_movers_push_every_scheduled_message_exactly_once(
         message = task_message("genq.start", [f"j{i}"], IDLE_QUEUE, task_id=f"m{i}")
         schedule.add(f"j{i}:genq.start", IDLE_QUEUE, message, 1.0 + (i % 200) / 100)
     until(lambda: _schedule_items(client, IDLE_QUEUE) == 0, 60, "the movers to push everything")
-    time.sleep(0.5)
     pushed = Counter(_ids_in(client, IDLE_QUEUE))
     assert len(pushed) == count
     assert set(pushed.values()) == {1}
@@ -113,6 +123,7 @@ def _lease_holder(client: redis.Redis) -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.quiet  # measures a time
 def test_a_sigkilled_sweep_holder_is_replaced_within_the_lease_and_its_parked_jobs_end(
     workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim, tmp_path: Path
 ) -> None:
@@ -184,6 +195,7 @@ def _webhook_workers(workers: StartWorker, receiver_url: str, **extra: str) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.quiet  # measures a time
 def test_a_signed_delivery_finishes_its_job_within_a_second(
     workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim
 ) -> None:

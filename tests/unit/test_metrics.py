@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,7 +18,7 @@ from genq.metrics import GenqCollector, counters, oldest_age_s, stage_histograms
 from schemas import JobStatus
 from schemas import layout as L
 from schemas.wire import SENT_AT_HEADER, task_message
-from tests.conftest import Services, until
+from tests.conftest import until
 from worker.context import Context
 from worker.outcomes import JobFailed
 from worker.parking import captured_message, rerun_message
@@ -29,21 +28,15 @@ from worker.providers.syncso.settings import SyncSoSettings
 from worker.settings import get_settings
 from worker.store import JobStore
 
-DB = 7  # the session Redis's database for these tests: nothing else uses it
+
+@pytest.fixture
+def db_url(scratch_url: str) -> str:
+    return scratch_url
 
 
 @pytest.fixture
-def db_url(services: Services) -> str:
-    return services.redis.url.rsplit("/", 1)[0] + f"/{DB}"
-
-
-@pytest.fixture
-def client(db_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(db_url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+def client(scratch: redis.Redis) -> redis.Redis:
+    return scratch
 
 
 @pytest.fixture
@@ -244,7 +237,7 @@ def test_published_messages_carry_a_send_time_and_kept_reruns_none() -> None:
     app = Celery("t", broker="memory://")
     app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
 
-    @app.task(bind=True, name="genq.syncso.wait")
+    @app.task(bind=True, name="genq.syncso.wait", shared=False)  # not added to every app made later
     def wait(self, job_id: str) -> None:  # pragma: no cover (never run)
         pass
 

@@ -14,7 +14,7 @@ def test_the_rerun_message_keeps_the_chain_and_the_root() -> None:
     app = Celery("t", broker="memory://")
     app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
 
-    @app.task(bind=True, name="genq.syncso.create")
+    @app.task(bind=True, name="genq.syncso.create", shared=False)  # not added to every app made later
     def create(self, job_id: str) -> None:  # pragma: no cover (never run)
         pass
 
@@ -45,7 +45,7 @@ def test_a_retry_run_counts_one_more_retry() -> None:
     app = Celery("t", broker="memory://")
     app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
 
-    @app.task(bind=True, name="genq.syncso.wait")
+    @app.task(bind=True, name="genq.syncso.wait", shared=False)
     def wait(self, job_id: str) -> None:  # pragma: no cover (never run)
         pass
 
