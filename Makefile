@@ -31,7 +31,7 @@ demo: $(STAMP)
 # Lint, types and every test (unit and integration): what CI runs.
 test: lint typecheck
 	$(BIN)/pytest -n $(TEST_PROCESSES) -m "not quiet"
-	$(BIN)/pytest -p no:xdist -m quiet
+	$(BIN)/pytest -p no:xdist -m quiet --durations=15
 
 # Lint, types and the fast tests: the loop while editing (under a minute).
 check: lint typecheck unit

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from genq.processes import start_worker, stop, worker_env
+from genq.processes import start_worker, stop, stop_all, worker_env
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobRecord, JobStatus
@@ -112,8 +112,7 @@ class Rig:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for process in self.workers:
-            stop(process)
+        stop_all(self.workers)
         self.producer.close()
         self.http.close()
         self.redis.stop()

@@ -17,8 +17,7 @@ from tests.conftest import Sim, holds, until
 from tests.integration.conftest import Workers
 from worker.limits import Pool, RedisLimiter
 
-# Rate windows, lease lapses and pauses are measured in wall time: these run alone (`quiet`).
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 StartWorker = Workers
 
@@ -45,6 +44,7 @@ def _wait_all(producer: Producer, ids: list[str], timeout_s: float) -> None:
         assert record.status is JobStatus.SUCCEEDED, (job_id, record.status, record.error)
 
 
+@pytest.mark.quiet  # rate windows, lease lapses and pauses are measured in wall time
 def test_three_workers_share_one_budget_without_a_single_429(
     workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim
 ) -> None:
@@ -68,6 +68,7 @@ def test_three_workers_share_one_budget_without_a_single_429(
     assert max(sum(1 for t in creates if s <= t < s + 1.0) for s in creates) <= 5
 
 
+@pytest.mark.quiet  # rate windows, lease lapses and pauses are measured in wall time
 def test_a_killed_workers_lease_lapses_and_its_slot_goes_to_the_next_job_while_the_generation_runs(
     workers: Workers, own_redis: EmbeddedRedis, sim: Sim
 ) -> None:
@@ -104,6 +105,7 @@ def test_a_killed_workers_lease_lapses_and_its_slot_goes_to_the_next_job_while_t
     assert holds(client, pool, second)
 
 
+@pytest.mark.quiet  # rate windows, lease lapses and pauses are measured in wall time
 @pytest.mark.parametrize("error_code", ["rate_limit_exceeded", "concurrency_limit_reached"])
 def test_a_429_pauses_that_budget_for_every_worker(
     workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim, error_code: str

@@ -89,7 +89,7 @@ def test_no_secret_in_messages_stored_values_logs_or_flower(
     tmp_path: Path,
 ) -> None:
     seen: list[str] = []
-    monitor_client = redis.Redis.from_url(own_redis.url)
+    monitor_client = redis.Redis.from_url(own_redis.url, socket_timeout=None)  # redis-py 8: 5 s by default
     ready, done = threading.Event(), threading.Event()
 
     def record() -> None:
