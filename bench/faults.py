@@ -135,6 +135,11 @@ class Rig:
         stats: dict[str, Any] = self.http.get("/_sim/stats").raise_for_status().json()["syncso"]
         return stats
 
+    def processed(self, route: str, since: float) -> bool:
+        """Whether the simulator has processed (and recorded) a request of ``route`` since ``since``."""
+        events = self.http.get("/_sim/events", params={"since": since}).raise_for_status().json()
+        return any(e["route"] == route for e in events)
+
     def control(self, method: str, path: str, **kwargs: Any) -> None:
         self.http.request(method, path, **kwargs).raise_for_status()
 
@@ -258,14 +263,15 @@ def worker_kills(sim: SimulatorServer, workdir: Path, *, timeout_s: float = 90) 
         ids = []
         for n, (stage, route, config) in enumerate(KILL_POINTS, start=1):
             rig.control("POST", "/_sim/config", json={"syncso": {**FAST_SIM, **config}})
-            name = route.split(".", 1)[1]
             stats = rig.stats()
-            before = stats["requests"].get(name, 0)
             creates, replays = stats["requests"].get("create", 0), stats["idempotency_replays"]
             rig.control("POST", "/_sim/faults", json={"route": route, "hold_s": HOLD_S, "times": 1})
+            submitted_at = time.time()
             with input_roots(media):  # the producer's roots: this process submits
                 ids.append(rig.producer.submit(job))
-            held = _until(lambda: rig.stats()["requests"].get(name, 0) > before, 30)  # noqa: B023
+            # The simulator records a request once it has processed it, before holding its answer: the
+            # worker dies with the work done and its answer not back (not while still sending the body).
+            held = _until(lambda: rig.processed(route, since=submitted_at), 30)  # noqa: B023
             rig.kill(current)
             current = rig.worker(f"kill-{n}", concurrency=2, **roots)
             record = rig.wait_all(ids[-1:], timeout_s)[0]

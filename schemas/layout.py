@@ -61,13 +61,18 @@ METRICS_SEP = "|"
 
 # Moves a job to ARGV[1] unless it already ended; sets updated_at (and finished_at and the TTL for a
 # terminal status, and counts the job in METRICS_JOBS_KEY: named here rather than in KEYS, so callers are
-# unchanged; genq's one Redis is not a cluster). Returns the previous status, or false when the job does
-# not exist.
+# unchanged; genq's one Redis is not a cluster). A failure's error and dead-letter entry are written in the
+# same step, so a job that has ended keeps its status, its first error and its place (or none) in the
+# dead-letter set. KEYS: the job, DEAD_LETTERS; ARGV: status, now (ISO), terminal ('1'), ttl (s), and for
+# a failure: error JSON, dead-letter ('1'), now (unix s), job id. Returns the previous status, or false
+# when the job does not exist.
 TRANSITION_LUA = f"""
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return status end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[2])
+if (ARGV[5] or '') ~= '' then redis.call('HSET', KEYS[1], '{F_ERROR}', ARGV[5]) end
+if ARGV[6] == '1' then redis.call('ZADD', KEYS[2], tonumber(ARGV[7]), ARGV[8]) end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))

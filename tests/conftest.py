@@ -160,9 +160,29 @@ def services() -> Services:
     return _services
 
 
+def jobs_in_flight(client: redis.Redis) -> list[str]:
+    """The jobs on ``client``'s database that have not ended."""
+    keys = list(client.scan_iter(L.JOB_KEY.format(job_id="*"), count=1000))
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hget(key, L.F_STATUS)
+        statuses = pipe.execute()
+    ended = {b"succeeded", b"failed", b"cancelled"}
+    return [L.text(k).rsplit(":", 1)[1] for k, s in zip(keys, statuses, strict=True) if s and s not in ended]
+
+
 @pytest.fixture
 def sim(services: Services) -> Iterator[Sim]:
-    """The session's simulator, reset before and after the test."""
+    """The session's simulator, reset before and after the test, and with no job of an earlier test in
+    flight on the session Redis, so what the simulator counts during the test is the test's own doing."""
+    client = redis.Redis.from_url(services.redis.url)
+    deadline = time.monotonic() + 30
+    while (leftovers := jobs_in_flight(client)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    transition = client.register_script(L.TRANSITION_LUA)
+    for job_id in leftovers:  # still running after 30 s: cancelled, so that their stages stop
+        transition(keys=[L.job_key(job_id)], args=["cancelled", L.now_iso(), "1", L.JOB_TTL_S])
+    client.close()
     control = Sim(services.sim.base_url, services.sim_initial)
     control.reset()
     yield control

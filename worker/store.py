@@ -48,13 +48,19 @@ class JobStore:
             return True
         return L.text(result) if result else "missing"
 
-    def transition(self, job_id: str, status: JobStatus) -> JobStatus | None:
-        """Move a job that has not ended to ``status``; return its previous status (None: no such job)."""
+    def transition(
+        self, job_id: str, status: JobStatus, *, error: JobError | None = None, dead_letter: bool = False
+    ) -> JobStatus | None:
+        """Move a job that has not ended to ``status`` (with ``error``, and into the dead-letter set), all
+        in one step; return its previous status (None: no such job). A job that has ended is left as it
+        is: its status, its first error, its place in the dead-letter set."""
         terminal = status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
         previous = self._transition(
-            keys=[L.job_key(job_id)],
-            args=[status.value, L.now_iso(), "1" if terminal else "0", L.JOB_TTL_S],
-        )
+            keys=[L.job_key(job_id), L.DEAD_LETTERS],
+            args=[status.value, L.now_iso(), "1" if terminal else "0", L.JOB_TTL_S,
+                  error.model_dump_json() if error else "", "1" if dead_letter else "0", time.time(),
+                  job_id],
+        )  # fmt: skip
         return JobStatus(L.text(previous)) if previous else None
 
     def set_stage(self, job_id: str, stage: str, state: StageState) -> None:
@@ -105,10 +111,7 @@ class JobStore:
         self.transition(job_id, JobStatus.SUCCEEDED)
 
     def fail(self, job_id: str, error: JobError, *, dead_letter: bool = False) -> None:
-        self.redis.hset(L.job_key(job_id), L.F_ERROR, error.model_dump_json())
-        self.transition(job_id, JobStatus.FAILED)
-        if dead_letter:
-            self.redis.zadd(L.DEAD_LETTERS, {job_id: time.time()})
+        self.transition(job_id, JobStatus.FAILED, error=error, dead_letter=dead_letter)
 
     def fail_at(self, job_id: str, stage: str, error: JobError, *, dead_letter: bool = False) -> None:
         """Fail a job at ``stage`` from outside its own stage runs (e.g. a batch failing its jobs)."""

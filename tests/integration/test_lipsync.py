@@ -167,8 +167,7 @@ def test_cancel_follows_the_generation_to_its_end_then_frees_the_slot(
     assert producer.wait(producer.submit(lipsync()), timeout_s=30).status is JobStatus.SUCCEEDED
     generation = record.provider_ids["generation"]
     after = [e for e in sim.events(since=ended_at) if e["generation_id"] == generation]
-    assert after == []  # no more status checks of the cancelled job's generation, and no download
-    assert sim.stats()["requests"].get("download", 0) == 1  # the other job's
+    assert after == []  # no more status checks of the cancelled job's generation
 
 
 def test_cancel_of_an_ended_job_changes_nothing(producer: Producer, sim: Sim) -> None:

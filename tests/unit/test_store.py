@@ -1,0 +1,65 @@
+"""A job's failure is one step: its error, its status and its dead-letter entry appear together, and a job
+that has ended already is left as it was (on the session Redis's scratch database)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from producers import Producer
+from schemas import JobError, JobStatus
+from schemas import layout as L
+from worker.store import JobStore
+
+LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
+           "audio": "https://x.test/a.wav"}  # fmt: skip
+
+
+def _error(message: str) -> JobError:
+    return JobError(stage="create", message=message, code="genq_internal_error")
+
+
+def _dead(client: redis.Redis) -> set[str]:
+    return {L.text(member) for member in client.zrange(L.DEAD_LETTERS, 0, -1)}
+
+
+def test_a_failure_writes_its_error_status_and_dead_letter_entry_in_one_step(
+    scratch_url: str, scratch: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    producer = Producer(scratch_url)
+    warm, job_id = producer.submit(LIPSYNC), producer.submit(LIPSYNC)
+    store = JobStore(scratch)
+    store.fail(warm, _error("loads the script"))
+    sent: list[str] = []
+    execute = scratch.execute_command
+
+    def counted(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return execute(*args, **options)
+
+    monkeypatch.setattr(scratch, "execute_command", counted)
+    store.fail(job_id, _error("boom"), dead_letter=True)
+    assert sent == ["EVALSHA"]  # one command, so nobody sees the status without the error or the entry
+    monkeypatch.undo()
+    record = store.get(job_id)
+    assert (record.status, record.error) == (JobStatus.FAILED, _error("boom"))
+    assert _dead(scratch) == {job_id}
+
+
+def test_a_job_that_ended_keeps_its_first_error_and_is_not_dead_lettered_later(
+    scratch_url: str, scratch: redis.Redis
+) -> None:
+    producer = Producer(scratch_url)
+    failed, cancelled = producer.submit(LIPSYNC), producer.submit(LIPSYNC)
+    store = JobStore(scratch)
+    store.fail(failed, _error("first"))
+    producer.cancel(cancelled)
+
+    store.fail(failed, _error("second"), dead_letter=True)  # e.g. a second branch failing
+    store.fail(cancelled, _error("late"), dead_letter=True)  # a stage that ran on after the cancel
+
+    assert store.get(failed).error == _error("first")
+    assert (store.get(cancelled).status, store.get(cancelled).error) == (JobStatus.CANCELLED, None)
+    assert _dead(scratch) == set()
