@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # How many test processes share the parallel part of `make test` (each has its own Redis,
 # simulators and Celery worker); the tests marked `quiet` run after it, one at a time.
-TEST_PROCESSES ?= 4
+TEST_PROCESSES ?= 3
 
 # uv uses the Python that made .venv and never downloads one.
 export UV_PYTHON_DOWNLOADS := never
