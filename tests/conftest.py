@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from genq.redis_server import EmbeddedRedis
+from producers import Producer
 from schemas import layout as L
 from simulators.aimi.config import AimiSimConfig
 from simulators.aistudios.config import AIStudiosSimConfig
@@ -179,9 +180,8 @@ def sim(services: Services) -> Iterator[Sim]:
     deadline = time.monotonic() + 30
     while (leftovers := jobs_in_flight(client)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    transition = client.register_script(L.TRANSITION_LUA)
     for job_id in leftovers:  # still running after 30 s: cancelled, so that their stages stop
-        transition(keys=[L.job_key(job_id)], args=["cancelled", L.now_iso(), "1", L.JOB_TTL_S])
+        Producer(client=client).cancel(job_id)
     client.close()
     control = Sim(services.sim.base_url, services.sim_initial)
     control.reset()
