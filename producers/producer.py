@@ -449,17 +449,14 @@ class Producer:
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a job that has not ended. Every stage checks before it acts; an ended job is unchanged.
         Cancelling a batch cancels each of its jobs too."""
-        previous = self._transition(
-            keys=[L.job_key(job_id)], args=[JobStatus.CANCELLED.value, L.now_iso(), "1", L.JOB_TTL_S]
-        )
-        if previous is None:
+        keys, args = L.transition_call(job_id, JobStatus.CANCELLED)
+        if self._transition(keys=keys, args=args) is None:
             raise JobNotFound(job_id)
         record = self.get(job_id)
         if isinstance(record.request, LipsyncBatchRequest):  # a batch's jobs are cancelled with it
             for member in record.request.jobs:
-                self._transition(
-                    keys=[L.job_key(member)], args=[JobStatus.CANCELLED.value, L.now_iso(), "1", L.JOB_TTL_S]
-                )
+                keys, args = L.transition_call(member, JobStatus.CANCELLED)
+                self._transition(keys=keys, args=args)
         return record
 
     def dead_letters(self, limit: int = 100) -> list[JobRecord]:

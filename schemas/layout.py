@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.records import JobError, JobRecord, JobStatus, Output, ParkedWait, StageState
+from schemas.records import TERMINAL_STATUSES, JobError, JobRecord, JobStatus, Output, ParkedWait, StageState
 from schemas.requests import KINDS, STORED_REQUEST
 
 PREFIX = "genq:"
@@ -63,15 +63,14 @@ METRICS_SEP = "|"
 # terminal status, and counts the job in METRICS_JOBS_KEY: named here rather than in KEYS, so callers are
 # unchanged; genq's one Redis is not a cluster). A failure's error and dead-letter entry are written in the
 # same step, so a job that has ended keeps its status, its first error and its place (or none) in the
-# dead-letter set. KEYS: the job, DEAD_LETTERS; ARGV: status, now (ISO), terminal ('1'), ttl (s), and for
-# a failure: error JSON, dead-letter ('1'), now (unix s), job id. Returns the previous status, or false
-# when the job does not exist.
+# dead-letter set. KEYS and ARGV: ``transition_call``. Returns the previous status, or false when the job
+# does not exist.
 TRANSITION_LUA = f"""
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return status end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[2])
-if (ARGV[5] or '') ~= '' then redis.call('HSET', KEYS[1], '{F_ERROR}', ARGV[5]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], '{F_ERROR}', ARGV[5]) end
 if ARGV[6] == '1' then redis.call('ZADD', KEYS[2], tonumber(ARGV[7]), ARGV[8]) end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
@@ -81,6 +80,17 @@ if ARGV[3] == '1' then
 end
 return status
 """
+
+
+def transition_call(
+    job_id: str, status: JobStatus, *, error: JobError | None = None, dead_letter: bool = False
+) -> tuple[list[str], list[str | float]]:
+    """KEYS and ARGV of ``TRANSITION_LUA`` for one job: every caller builds them here."""
+    now, terminal = datetime.now(UTC), status in TERMINAL_STATUSES
+    args: list[str | float] = [status.value, now.isoformat(), "1" if terminal else "0", JOB_TTL_S,
+                               error.model_dump_json() if error else "", "1" if dead_letter else "0",
+                               now.timestamp(), job_id]  # fmt: skip
+    return [job_key(job_id), DEAD_LETTERS], args
 
 
 # Puts a failed job back in line: status queued, error and stage history cleared, no expiry, out of the

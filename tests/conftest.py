@@ -18,6 +18,7 @@ import redis
 
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
+from schemas import TERMINAL_STATUSES, JobStatus
 from schemas import layout as L
 from simulators.aimi.config import AimiSimConfig
 from simulators.aistudios.config import AIStudiosSimConfig
@@ -168,8 +169,11 @@ def jobs_in_flight(client: redis.Redis) -> list[str]:
         for key in keys:
             pipe.hget(key, L.F_STATUS)
         statuses = pipe.execute()
-    ended = {b"succeeded", b"failed", b"cancelled"}
-    return [L.text(k).rsplit(":", 1)[1] for k, s in zip(keys, statuses, strict=True) if s and s not in ended]
+    return [
+        L.text(key).rsplit(":", 1)[1]
+        for key, status in zip(keys, statuses, strict=True)
+        if status and JobStatus(L.text(status)) not in TERMINAL_STATUSES
+    ]
 
 
 @pytest.fixture
@@ -222,11 +226,17 @@ def scratch(scratch_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+def lease_expiry_s(client: redis.Redis, pool: Pool, holder: str) -> float | None:
+    """When ``holder``'s lease in ``pool`` lapses (unix seconds, the Redis server's clock), if it has one."""
+    expires_ms = client.zscore(L.POOL_KEY.format(name=pool.name) + ":leases", holder)
+    return None if expires_ms is None else expires_ms / 1000.0
+
+
 def holds(client: redis.Redis, pool: Pool, holder: str) -> bool:
     """Whether ``holder`` has a live lease in ``pool``: a test asks about its own job, never about how
     many leases there are (other tests' jobs may hold some)."""
-    expires_ms = client.zscore(L.POOL_KEY.format(name=pool.name) + ":leases", holder)
-    return expires_ms is not None and expires_ms > float(client.time()[0]) * 1000.0
+    expires_s = lease_expiry_s(client, pool, holder)
+    return expires_s is not None and expires_s > float(client.time()[0])
 
 
 @pytest.fixture

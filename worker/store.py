@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,13 +53,8 @@ class JobStore:
         """Move a job that has not ended to ``status`` (with ``error``, and into the dead-letter set), all
         in one step; return its previous status (None: no such job). A job that has ended is left as it
         is: its status, its first error, its place in the dead-letter set."""
-        terminal = status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
-        previous = self._transition(
-            keys=[L.job_key(job_id), L.DEAD_LETTERS],
-            args=[status.value, L.now_iso(), "1" if terminal else "0", L.JOB_TTL_S,
-                  error.model_dump_json() if error else "", "1" if dead_letter else "0", time.time(),
-                  job_id],
-        )  # fmt: skip
+        keys, args = L.transition_call(job_id, status, error=error, dead_letter=dead_letter)
+        previous = self._transition(keys=keys, args=args)
         return JobStatus(L.text(previous)) if previous else None
 
     def set_stage(self, job_id: str, stage: str, state: StageState) -> None:

@@ -12,8 +12,7 @@ from genq.processes import stop
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus
-from schemas import layout as L
-from tests.conftest import Sim, holds, until
+from tests.conftest import Sim, holds, lease_expiry_s, until
 from tests.integration.conftest import Workers
 from worker.limits import Pool, RedisLimiter
 
@@ -87,7 +86,7 @@ def test_a_killed_workers_lease_lapses_and_its_slot_goes_to_the_next_job_while_t
     first = producer.submit(lipsync())
     until(lambda: sim.stats()["generations_created"] == 1, 30, "the first generation to exist at sync.so")
     [first_generation] = sim.http.get("/_sim/syncso/generations").json()
-    lease_ends_at = float(client.zscore(f"{L.POOL_KEY.format(name=pool.name)}:leases", first) or 0) / 1000
+    lease_ends_at = lease_expiry_s(client, pool, first) or 0.0
     assert lease_ends_at > time.time()  # the dying worker holds the slot and the create
     second = producer.submit(lipsync())
     until(lambda: limiter.state(pool).waiting == 1, 15, "the second job to wait for the slot")
