@@ -64,6 +64,9 @@ WORKER_ENV = {
     "GENQ_LIMITS__SWEEP_INTERVAL_S": "0.2",
     "GENQ_WAITS__SWEEP_LEASE_S": "1",
     "GENQ_VISIBILITY_TIMEOUT_S": "2",
+    "GENQ_RUNS__HEARTBEAT_S": "0.5",
+    "GENQ_RUNS__STALE_S": "3",
+    "GENQ_RUNS__RECONCILE_EVERY_S": "1",
 }
 FAST_SIM = {"api_key": SIM_KEY, "pending_s": 0.1, "processing_s": 0.3, "duration_jitter": 0.0,
             "plan": "scale", "create_rate_limit": 100_000, "other_rate_limit": 100_000}  # fmt: skip

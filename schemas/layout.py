@@ -6,6 +6,7 @@ does its own I/O. Lifetimes:
 - ``JOB_KEY`` hash: from submit until ``JOB_TTL_S`` after the job ends.
 - ``IDEMPOTENCY_KEY`` string: the job id a producer key maps to; lives as long as the job.
 - ``DEAD_LETTERS`` sorted set: job ids whose retries ran out, by time; kept until replayed or removed.
+- ``RUNNING_KEY`` sorted set and ``RUN_KEY`` strings: running jobs and stage runs in progress (below).
 - Celery's own keys (queues named after ``QUEUE_FOR_KIND`` values, ``unacked``, ``_kombu.*``) are kombu's.
 """
 
@@ -23,6 +24,24 @@ PREFIX = "genq:"
 JOB_KEY = PREFIX + "job:{job_id}"
 IDEMPOTENCY_KEY = PREFIX + "idem:{key}"
 DEAD_LETTERS = PREFIX + "dead"
+# Jobs that are running, by when they last moved (ms, Redis clock): a job enters as it starts, its score
+# is set again at every step it advances, and it leaves as it ends. The reconciler (worker/reconcile.py)
+# looks for a message of each job that has not moved for a while.
+RUNNING_KEY = PREFIX + "running"
+# One string per stage run in progress: "<task id> <host>:<pid>" of the process running it, renewed by
+# that worker's heartbeat (worker/heartbeat.py) while it runs and lapsing soon after it dies, so a copy
+# of the same message delivered meanwhile is not run beside it. ``{state}`` is the stage's state key.
+RUN_KEY = PREFIX + "run:{job_id}:{state}"
+# kombu's (Redis transport) messages taken by a worker and not yet acknowledged: ``UNACKED`` hash, delivery
+# tag -> [message, exchange, routing key]; ``UNACKED_INDEX`` sorted set, delivery tag -> when it was taken
+# (Unix seconds, the worker's clock), which genq's heartbeat keeps at now while the worker is alive.
+UNACKED = "unacked"
+# The reconciler (worker/reconcile.py): its leader's lease; the run id of the Redis it last saw (a new one
+# means Redis restarted); and how many repairs it made, by kind (a hash, exported by `genq metrics`).
+RECONCILER_LEASE_KEY = PREFIX + "reconciler"
+REDIS_RUN_ID_KEY = PREFIX + "redis:run_id"
+REPAIRS_KEY = PREFIX + "metrics:repairs"
+UNACKED_INDEX = "unacked_index"
 JOB_TTL_S = 7 * 24 * 3600
 
 # The first task of every job, and the queue each kind runs on. Queues are per provider, so a fleet
@@ -42,6 +61,7 @@ F_FINISHED = "finished_at"
 F_OUTPUTS = "outputs"
 F_ERROR = "error"
 F_ATTEMPTS = "attempts"
+F_ROOT = "root"  # the task id of the job's first message, the root of every run's message
 STAGE_PREFIX = "stage:"
 PROVIDER_ID_PREFIX = "pid:"
 # What stages produced for later stages, as JSON: an analysis, the plan, one branch's output ...
@@ -60,11 +80,12 @@ METRICS_JOBS_KEY = PREFIX + "metrics:jobs"
 METRICS_SEP = "|"
 
 # Moves a job to ARGV[1] unless it already ended; sets updated_at (and finished_at and the TTL for a
-# terminal status, and counts the job in METRICS_JOBS_KEY: named here rather than in KEYS, so callers are
-# unchanged; genq's one Redis is not a cluster). A failure's error and dead-letter entry are written in the
-# same step, so a job that has ended keeps its status, its first error and its place (or none) in the
-# dead-letter set. KEYS and ARGV: ``transition_call``. Returns the previous status, or false when the job
-# does not exist.
+# terminal status, and counts the job in METRICS_JOBS_KEY) and keeps RUNNING_KEY (a job enters it as it
+# starts running and leaves it as it ends). Those two are named here rather than in KEYS, so callers are
+# unchanged; genq's one Redis is not a cluster. A failure's error and dead-letter entry, and the state of
+# the stage it happened in (ARGV[9] its field, ARGV[10] the state), are written in the same step, so a
+# job that has ended keeps its status, its first error and its place (or none) in the dead-letter set.
+# KEYS and ARGV: ``transition_call``. Returns the previous status, or false when the job does not exist.
 TRANSITION_LUA = f"""
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
@@ -72,24 +93,35 @@ if status == 'succeeded' or status == 'failed' or status == 'cancelled' then ret
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[2])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], '{F_ERROR}', ARGV[5]) end
 if ARGV[6] == '1' then redis.call('ZADD', KEYS[2], tonumber(ARGV[7]), ARGV[8]) end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], ARGV[9], ARGV[10]) end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[2])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+  redis.call('ZREM', '{RUNNING_KEY}', ARGV[8])
   local kind = redis.call('HGET', KEYS[1], 'kind') or ''
   redis.call('HINCRBY', '{METRICS_JOBS_KEY}', kind .. '{METRICS_SEP}' .. ARGV[1], 1)
+elseif ARGV[1] == 'running' then
+  redis.call('ZADD', '{RUNNING_KEY}', 'NX', math.floor(tonumber(ARGV[7]) * 1000), ARGV[8])
 end
 return status
 """
 
 
 def transition_call(
-    job_id: str, status: JobStatus, *, error: JobError | None = None, dead_letter: bool = False
+    job_id: str,
+    status: JobStatus,
+    *,
+    error: JobError | None = None,
+    dead_letter: bool = False,
+    stage: tuple[str, StageState] | None = None,
 ) -> tuple[list[str], list[str | float]]:
-    """KEYS and ARGV of ``TRANSITION_LUA`` for one job: every caller builds them here."""
+    """KEYS and ARGV of ``TRANSITION_LUA`` for one job: every caller builds them here. ``stage``: the
+    state of the stage the job ends in, written with it."""
     now, terminal = datetime.now(UTC), status in TERMINAL_STATUSES
+    field, state = (STAGE_PREFIX + stage[0], stage[1].model_dump_json()) if stage else ("", "")
     args: list[str | float] = [status.value, now.isoformat(), "1" if terminal else "0", JOB_TTL_S,
                                error.model_dump_json() if error else "", "1" if dead_letter else "0",
-                               now.timestamp(), job_id]  # fmt: skip
+                               now.timestamp(), job_id, field, state]  # fmt: skip
     return [job_key(job_id), DEAD_LETTERS], args
 
 
@@ -113,22 +145,36 @@ return 1
 """
 
 
-# Starts a job once: if it is still queued, moves it to running and pushes its canvas's first message,
-# in one step (genq.start). A redelivered start finds it running and does nothing, so a worker that died
-# after this step and before its ack cannot publish a second chain; one that died before it left the job
-# queued, and the redelivery starts it. Returns 1, the status of a job that was not queued, or false.
-START_LUA = """
+# Starts a job once: if it is still queued, moves it to running (and into RUNNING_KEY), records its root
+# task id (ARGV[3]: Flower groups the job's runs under it) and pushes the first messages of its graph
+# (ARGV[4:], onto KEYS[2]), in one step (genq.start). A redelivered start
+# finds it running and does nothing, so a worker that died after this step and before its ack cannot
+# start the job twice; one that died before it left the job queued, and the redelivery starts it.
+# Returns 1, the status of a job that was not queued, or false.
+START_LUA = f"""
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 if status ~= 'queued' then return status end
-redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1])
-redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1], '{F_ROOT}', ARGV[3])
+local t = redis.call('TIME')
+redis.call('ZADD', '{RUNNING_KEY}', 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[2])
+for i = 4, #ARGV do redis.call('LPUSH', KEYS[2], ARGV[i]) end
 return 1
 """
 
 
+def queue_for_task(task: str) -> str:
+    """The queue a task's messages go to: ``genq.<provider>.<stage>`` runs on its provider's queue."""
+    parts = task.split(".")
+    return parts[1] if len(parts) == 3 else DEFAULT_QUEUE
+
+
 def job_key(job_id: str) -> str:
     return JOB_KEY.format(job_id=job_id)
+
+
+def run_key(job_id: str, state: str) -> str:
+    return RUN_KEY.format(job_id=job_id, state=state)
 
 
 def idempotency_key(key: str) -> str:

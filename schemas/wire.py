@@ -4,8 +4,10 @@ message into a queue list and the Celery workers that consume it.
 The envelope is exactly what ``Celery.send_task`` LPUSHes onto a queue list (task protocol 2, JSON
 body, base64 body encoding), so any Celery worker consumes it. Building it here instead of going
 through kombu lets a producer write a job's record and its first message in one Lua script (a submit
-is all or nothing), hundreds of jobs per call, and lets the limiter keep a throttled stage's message
-in Redis and push it to its queue when a budget frees.
+is all or nothing), hundreds of jobs per call; lets a stage's end record its state and push the next
+stage's message in one Lua step (worker/stage.py); and lets the limiter, the schedule and parked waits
+keep a stage's message in Redis and push it to its queue when its time comes. Every message genq
+writes is built here, and a test holds it to Celery's own.
 
 ``task_message`` and ``task_messages`` are on the producer's hot path (one message per submitted job):
 they fill in a JSON text made once per task and queue, which is ``envelope``'s text with its
@@ -28,14 +30,16 @@ _ORIGIN = f"genq-producer-{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 # When a message was pushed onto its queue (Unix seconds, a float): genq's own messages carry it, and the
 # workers' ``before_task_publish`` hook (worker/metrics.py) sets it on every message Celery publishes, so
-# ``genq metrics`` can tell the age of a queue's oldest message. A re-run kept in Redis for later
-# (worker/parking.py) carries none: when it will be pushed is not known when it is built.
+# ``genq metrics`` can tell the age of a queue's oldest message. A run kept in Redis for later (parked,
+# scheduled) carries none (null): when it will be pushed is not known when it is built.
 SENT_AT_HEADER = "genq_sent_at"
 _BODY_TAIL = json.dumps([None, {}, _EMBED]).removeprefix("[null")  # what follows the args: `, {}, {…}]`
 # Arguments that JSON and repr() both write as themselves between quotes (job ids, among others).
 _PLAIN = re.compile(r"[A-Za-z0-9_.:-]*")
 # The per-message values of a task message, in the order they appear in its JSON text.
-_SLOTS = ("body", "id", "root_id", "argsrepr", "sent_at", "correlation_id", "delivery_tag")
+_SLOTS = (
+    "body", "id", "retries", "root_id", "parent_id", "argsrepr", "sent_at", "correlation_id", "delivery_tag"
+)  # fmt: skip
 # A version 4 UUID's variant nibble (binary 10xx) for each hex digit of random bits.
 _VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
@@ -55,9 +59,23 @@ def new_uuids(count: int) -> list[str]:
     ]
 
 
-def task_message(task: str, args: Sequence[str], queue: str, *, task_id: str | None = None) -> str:
-    """The JSON text of a task message for ``task(*args)`` routed to ``queue``."""
-    return _messages(task, [(args, queue)], task_id)[0]
+def task_message(
+    task: str,
+    args: Sequence[str | int],
+    queue: str,
+    *,
+    task_id: str | None = None,
+    root_id: str | None = None,
+    parent_id: str | None = None,
+    retries: int = 0,
+    kept: bool = False,
+) -> str:
+    """The JSON text of a task message for ``task(*args)`` routed to ``queue``: the one builder of every
+    message genq writes, a job's first and every stage run after it. A run of a job carries the job's
+    ``root_id`` and the run before it as ``parent_id`` (Flower groups a job's runs under its root);
+    ``retries`` counts the retries it is. ``kept``: it waits in Redis before it is pushed (a parked or
+    scheduled run), so it carries no send time."""
+    return _messages(task, [(args, queue)], task_id, root_id, parent_id, retries, kept)[0]
 
 
 def task_messages(task: str, calls: Sequence[tuple[Sequence[str], str]]) -> list[str]:
@@ -65,33 +83,40 @@ def task_messages(task: str, calls: Sequence[tuple[Sequence[str], str]]) -> list
     return _messages(task, calls)
 
 
-def _messages(task: str, calls: Sequence[tuple[Sequence[str], str]], task_id: str | None = None) -> list[str]:
-    uuids, sent_at = new_uuids(2 * len(calls)), repr(time.time())
+def _messages(  # noqa: PLR0917 (the hot path: no keyword handling per message)
+    task: str,
+    calls: Sequence[tuple[Sequence[str | int], str]],
+    task_id: str | None = None,
+    root_id: str | None = None,
+    parent_id: str | None = None,
+    retries: int = 0,
+    kept: bool = False,
+) -> list[str]:
+    uuids, sent_at = new_uuids(2 * len(calls)), "null" if kept else repr(time.time())
+    parent, retried = json.dumps(parent_id), str(int(retries))
     messages = []
     for i, (args, queue) in enumerate(calls):
-        if len(args) == 1 and _PLAIN.fullmatch(args[0]):  # a job id: the producer's hot path
+        if len(args) == 1 and isinstance(args[0], str) and _PLAIN.fullmatch(args[0]):  # the hot path
             args_json, argsrepr = f'["{args[0]}"]', f"\"['{args[0]}']\""
-        elif all(_PLAIN.fullmatch(a) for a in args):
-            args_json = '["' + '", "'.join(args) + '"]' if args else "[]"
-            argsrepr = "\"['" + "', '".join(args) + "']\"" if args else '"[]"'
+        elif all(isinstance(a, str) and _PLAIN.fullmatch(a) for a in args):
+            args_json = '["' + '", "'.join(map(str, args)) + '"]' if args else "[]"
+            argsrepr = "\"['" + "', '".join(map(str, args)) + "']\"" if args else '"[]"'
         else:
             args_json, argsrepr = json.dumps(list(args)), json.dumps(repr(list(args)))
         body = base64.b64encode(f"[{args_json}{_BODY_TAIL}".encode()).decode()
         p = _message_parts(task, queue)
         tid, tag = task_id or uuids[2 * i], uuids[2 * i + 1]
-        messages.append(
-            "".join(
-                (p[0], body, p[1], tid, p[2], tid, p[3], argsrepr, p[4], sent_at, p[5], tid, p[6], tag, p[7])
-            )
-        )
+        root = root_id or tid
+        values = (body, tid, retried, root, parent, argsrepr, sent_at, tid, tag)
+        messages.append("".join(part for pair in zip(p, (*values, ""), strict=True) for part in pair))
     return messages
 
 
 @functools.lru_cache(maxsize=256)
 def _message_parts(task: str, queue: str) -> tuple[str, ...]:
-    """The JSON text of a message of ``task`` to ``queue``, cut at each of ``_SLOTS``. ``argsrepr`` and
-    ``sent_at`` are cut with their quotes (they are filled in as JSON text); the others are plain text
-    inside quotes."""
+    """The JSON text of a message of ``task`` to ``queue``, cut at each of ``_SLOTS``. ``retries``,
+    ``parent_id``, ``argsrepr`` and ``sent_at`` are cut with their quotes (they are filled in as JSON
+    text); the others are plain text inside quotes."""
     nonce = os.urandom(8).hex()
     marks = {slot: f"<{slot}:{nonce}>" for slot in _SLOTS}
     headers: dict[str, Any] = {
@@ -103,10 +128,10 @@ def _message_parts(task: str, queue: str) -> tuple[str, ...]:
         "expires": None,
         "group": None,
         "group_index": None,
-        "retries": 0,
+        "retries": marks["retries"],
         "timelimit": [None, None],
         "root_id": marks["root_id"],
-        "parent_id": None,
+        "parent_id": marks["parent_id"],
         "argsrepr": marks["argsrepr"],
         "kwargsrepr": "{}",
         "origin": _ORIGIN,
@@ -118,7 +143,7 @@ def _message_parts(task: str, queue: str) -> tuple[str, ...]:
     }
     properties = {"correlation_id": marks["correlation_id"], "reply_to": None}
     text = _envelope_text(marks["body"], headers, queue, properties, marks["delivery_tag"])
-    for bare in ("argsrepr", "sent_at"):
+    for bare in ("retries", "parent_id", "argsrepr", "sent_at"):
         text = text.replace(json.dumps(marks[bare]), marks[bare])
     cut = re.compile("|".join(re.escape(mark) for mark in marks.values()))
     if [m.group() for m in cut.finditer(text)] != list(marks.values()):

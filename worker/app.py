@@ -1,7 +1,8 @@
 """The Celery app: ``celery -A worker worker`` and ``celery -A worker flower`` find it here.
 
 JSON only; late acks with redelivery when a worker dies; one queue per provider of the registry plus
-``default``.
+``default``. No result backend: a job's record holds every outcome, and what runs next is decided by
+the job's step graph (worker/graph.py), not by Celery's canvas.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from worker import metrics
 from worker.background import Background
 from worker.limits.sweeper import LimiterSweep
 from worker.providers.registry import PROVIDERS
-from worker.results import backend_url
 from worker.settings import Settings, get_settings
 
 # One queue per provider, named after it, so a fleet scales each provider's workers on their own.
@@ -23,10 +23,11 @@ TASK_MODULES = ["worker.tasks", *(spec.stages for spec in PROVIDERS.values())]
 
 
 def broker_transport_options(visibility_timeout_s: int) -> dict[str, int]:
-    """How long an unacknowledged message waits before Redis hands it to another worker, and how often
-    workers sweep for such messages. kombu's default sweep runs every 10 s x 10 (its throttle), so a
-    message of a SIGKILLed worker could wait 100 s past its timeout; genq sweeps every quarter timeout,
-    at most every 10 s, with no throttle (one ZRANGE on ``unacked_index`` per sweep and worker)."""
+    """How long an unacknowledged message waits (since its holder's last heartbeat, worker/heartbeat.py)
+    before Redis hands it to another worker, and how often workers sweep for such messages. kombu's
+    default sweep runs every 10 s x 10 (its throttle), so a message of a SIGKILLed worker could wait
+    100 s past its timeout; genq sweeps every quarter timeout, at most every 10 s, with no throttle (one
+    ZRANGE on ``unacked_index`` per sweep and worker)."""
     return {
         "visibility_timeout": visibility_timeout_s,
         "unacked_restore_interval": max(1, min(10, visibility_timeout_s // 4)),
@@ -36,8 +37,7 @@ def broker_transport_options(visibility_timeout_s: int) -> dict[str, int]:
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    backend = backend_url(settings.redis_url)
-    app = Celery("genq", broker=settings.redis_url, backend=backend, include=TASK_MODULES)
+    app = Celery("genq", broker=settings.redis_url, include=TASK_MODULES)
     transport = broker_transport_options(settings.visibility_timeout_s)
     app.conf.update(
         task_serializer="json",
@@ -50,14 +50,12 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options=transport,
-        result_backend_transport_options=transport,
         broker_connection_retry_on_startup=True,
         task_default_queue=L.DEFAULT_QUEUE,
         task_queues=[Queue(name) for name in (L.DEFAULT_QUEUE, *PROVIDER_QUEUES)],
         task_routes={f"genq.{name}.*": {"queue": name} for name in PROVIDER_QUEUES},
-        # Job records hold outcomes; task results are not needed by chains.
+        # Job records hold outcomes; nothing reads a task result.
         task_ignore_result=True,
-        result_expires=3600,
         # Events for Flower without `-E` on every worker command line.
         worker_send_task_events=True,
         task_send_sent_event=True,

@@ -1,7 +1,8 @@
-"""A worker bootstep that runs genq's background loops in threads of the worker's main process:
-the schedule's mover (every worker) and the status sweeps (only the holder of each account's lease
-sends requests). Neither holds anything of a job: both work on what Redis holds. It also starts the
-main process's metrics flusher (pool processes start their own, worker/metrics.py)."""
+"""A worker bootstep that runs genq's background loops in threads of the worker's main process: the
+schedule's mover and the heartbeat (every worker), the status sweeps (only the holder of each account's
+lease sends requests) and the reconciler (only the holder of its lease). None holds anything of a job:
+they work on what Redis holds. It also starts the main process's metrics flusher (pool processes start
+their own, worker/metrics.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Any
 from celery import bootsteps
 
 from worker.context import Context
+from worker.heartbeat import Heartbeat
 from worker.metrics import start_flushing, stop_flushing
 from worker.providers.registry import watchers
+from worker.reconcile import Reconciler
 from worker.schedule import Mover
 from worker.settings import get_settings
 from worker.sweep import Sweeper
@@ -27,23 +30,36 @@ class Background(bootsteps.StartStopStep):
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
-        self.loops: list[Mover | Sweeper] = []
+        self.loops: list[Mover | Sweeper | Heartbeat | Reconciler] = []
         self.threads: list[threading.Thread] = []
 
     def start(self, worker: Any) -> None:
         # A context of their own: the threads' Redis and HTTP clients are not the pool's.
         ctx = Context(get_settings())
-        waits = ctx.settings.waits
+        waits, runs = ctx.settings.waits, ctx.settings.runs
         queues = sorted(worker.app.amqp.queues)
+        sweeps = watchers(ctx)
         self.loops = [
             Mover(ctx.redis, queues, max_sleep_s=waits.mover_max_sleep_s),
             Sweeper(
                 ctx.redis,
                 ctx.limiter,
-                watchers(ctx),
+                sweeps,
                 lease_s=waits.sweep_lease_s,
                 horizon_s=ctx.settings.limits.horizon_s,
                 pause_s=ctx.settings.limits.pause_s,
+            ),
+            Heartbeat(ctx.redis, worker.app, every_s=runs.heartbeat_s, lease_s=ctx.settings.run_lease_s),
+            Reconciler(
+                ctx.redis,
+                ctx.limiter,
+                ctx.budgets_in_use.pools,
+                queues=queues,
+                wait_namespaces=[w.provider for w in sweeps],
+                stale_s=runs.stale_s,
+                every_s=runs.reconcile_every_s,
+                lease_s=runs.leader_lease_s,
+                heartbeat_s=runs.heartbeat_s,
             ),
         ]
         self.threads = [

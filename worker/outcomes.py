@@ -4,9 +4,20 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from schemas import StageStatus
+from schemas import Output, StageStatus
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a stage's plain function may return beyond "done": the job's ``outputs`` (read when the step
+    ends the job), and ``also``, runs of *other* jobs that start with this step's end, as (task, job id):
+    a batch's end starts the download of each of its jobs. A plain list returned is the outputs."""
+
+    outputs: list[Output] | None = None
+    also: tuple[tuple[str, str], ...] = ()
 
 
 class Later(Exception):
@@ -53,8 +64,8 @@ class Wait(Exception):
 
 
 class Stop(Exception):
-    """Nothing more to do for this job (it was cancelled): end the chain here."""
+    """Nothing more to do for this job (it was cancelled): nothing runs after this stage."""
 
 
 class JobFailed(Exception):
-    """The job failed for good; the record says why. Raised to end the chain and show FAILURE in Flower."""
+    """The job failed for good; the record says why. Raised to show FAILURE in Flower."""

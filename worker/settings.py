@@ -17,9 +17,9 @@ import typing
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.sections import ProviderSettings
@@ -60,6 +60,25 @@ class WaitSettings(BaseModel):
     mover_max_sleep_s: float = Field(0.1, gt=0)
 
 
+class RunSettings(BaseModel):
+    """Stage runs in progress and the reconciler (worker/heartbeat.py, worker/reconcile.py)."""
+
+    # Each worker renews, this often, the run lease of every stage it runs and the unacknowledged-message
+    # entry of every message it holds, so neither lapses while it is alive. At most a third of
+    # GENQ_VISIBILITY_TIMEOUT_S. A run lease lapses three quarters of that timeout after its worker's last
+    # heartbeat (until then, a copy of the same message delivered again is not run beside it), so it has
+    # lapsed by the time kombu hands a dead worker's message to another worker.
+    heartbeat_s: float = Field(5.0, gt=0)
+    # The reconciler (one worker at a time) looks this often for running jobs with no message anywhere
+    # and for pool slots held by no running step.
+    reconcile_every_s: float = Field(5.0, gt=0)
+    # A running job is looked for once it has not moved for this long.
+    stale_s: float = Field(30.0, gt=0)
+    # Only the holder of the reconciler's lease reconciles; another worker takes over this long after it
+    # stops renewing.
+    leader_lease_s: float = Field(15.0, gt=0)
+
+
 class WebhookSettings(BaseModel):
     """Where providers deliver webhooks: the public URL of `genq webhooks`. Unset: genq polls only."""
 
@@ -90,13 +109,31 @@ class CoreSettings(BaseSettings):
     # The directories local input files may be in (like PATH: `/data/in:/mnt/media`); none: every local
     # input is refused. Checked at submit (producers read the same variable) and before every stage.
     input_roots: str = ""
-    # How long an unacknowledged message waits before Redis hands it to another worker. Set once for
-    # broker and result backend. Delays do not depend on it: they wait in the Redis-side schedule.
-    visibility_timeout_s: int = Field(3600, gt=0)
+    # How long a message a worker took waits without that worker's heartbeat before Redis hands it to
+    # another worker: a dead worker's stage runs again within about this long (plus a quarter of it, how
+    # often workers look). A live worker's heartbeat keeps its messages however long their stages run.
+    # Delays do not depend on it: they wait in the Redis-side schedule.
+    visibility_timeout_s: int = Field(30, gt=0)
     retry: RetrySettings = RetrySettings()
     limits: LimitsSettings = LimitsSettings()
     waits: WaitSettings = WaitSettings()
+    runs: RunSettings = RunSettings()
     webhooks: WebhookSettings = WebhookSettings()
+
+    @model_validator(mode="after")
+    def _heartbeat_within_visibility(self) -> Self:
+        if self.runs.heartbeat_s * 3 > self.visibility_timeout_s:
+            raise ValueError(
+                f"runs.heartbeat_s ({self.runs.heartbeat_s:g}) must be at most a third of "
+                f"visibility_timeout_s ({self.visibility_timeout_s}): a live worker's messages would be "
+                "handed to another worker"
+            )
+        return self
+
+    @property
+    def run_lease_s(self) -> float:
+        """How long a stage run's lease lasts after its worker's last heartbeat."""
+        return self.visibility_timeout_s * 0.75
 
     def provider(self, name: str) -> ProviderSettings:
         """The section of the provider ``name``."""

@@ -2,7 +2,8 @@
 happened to the job record and to Celery.
 
 Stage functions stay plain and testable; they signal with return values and exceptions:
-- return normally: the stage is done and the chain moves on;
+- return normally: the stage is done, and one Lua step records it and pushes what the job's step graph
+  says follows (worker/graph.py), or ends the job with the outputs returned (``Done``);
 - raise ``Wait`` (worker.outcomes): park until the provider job ends; the account's status sweep or a
   webhook wakes the stage's next run (worker.waits);
 - raise ``Later``: run this stage again after a countdown (a rate budget whose turn for this job comes
@@ -17,14 +18,22 @@ Stage functions stay plain and testable; they signal with return values and exce
 - raise any other ``ProviderError``: fail the job at once with the provider's message.
 A job that fails or is cancelled gives back every concurrency slot it holds.
 
-Every run ends in a final state in Flower: a run that parks, waits or is re-scheduled ends as a SUCCESS
-whose result says so (and does not continue the canvas: the next run, a new task whose parent is this
-one, carries it); a retried run ends as RETRY, a failed job as FAILURE.
+A run begins in one Lua step too: it is skipped when the job ended, when the stage advanced before (a
+copy of a message whose run finished), or when another process runs this very message now (a copy
+delivered again while its run is alive: that run holds the stage's run lease, which its worker's
+heartbeat renews); otherwise it takes the lease and is recorded.
+
+Every message (the next step, a re-run, a retry) is built by ``schemas.wire.task_message``: a new task
+whose parent is this run and whose root is the job's first, so Flower shows every run as one row that
+ends in a final state: a run that parks, waits or is re-scheduled ends as a SUCCESS whose result says
+so; a retried run ends as RETRY, a failed job as FAILURE.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,15 +44,16 @@ import redis
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 
-from schemas import JobError, JobRecord, JobStatus, StageState, StageStatus
+from schemas import JobError, JobRecord, Output, StageState, StageStatus
+from schemas import layout as L
 from schemas.inputs import outside_roots, parse_roots
+from schemas.wire import task_message
 from worker.context import Context, get_context
 from worker.limits import Gate, Parked
-from worker.outcomes import JobFailed, Later, Stop, Wait
-from worker.parking import rerun_message
+from worker.outcomes import Done, JobFailed, Later, Stop, Wait
 from worker.providers.errors import BadRequest, InfrastructureError, InternalError, ProviderError, Throttled
+from worker.providers.registry import graph_for
 from worker.retry import backoff_s, throttle_delay_s
-from worker.store import JobMissing
 
 log = logging.getLogger(__name__)
 
@@ -91,38 +101,56 @@ class Stage(Task):  # type: ignore[type-arg]
         try:
             job = self._begin(job_id)
         except _Skip as skip:
-            return self._end_here(f"skipped: {skip}")
+            return f"skipped: {skip}"
         gate = Gate(self.ctx.limiter, self.ctx.settings.limits, job, self._rerun, holder=self.holder(job_id))
+        state = job.stages[self.state_key]  # as the begin recorded it
         store = self.ctx.store
         try:
             self._check_inputs(job)
-            action(job, gate)
+            result = action(job, gate)
         except Parked as parked:
-            store.update_stage(job_id, self.state_key, StageStatus.THROTTLED, detail=str(parked))
-            return self._end_here(f"parked: {parked}")
+            store.set_stage(job_id, self.state_key, _moved(state, StageStatus.THROTTLED, str(parked)))
+            return f"parked: {parked}"
         except Wait as wait:
-            return self._park(job, wait)
+            return self._park(job, state, wait)
         except Later as later:
-            store.update_stage(job_id, self.state_key, later.status, detail=later.detail)
+            store.set_stage(job_id, self.state_key, _moved(state, later.status, later.detail))
             # A rate turn is reserved for a moment: the time spent recording the state comes off it.
             countdown_s = later.countdown_s - (time.monotonic() - later.raised_at)
             return self._later(job_id, countdown_s, later.args_, later.detail)
         except Stop as stop:
-            store.update_stage(job_id, self.state_key, StageStatus.DONE, detail=str(stop), finished_at=_now())
-            return self._end_here(f"stopped: {stop}")
+            store.set_stage(job_id, self.state_key, _moved(state, StageStatus.DONE, str(stop), ended=True))
+            return f"stopped: {stop}"
         except Throttled as exc:
             retry = self.ctx.settings.retry
             delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=retry.backoff_cap_s)
-            store.update_stage(job_id, self.state_key, StageStatus.THROTTLED, detail=str(exc))
+            store.set_stage(job_id, self.state_key, _moved(state, StageStatus.THROTTLED, str(exc)))
             return self._later(job_id, delay, None, str(exc))
         except ProviderError as exc:
-            self._failed(job_id, exc)
-        except (Ignore, Reject, Retry):  # Celery's own control flow (``Task.replace`` raises Ignore)
+            self._failed(job, state, exc)
+        except (Ignore, Reject, Retry):  # Celery's own control flow
             raise
         except Exception as exc:  # every path ends: see perform
-            self._failed(job_id, self._unexpected(job_id, exc))
-        store.update_stage(job_id, self.state_key, StageStatus.DONE, finished_at=_now())
-        return "done"
+            self._failed(job, state, self._unexpected(job_id, exc))
+        return self._advance(job, state, result)
+
+    def _advance(self, job: JobRecord, state: StageState, result: object) -> str:
+        """Record this stage done and push what follows it in the job's graph, in one step."""
+        graph = graph_for(job.kind)
+        following = graph.following(job, self.stage)
+        step = graph.step(self.stage)
+        if following is not None and following.fan is not None and following.fan is not step.fan:
+            job = self.ctx.store.get(job.id)  # the fan's width may be what this run recorded
+        after = graph.after(job, self.stage, self.branch)
+        done = result if isinstance(result, Done) else Done(outputs=_outputs(result))
+        pushes = [self.message(run.step.task, job.id, *run.args) for run in after.runs]
+        pushes += [self.message(task, other) for task, other in done.also]
+        outputs = (done.outputs or []) if after.end else None
+        ended = _moved(state, StageStatus.DONE, None, ended=True)
+        outcome = self.ctx.store.advance(
+            job.id, self.state_key, ended, join=after.join, pushes=pushes, outputs=outputs
+        )
+        return "done" if outcome in ("advanced", "ended", "joined") else f"done ({outcome})"
 
     def _check_inputs(self, job: JobRecord) -> None:
         """Refuse a job whose local inputs are not under the input roots (symlinks resolved now)."""
@@ -141,7 +169,7 @@ class Stage(Task):  # type: ignore[type-arg]
     @property
     def state_key(self) -> str:
         """Where the job record keeps this stage's state: ``execute[2]`` for a branch."""
-        return self.stage if self.branch is None else f"{self.stage}[{self.branch}]"
+        return state_key_of(self.stage, tuple(self.request.args or ()))
 
     def holder(self, job_id: str) -> str:
         """Who holds this run's slots and turns: the job, or ``<job id>:<branch>`` for a branch, so that
@@ -153,47 +181,53 @@ class Stage(Task):  # type: ignore[type-arg]
         return f"{job_id}:{self.name}" if self.branch is None else f"{job_id}:{self.name}[{self.branch}]"
 
     def _begin(self, job_id: str) -> JobRecord:
-        store = self.ctx.store
-        try:
-            job = store.get(job_id)
-        except JobMissing:
-            log.warning("job %s has no record; %s dropped", job_id, self.name)
-            self._release_slots(job_id)
-            raise _Skip("the job has no record") from None
-        following = self.follows_cancelled and job.status is JobStatus.CANCELLED
-        if job.is_terminal and not following:
-            log.info("job %s is %s; %s skipped", job_id, job.status.value, self.name)
-            self._release_slots(job_id)
-            raise _Skip(f"the job is {job.status.value}")
-        if job.status is JobStatus.QUEUED:
-            store.transition(job_id, JobStatus.RUNNING)
-        state = job.stages.get(self.state_key, StageState())  # the record just read holds it
-        store.start_stage(
+        begun = self.ctx.store.begin(
             job_id,
             self.state_key,
-            StageState(
-                status=StageStatus.RUNNING, attempts=state.attempts + 1, started_at=state.started_at or _now()
-            ),
+            task_id=self.request.id or "",
+            holder=f"{self.request.id} {socket.gethostname()}:{os.getpid()}",
+            lease_s=self.ctx.settings.run_lease_s,
+            follows_cancelled=self.follows_cancelled,
         )
-        return job
+        if begun.job is not None:
+            return begun.job
+        if begun.outcome == "missing":
+            log.warning("job %s has no record; %s dropped", job_id, self.name)
+            self._release_slots(job_id)
+            raise _Skip("the job has no record")
+        if begun.outcome == "ended":
+            log.info("job %s is %s; %s skipped", job_id, begun.status, self.name)
+            self._release_slots(job_id)
+            raise _Skip(f"the job is {begun.status}")
+        if begun.outcome == "done":
+            raise _Skip("the stage is done (a copy of a message whose run advanced)")
+        raise _Skip("another process runs this message now")
+
+    def message(
+        self, task: str, job_id: str, *args: Any, retries: int = 0, kept: bool = False
+    ) -> tuple[str, str]:
+        """(queue, message) of a run of ``task`` for the job: a new task whose parent is this run and
+        whose root is the job's first message."""
+        queue = L.queue_for_task(task)
+        root = self.request.root_id or self.request.id
+        text = task_message(task, [job_id, *args], queue, root_id=root, parent_id=self.request.id,
+                            retries=retries, kept=kept)  # fmt: skip
+        return queue, text
+
+    def again(self, args: tuple[Any, ...], *, retries: int | None = None) -> tuple[str, str]:
+        """(queue, message) that runs this stage again with ``args``, kept in Redis until its time."""
+        retries = self.request.retries if retries is None else retries
+        return self.message(self.name, *args, retries=retries, kept=True)
 
     def _args(self, job_id: str) -> tuple[Any, ...]:
         return tuple(self.request.args or (job_id,))
 
     def _rerun(self) -> tuple[str, str]:
-        return rerun_message(self, tuple(self.request.args or ()))
+        return self.again(tuple(self.request.args or ()))
 
-    def _end_here(self, result: str) -> str:
-        """End this run without continuing its canvas: the run parked or scheduled in its place (or
-        nothing, for a job that ended) carries it."""
-        self.request.chain = None
-        self.request.callbacks = None
-        self.request.chord = None
-        return result
-
-    def _park(self, job: JobRecord, wait: Wait) -> str:
-        self.ctx.store.update_stage(job.id, self.state_key, StageStatus.WAITING, detail=str(wait))
-        queue, message = rerun_message(self, self._args(job.id))
+    def _park(self, job: JobRecord, state: StageState, wait: Wait) -> str:
+        self.ctx.store.set_stage(job.id, self.state_key, _moved(state, StageStatus.WAITING, str(wait)))
+        queue, message = self.again(self._args(job.id))
         parked = self.ctx.waits.park(
             wait.provider,
             wait.account,
@@ -205,15 +239,15 @@ class Stage(Task):  # type: ignore[type-arg]
             check_in_s=wait.check_in_s,
             deadline_in_s=wait.deadline_in_s,
         )
-        return self._end_here(str(wait) if parked else f"{wait}: it had ended, run again at once")
+        return str(wait) if parked else f"{wait}: it had ended, run again at once"
 
     def _later(self, job_id: str, delay_s: float, args: tuple[Any, ...] | None, detail: str) -> str:
         """Run this stage again in ``delay_s``, through the Redis-side schedule; its message goes to the
         *front* of its queue then: the job already holds its slot, or a turn reserved for that moment,
         so it goes before stages that have neither."""
-        queue, message = rerun_message(self, args if args is not None else self._args(job_id))
+        queue, message = self.again(args if args is not None else self._args(job_id))
         self.ctx.schedule.add(self.run_key(job_id), queue, message, delay_s)
-        return self._end_here(f"again in {delay_s:.2f} s: {detail}")
+        return f"again in {delay_s:.2f} s: {detail}"
 
     @property
     def provider(self) -> str:
@@ -235,14 +269,14 @@ class Stage(Task):  # type: ignore[type-arg]
         log.exception("%s of job %s failed on an unexpected error", self.name, job_id)
         return InternalError(detail, provider="genq", code="genq_internal_error")
 
-    def _failed(self, job_id: str, exc: ProviderError) -> NoReturn:
+    def _failed(self, job: JobRecord, state: StageState, exc: ProviderError) -> NoReturn:
         retry = self.ctx.settings.retry
         store = self.ctx.store
         if exc.retryable and self.request.retries < retry.max_retries:
             backoff = backoff_s(self.request.retries, base_s=retry.backoff_base_s, cap_s=retry.backoff_cap_s)
-            store.update_stage(job_id, self.state_key, StageStatus.RETRYING, detail=str(exc))
-            queue, message = rerun_message(self, self._args(job_id), retries=self.request.retries + 1)
-            self.ctx.schedule.add(self.run_key(job_id), queue, message, backoff)
+            store.set_stage(job.id, self.state_key, _moved(state, StageStatus.RETRYING, str(exc)))
+            queue, message = self.again(self._args(job.id), retries=self.request.retries + 1)
+            self.ctx.schedule.add(self.run_key(job.id), queue, message, backoff)
             raise Retry(str(exc), exc=exc, when=round(backoff, 2))  # type: ignore[arg-type]
         error = JobError(
             stage=self.state_key,
@@ -253,15 +287,35 @@ class Stage(Task):  # type: ignore[type-arg]
             retryable=exc.retryable,
             request_id=exc.request_id,
         )
-        store.update_stage(job_id, self.state_key, StageStatus.FAILED, detail=str(exc), finished_at=_now())
-        store.fail(job_id, error, dead_letter=exc.retryable or isinstance(exc, InternalError))
-        self._release_slots(job_id)
-        self.on_failed(job_id, error)
-        raise JobFailed(f"job {job_id} failed at {self.state_key}: {exc}")
+        failed = _moved(state, StageStatus.FAILED, str(exc), ended=True)
+        dead = exc.retryable or isinstance(exc, InternalError)
+        store.fail(job.id, error, dead_letter=dead, stage=(self.state_key, failed))
+        self._release_slots(job.id)
+        self.on_failed(job.id, error)
+        raise JobFailed(f"job {job.id} failed at {self.state_key}: {exc}")
 
     def on_failed(self, job_id: str, error: JobError) -> None:
         """After the job failed: what else must end with it (a batch's jobs). Nothing by default."""
 
 
+def state_key_of(stage: str, args: tuple[Any, ...]) -> str:
+    """The state key of a run of ``stage`` with ``args`` (the job id, then its branch if it has one)."""
+    return stage if len(args) < 2 else f"{stage}[{int(args[1])}]"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _moved(state: StageState, status: StageStatus, detail: str | None, *, ended: bool = False) -> StageState:
+    """``state`` moved to ``status`` with ``detail`` (and its end time, when the run ``ended`` it)."""
+    changes: dict[str, Any] = {"status": status, "detail": detail}
+    if ended:
+        changes["finished_at"] = _now()
+    return state.model_copy(update=changes)
+
+
+def _outputs(result: object) -> list[Output] | None:
+    if isinstance(result, list) and all(isinstance(o, Output) for o in result):
+        return result
+    return None

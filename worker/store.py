@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,10 +11,22 @@ import redis
 
 from schemas import JobError, JobRecord, JobStatus, Output, StageState, StageStatus
 from schemas import layout as L
+from worker.lua import source
 
 
 class JobMissing(LookupError):
     """The job's record is gone (expired or never stored)."""
+
+
+@dataclass(frozen=True)
+class Begun:
+    """How a stage run's begin went: ``run`` (``job`` holds the record, the run recorded), or why the
+    run has nothing to do: ``busy`` (another process runs this very message), ``missing``, ``ended``
+    (``status`` says how) or ``done`` (the stage advanced before)."""
+
+    outcome: str
+    job: JobRecord | None = None
+    status: str = ""
 
 
 class JobStore:
@@ -21,6 +34,8 @@ class JobStore:
         self.redis = client
         self._transition = client.register_script(L.TRANSITION_LUA)
         self._start = client.register_script(L.START_LUA)
+        self._begin = client.register_script(source("run_begin"))
+        self._advance = client.register_script(source("advance"))
 
     def get(self, job_id: str) -> JobRecord:
         raw = self.redis.hgetall(L.job_key(job_id))
@@ -39,21 +54,76 @@ class JobStore:
             for job_id, raw in zip(job_ids, raws, strict=True)
         ]
 
-    def start_once(self, job_id: str, queue: str, message: str) -> bool | str:
-        """Move a queued job to running and push its first message, in one step (``START_LUA``); True,
+    def start_once(self, job_id: str, queue: str, messages: list[str], *, root: str) -> bool | str:
+        """Move a queued job to running and push its first messages, in one step (``START_LUA``); True,
         else the status it had (it was started before, or cancelled)."""
-        result = self._start(keys=[L.job_key(job_id), queue], args=[L.now_iso(), message])
+        result = self._start(keys=[L.job_key(job_id), queue], args=[L.now_iso(), job_id, root, *messages])
         if result == 1:
             return True
         return L.text(result) if result else "missing"
 
+    def begin(
+        self,
+        job_id: str,
+        state_key: str,
+        *,
+        task_id: str,
+        holder: str,
+        lease_s: float,
+        follows_cancelled: bool,
+    ) -> Begun:
+        """Begin a stage run in one step (``run_begin.lua``): unless the run has nothing to do, take its
+        lease, record it (running, one more attempt) and return the job's record."""
+        keys = [L.job_key(job_id), L.run_key(job_id, state_key), L.RUNNING_KEY]
+        args: list[str | int] = [task_id, holder, round(lease_s * 1000), L.STAGE_PREFIX + state_key,
+                                 L.now_iso(), "1" if follows_cancelled else "0"]  # fmt: skip
+        outcome, *rest = self._begin(keys=keys, args=args)
+        outcome = L.text(outcome)
+        if outcome == "run":
+            flat = rest[0]
+            return Begun(
+                outcome, job=L.record_from_fields(job_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+            )
+        return Begun(outcome, status=L.text(rest[0]) if rest else "")
+
+    def advance(
+        self,
+        job_id: str,
+        state_key: str,
+        state: StageState,
+        *,
+        join: tuple[str, ...] = (),
+        pushes: list[tuple[str, str]] | None = None,
+        outputs: list[Output] | None = None,
+    ) -> str:
+        """Record a done stage and move the job on, in one step (``advance.lua``): push ``pushes``
+        ((queue, message)) once every state of ``join`` is done, and end the job with ``outputs`` when
+        they are given. Returns what happened: advanced, joined, ended, again (the stage had advanced
+        before: nothing is pushed twice), the status of a job no longer running, or missing."""
+        pushes = pushes or []
+        ended = outputs is not None
+        outputs_json = "[" + ",".join(o.model_dump_json() for o in outputs or []) + "]"
+        args: list[str | int] = [L.STAGE_PREFIX + state_key, state.model_dump_json(), L.now_iso(),
+                                 L.JOB_TTL_S, "1" if ended else "0", outputs_json if ended else "",
+                                 len(join), *(L.STAGE_PREFIX + key for key in join), len(pushes)]  # fmt: skip
+        for queue, message in pushes:
+            args += [queue, message]
+        result = self._advance(keys=[L.job_key(job_id), L.RUNNING_KEY, L.METRICS_JOBS_KEY], args=args)
+        return L.text(result) if result else "missing"
+
     def transition(
-        self, job_id: str, status: JobStatus, *, error: JobError | None = None, dead_letter: bool = False
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        error: JobError | None = None,
+        dead_letter: bool = False,
+        stage: tuple[str, StageState] | None = None,
     ) -> JobStatus | None:
-        """Move a job that has not ended to ``status`` (with ``error``, and into the dead-letter set), all
-        in one step; return its previous status (None: no such job). A job that has ended is left as it
-        is: its status, its first error, its place in the dead-letter set."""
-        keys, args = L.transition_call(job_id, status, error=error, dead_letter=dead_letter)
+        """Move a job that has not ended to ``status`` (with ``error``, into the dead-letter set, and with
+        the ``stage`` it ends in), all in one step; return its previous status (None: no such job). A job
+        that has ended is left as it is: its status, its first error, its place in the dead-letter set."""
+        keys, args = L.transition_call(job_id, status, error=error, dead_letter=dead_letter, stage=stage)
         previous = self._transition(keys=keys, args=args)
         return JobStatus(L.text(previous)) if previous else None
 
@@ -104,8 +174,15 @@ class JobStore:
         self.redis.hset(L.job_key(job_id), L.F_OUTPUTS, payload)
         self.transition(job_id, JobStatus.SUCCEEDED)
 
-    def fail(self, job_id: str, error: JobError, *, dead_letter: bool = False) -> None:
-        self.transition(job_id, JobStatus.FAILED, error=error, dead_letter=dead_letter)
+    def fail(
+        self,
+        job_id: str,
+        error: JobError,
+        *,
+        dead_letter: bool = False,
+        stage: tuple[str, StageState] | None = None,
+    ) -> None:
+        self.transition(job_id, JobStatus.FAILED, error=error, dead_letter=dead_letter, stage=stage)
 
     def fail_at(self, job_id: str, stage: str, error: JobError, *, dead_letter: bool = False) -> None:
         """Fail a job at ``stage`` from outside its own stage runs (e.g. a batch failing its jobs)."""

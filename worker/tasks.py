@@ -1,38 +1,29 @@
-"""Provider-neutral tasks: ``genq.start`` turns a submitted job into its provider's canvas."""
+"""Provider-neutral tasks: ``genq.start`` starts a submitted job on its step graph."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import redis
 from celery import Task
-from celery.canvas import Signature
 from celery.exceptions import Ignore, Reject
 
-from schemas import JobError, JobRecord, JobStatus
+from schemas import JobError, JobStatus
+from schemas import layout as L
+from schemas.wire import task_message
 from worker.app import app
 from worker.context import get_context
-from worker.parking import captured_message
-from worker.providers.registry import for_kind
-from worker.providers.spec import load
+from worker.providers.registry import graph_for
 from worker.store import JobMissing
 
 log = logging.getLogger(__name__)
 
 
-def flow(kind: str) -> Callable[[JobRecord], Signature]:
-    """The canvas builder of a job kind, from its provider's spec."""
-    build: Callable[[JobRecord], Signature] = load(for_kind(kind).flow)
-    return build
-
-
-@app.task(bind=True, name="genq.start")
+@app.task(bind=True, name=L.START_TASK)
 def start(self: Task, job_id: str) -> str:  # type: ignore[type-arg]
-    """Start the job's canvas once: its first message is pushed in the same Redis step that moves the
-    job from ``queued`` to ``running`` (compare-and-set), so a redelivered start publishes nothing.
-    (Not ``replace``: that would give the canvas this task's id, and Flower would show one row for the
-    start and the last stage.)"""
+    """Start the job once: the first messages of its graph are pushed in the same Redis step that moves
+    the job from ``queued`` to ``running`` (compare-and-set), so a redelivered start pushes nothing. Each
+    is a task of its own whose parent and root are this one, so Flower shows the job's runs under it."""
     ctx = get_context()
     try:
         try:
@@ -43,14 +34,20 @@ def start(self: Task, job_id: str) -> str:  # type: ignore[type-arg]
         if job.status is not JobStatus.QUEUED:
             return f"skipped: the job is {job.status.value}"
         try:
-            queue, message = captured_message(flow(job.kind)(job))
-        except Exception as exc:  # a bug building the canvas: the job fails, dead-lettered
-            log.exception("job %s: its canvas could not be built", job_id)
+            runs = graph_for(job.kind).first(job)
+        except Exception as exc:  # a bug in the graph: the job fails, dead-lettered
+            log.exception("job %s: its first steps could not be found", job_id)
             error = JobError(stage="start", message=f"{type(exc).__name__}: {exc}", provider="genq",
                              code="genq_internal_error")  # fmt: skip
             ctx.store.fail(job_id, error, dead_letter=True)
-            return "failed: the canvas could not be built"
-        started = ctx.store.start_once(job_id, queue, message)
+            return "failed: its first steps could not be found"
+        queue = L.queue_for_task(runs[0].step.task)
+        root = str(self.request.root_id or self.request.id)
+        messages = [
+            task_message(run.step.task, [job_id, *run.args], queue, root_id=root, parent_id=self.request.id)
+            for run in runs
+        ]
+        started = ctx.store.start_once(job_id, queue, messages, root=root)
     except redis.RedisError as exc:
         log.warning(
             "start of job %s: Redis unavailable (%s); the message goes back to the broker", job_id, exc

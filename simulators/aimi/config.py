@@ -22,6 +22,7 @@ class AimiSimConfig(BaseModel):
     api_key: str = Field("sim-aimi-key", min_length=1)
     max_chunk_bytes: int = Field(30 * MB, ge=1)
     chunk_delay_s: float = Field(0.0, ge=0)  # each chunk's answer is held this long after its body is read
+    chunk_delay_from: int = Field(0, ge=0)  # ... each chunk from this index on
     analysis_s: float = Field(0.2, ge=0)  # [INF] both analyses answer synchronously after this long
     bytes_per_second: int = Field(1_000_000, ge=1)  # [INF] video duration estimate = size / this
     max_executions: int = Field(10, ge=1)  # pending or processing at once, per api key
@@ -38,6 +39,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("api-key", "api_key", str, "Bearer token the API accepts"),
     Option("max-chunk-bytes", "max_chunk_bytes", int, "largest upload chunk (413 above)"),
     Option("chunk-delay-s", "chunk_delay_s", float, "seconds each chunk's answer is held"),
+    Option("chunk-delay-from", "chunk_delay_from", int, "first chunk index whose answer is held"),
     Option("analysis-s", "analysis_s", float, "seconds a video or audio analysis takes"),
     Option("bytes-per-second", "bytes_per_second", int, "video bytes per second of duration"),
     Option("max-executions", "max_executions", int, "executions running at once before 429"),

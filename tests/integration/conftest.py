@@ -61,7 +61,7 @@ def own_redis() -> Iterator[EmbeddedRedis]:
 def env(own_redis: EmbeddedRedis, services: Services, tmp_path: Path) -> dict[str, str]:
     """Subprocess workers' environment: the test's Redis, the session simulator, fast settings and a
     short visibility timeout, so a killed worker's messages come back within seconds."""
-    extra = {**WORKER_ENV, "GENQ_VISIBILITY_TIMEOUT_S": "4"}
+    extra = {**WORKER_ENV, "GENQ_VISIBILITY_TIMEOUT_S": "4", "GENQ_RUNS__HEARTBEAT_S": "1"}
     from worker.providers.registry import PROVIDERS  # noqa: PLC0415 (settings are read at import)
 
     sim_urls = {f"GENQ_{name.upper()}__BASE_URL": services.sim.base_url for name in PROVIDERS}

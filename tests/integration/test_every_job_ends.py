@@ -182,15 +182,15 @@ def test_a_fault_in_each_batch_stage_ends_every_job_of_the_batch(
             )
 
 
-def test_a_bug_building_a_jobs_canvas_fails_it_at_start(
+def test_a_bug_in_a_jobs_graph_fails_it_at_start(
     producer: Producer, sim: Sim, monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis
 ) -> None:
     import worker.tasks  # noqa: PLC0415 (the in-process worker's module)
 
     def broken(kind: str) -> Callable[..., Any]:
-        raise RuntimeError("injected bug in the flow")
+        raise RuntimeError("injected bug in the graph")
 
-    monkeypatch.setattr(worker.tasks, "flow", broken)
+    monkeypatch.setattr(worker.tasks, "graph_for", broken)
     job_id = producer.submit(LIPSYNC)
     record = producer.wait(job_id, timeout_s=30)
     assert record.status is JobStatus.FAILED

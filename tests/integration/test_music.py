@@ -114,14 +114,14 @@ def test_two_jobs_of_8_executions_never_run_more_than_10_at_once_and_get_no_429(
 def test_a_worker_killed_during_the_upload_and_again_during_the_executions_the_job_still_succeeds(
     workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim, video_70mb: Path
 ) -> None:
-    sim.configure("aimi", execution_s=4.0)
+    # Chunk 0 is answered at once; the next is held 10 s after Aimi read it, and the worker dies
+    # meanwhile. (Aimi cannot tell a dead client from a live one, so the held answer must come after the
+    # chunk is sent again.)
+    sim.configure("aimi", execution_s=4.0, chunk_delay_s=10.0, chunk_delay_from=1)
     producer = Producer(own_redis.url)
     first = workers("first", concurrency=1)  # one chunk at a time
     job_id = producer.submit(music(video_70mb, executions=3))
     until(lambda: "chunk[0]" in producer.get(job_id).provider_ids, 60, "chunk 0 to be acknowledged")
-    # The next chunk is held 10 s after Aimi read it; the worker dies meanwhile. (Aimi cannot tell a
-    # dead client from a live one, so the held answer must come after the chunk is sent again.)
-    sim.configure("aimi", chunk_delay_s=10.0)
 
     def chunk_held() -> bool:
         now = time.monotonic()

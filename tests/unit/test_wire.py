@@ -18,11 +18,11 @@ VARYING = {"id", "root_id", "origin", "correlation_id", "delivery_tag", "reply_t
            "genq_sent_at"}  # fmt: skip
 
 
-def _celery_message(task: str, args: list[str], queue: str) -> dict[str, Any]:
+def _celery_message(task: str, args: list[Any], queue: str, **options: Any) -> dict[str, Any]:
     app = Celery("t", broker="memory://")
     app.conf.update(task_serializer="json", accept_content=["json"])
     with Connection("memory://") as conn:
-        app.send_task(task, args=args, queue=queue, connection=conn)
+        app.send_task(task, args=args, queue=queue, connection=conn, **options)
         channel = conn.default_channel
         raw = channel._get(queue)  # the in-memory transport keeps the message as published
     return json.loads(json.dumps(raw))
@@ -41,6 +41,27 @@ def test_message_matches_celerys_own() -> None:
     assert base64.b64decode(ours["body"]) == base64.b64decode(theirs["body"])
     assert _strip(ours) == _strip(theirs)
     assert ours["headers"]["id"] == ours["headers"]["root_id"] == ours["properties"]["correlation_id"]
+
+
+def test_a_stage_runs_message_matches_celerys_own_with_its_root_parent_and_retries() -> None:
+    """A run of a job's branch, the message every stage end, re-run and retry is built as."""
+    run: dict[str, Any] = {"root_id": "root-1", "parent_id": "t-1", "retries": 3}
+    ours = json.loads(task_message("genq.aimi.execute", ["0123abc", 2], "aimi", **run))
+    theirs = _celery_message("genq.aimi.execute", ["0123abc", 2], "aimi", **run)
+    assert base64.b64decode(ours["body"]) == base64.b64decode(theirs["body"])
+    assert _strip(ours) == _strip(theirs)
+    headers = ours["headers"]
+    assert (headers["root_id"], headers["parent_id"], headers["retries"]) == ("root-1", "t-1", 3)
+    assert headers["argsrepr"] == "['0123abc', 2]"
+    assert headers["id"] == ours["properties"]["correlation_id"] not in ("root-1", "t-1")
+
+
+def test_a_kept_message_carries_no_send_time() -> None:
+    """A run kept in Redis until its time (parked, scheduled) is pushed later, at a time not known now."""
+    kept = json.loads(task_message("genq.syncso.wait", ["j1"], "syncso", kept=True))
+    sent = json.loads(task_message("genq.syncso.wait", ["j1"], "syncso"))
+    assert kept["headers"][SENT_AT_HEADER] is None
+    assert isinstance(sent["headers"][SENT_AT_HEADER], float)
 
 
 def _as_before(text: str, task: str, args: list[str], queue: str) -> str:

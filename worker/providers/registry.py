@@ -17,6 +17,7 @@ from worker.providers.syncso.spec import SPEC as SYNCSO
 
 if TYPE_CHECKING:
     from worker.context import Context
+    from worker.graph import Graph
     from worker.settings import Settings
     from worker.sweep import Watcher
 
@@ -32,6 +33,17 @@ def specs(settings: BaseModel, *, configured_only: bool = False) -> list[AnySpec
 def for_kind(kind: str) -> AnySpec:
     """The provider whose stages run jobs of ``kind``."""
     return PROVIDERS[KINDS[kind].provider]
+
+
+def graph_for(kind: str) -> Graph:
+    """The step graph of jobs of ``kind`` (declared in its provider's package)."""
+    graphs: tuple[Graph, ...] = load(for_kind(kind).graphs)
+    return next(g for g in graphs if g.kind == kind)
+
+
+def all_graphs() -> list[Graph]:
+    """Every kind's graph, in registry order."""
+    return [g for spec in PROVIDERS.values() for g in load(spec.graphs)]
 
 
 def budgets_from(settings: Settings, *, configured_only: bool = False) -> Budgets:

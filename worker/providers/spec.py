@@ -2,7 +2,7 @@
 
 Each provider package defines its ``SPEC`` (``worker/providers/<name>/spec.py``) and
 ``worker/providers/registry.py`` lists them. The core (app, context, budgets, sweeps, webhooks, CLI)
-iterates the registry and names no provider. The parts that import the Celery app (stages, flow) or the
+iterates the registry and names no provider. The parts that import the Celery app (stages), the graphs or the
 worker context (watcher, webhook handler) are named by import path and loaded when first used, so the
 registry can be imported by the settings and the app without an import cycle.
 """
@@ -42,7 +42,7 @@ class ProviderSpec(Generic[S, C]):
     # Its API client, built once per worker process (the Redis client is for shared state, e.g. tokens).
     client: Callable[[S, redis.Redis], C]
     stages: str  # the module of its Celery tasks
-    flow: str  # "module:function": (JobRecord) -> the job's canvas (its width may depend on the request)
+    graphs: str  # "module:attribute": the step graph of each job kind it runs (worker/graph.py)
     # "module:function"s: (Context) -> a status sweep's Watcher, one per kind of provider job waited for
     # (sync.so: generations and batches), each with its own wait namespace (``Watcher.provider``).
     watchers: tuple[str, ...] = ()

@@ -22,6 +22,6 @@ SPEC = ProviderSpec(
     budgets=budgets,
     client=AimiClient.from_settings,
     stages="worker.providers.aimi.stages",
-    flow="worker.providers.aimi.flow:build",
+    graphs="worker.providers.aimi.graph:GRAPHS",
     watchers=("worker.providers.aimi.watch:watcher",),
 )

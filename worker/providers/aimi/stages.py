@@ -1,4 +1,5 @@
-"""Aimi Sync music stages. Each task is thin: the work is in the plain functions of ``steps``.
+"""Aimi Sync music stages. Each task is thin: the work is in the plain functions of ``steps``; the order
+they run in is the music graph (``graph.py``).
 
 A job's parallel parts are branches of one stage (``upload_chunk[2]``, ``execute[1]``): each has its own
 state in the job record and, for executions, its own slot of the account's pool (holder
@@ -7,34 +8,16 @@ state in the job record and, for executions, its own slot of the account's pool 
 
 from __future__ import annotations
 
-from celery import chord
-from celery.canvas import Signature
-
-from schemas import JobRecord
 from worker.app import app
-from worker.limits import Gate
 from worker.providers.aimi import steps
 from worker.providers.aimi.steps import Aimi
 from worker.stage import Stage
 
 
-def chunks(job_id: str, count: int) -> Signature:
-    """What ``upload_init`` becomes: every chunk in parallel, joined by ``upload_complete``."""
-    return chord([upload_chunk.si(job_id, i) for i in range(count)], upload_complete.si(job_id))
-
-
 @app.task(bind=True, base=Stage, name="genq.aimi.upload_init", stage="upload_init")
 def upload_init(self: Stage, job_id: str) -> str:
     ctx = self.ctx
-    counted: list[int] = []
-
-    def start(job: JobRecord, gate: Gate) -> None:
-        counted.append(steps.start_upload(job, ctx.store, Aimi.of(ctx), gate))
-
-    result = self.perform(job_id, start)
-    if not counted:  # parked, re-scheduled or skipped: the run that does it replaces itself then
-        return result
-    raise self.replace(chunks(job_id, counted[0]))
+    return self.perform(job_id, lambda job, gate: steps.start_upload(job, ctx.store, Aimi.of(ctx), gate))
 
 
 @app.task(bind=True, base=Stage, name="genq.aimi.upload_chunk", stage="upload_chunk")
@@ -95,5 +78,4 @@ def download(self: Stage, job_id: str, n: int) -> str:
 
 @app.task(bind=True, base=Stage, name="genq.aimi.collect", stage="collect")
 def collect(self: Stage, job_id: str) -> str:
-    ctx = self.ctx
-    return self.perform(job_id, lambda job, gate: steps.collect(job, ctx.store))
+    return self.perform(job_id, lambda job, gate: steps.collect(job))

@@ -237,7 +237,7 @@ def fetch_output(
     store.set_data(job.id, output_key(n), output.model_dump(mode="json"))
 
 
-def collect(job: JobRecord, store: JobStore) -> None:
+def collect(job: JobRecord) -> list[Output]:
     """Every execution has its output: the job succeeds with them, in execution order."""
     count = _request(job).executions
     missing = [n for n in range(count) if output_key(n) not in job.data]
@@ -245,4 +245,4 @@ def collect(job: JobRecord, store: JobStore) -> None:
         raise JobRejected(
             f"executions {missing} have no output", provider=PROVIDER, code="genq_outputs_missing"
         )
-    store.succeed(job.id, [Output.model_validate(job.data[output_key(n)]) for n in range(count)])
+    return [Output.model_validate(job.data[output_key(n)]) for n in range(count)]

@@ -22,7 +22,7 @@ SPEC = ProviderSpec(
     budgets=budgets,
     client=AIStudiosClient.from_settings,
     stages="worker.providers.aistudios.stages",
-    flow="worker.providers.aistudios.flow:build",
+    graphs="worker.providers.aistudios.graph:GRAPHS",
     watchers=("worker.providers.aistudios.watch:watcher",),
     webhook="worker.providers.aistudios.webhook:receive",
 )

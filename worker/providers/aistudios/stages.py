@@ -181,8 +181,7 @@ def wait(self: Stage, job_id: str) -> str:
 def download(self: Stage, job_id: str) -> str:
     ctx = self.ctx
 
-    def finish(job: JobRecord, gate: Gate) -> None:
-        output = fetch_video(job, AIStudios.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir)
-        ctx.store.succeed(job_id, [output])
+    def finish(job: JobRecord, gate: Gate) -> list[Output]:
+        return [fetch_video(job, AIStudios.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir)]
 
     return self.perform(job_id, finish)

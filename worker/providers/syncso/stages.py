@@ -1,6 +1,7 @@
 """sync.so lipsync stages: [upload] → [estimate] → create → wait (parked; woken by the status sweep or
-a webhook) → download. ``upload`` runs when inputs go through the media library, ``estimate`` when the
-job has a cost cap. Each task is thin: the work is in the plain functions above it."""
+a webhook) → download, in the order of the lipsync graph (``graph.py``). ``upload`` runs when inputs go
+through the media library, ``estimate`` when the job has a cost cap. Each task is thin: the work is in
+the plain functions above it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from schemas.lipsync_wire import generation_body
 from worker.app import app
 from worker.follow import Followed, recorded_end
 from worker.limits import Gate
-from worker.outcomes import Later, Stop
+from worker.outcomes import Done, Later, Stop
 from worker.providers.errors import AuthFailed, BadRequest, JobRejected, NotFound
 from worker.providers.syncso.account import SyncSo
 from worker.providers.syncso.batch import collect_batch, fail_members, follow_batch, start_batch
@@ -211,9 +212,8 @@ def wait(self: Stage, job_id: str) -> str:
 def download(self: Stage, job_id: str) -> str:
     ctx = self.ctx
 
-    def finish(job: JobRecord, gate: Gate) -> None:
-        output = fetch_output(job, SyncSo.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir)
-        ctx.store.succeed(job_id, [output])
+    def finish(job: JobRecord, gate: Gate) -> list[Output]:
+        return [fetch_output(job, SyncSo.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir)]
 
     return self.perform(job_id, finish)
 
@@ -245,10 +245,9 @@ def batch_wait(self: Stage, batch_id: str) -> str:
 def batch_collect(self: Stage, batch_id: str) -> str:
     ctx = self.ctx
 
-    def finish(batch: JobRecord, gate: Gate) -> None:
+    def finish(batch: JobRecord, gate: Gate) -> Done:
         due = collect_batch(batch, ctx.store, SyncSo.of(ctx), ctx.waits, gate)
-        for job_id in due:
-            download.si(job_id).apply_async()
-        ctx.store.succeed(batch_id, [])
+        # Each job's download starts in the step that ends the batch.
+        return Done(outputs=[], also=tuple((download.name, job_id) for job_id in due))
 
     return self.perform(batch_id, finish)

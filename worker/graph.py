@@ -1,0 +1,160 @@
+"""What a job runs, in order: each kind's step graph, and what follows a step when it is done.
+
+A graph is a list of steps, read top to bottom. A step runs once, or once per branch of a *fan* (its
+width comes from the request, such as a music job's executions, or from what an earlier step recorded,
+such as the number of upload chunks). Consecutive steps of one fan run per branch, each branch on its
+own (``execute[2]`` → ``wait[2]`` → ``download[2]``); the step after a fan is a *join*: it runs once
+every branch has done the fan's last step. A step may apply to some jobs only (``when``), and a step
+may be *external*: another record's stages carry it (a batch's jobs wait in their batch).
+
+Everything that decides what runs next is here; ``worker.stage`` turns it into messages, and one Lua
+step (``JobStore.advance``) records a done step and pushes what follows, so a job never depends on a
+message that was not written with the state that calls for it. The reconciler asks ``frontier`` what a
+job whose message was lost should run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from schemas import JobRecord, StageStatus
+
+
+@dataclass(frozen=True)
+class Fan:
+    """Parallel branches of one or more consecutive steps; ``width`` reads the job record."""
+
+    name: str
+    width: Callable[[JobRecord], int]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # the stage name, as the job record shows it: "upload", "execute"
+    task: str  # the Celery task that runs it: "genq.aimi.execute"
+    fan: Fan | None = None
+    when: Callable[[JobRecord], bool] | None = None
+    external: bool = False  # done by another record's stages; never pushed for this job
+    # The pools whose slot (taken by an earlier step) this step gives back when done: the reconciler frees
+    # a slot whose step is done, should the release have been lost.
+    releases: tuple[str, ...] = ()
+
+    def state_key(self, branch: int | None) -> str:
+        """Where the job record keeps this step's state: ``execute[2]`` for a branch."""
+        return self.name if branch is None else f"{self.name}[{branch}]"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a step: the step, and its branch (None outside a fan)."""
+
+    step: Step
+    branch: int | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self.step.state_key(self.branch)
+
+    @property
+    def args(self) -> tuple[str | int, ...]:
+        """The task's arguments after the job id."""
+        return () if self.branch is None else (self.branch,)
+
+
+@dataclass(frozen=True)
+class Next:
+    """What follows a done step: ``runs`` to push once every state of ``join`` is done (none to wait
+    for outside a join), or the job's end (``end``)."""
+
+    runs: tuple[Run, ...] = ()
+    join: tuple[str, ...] = ()
+    end: bool = False
+
+
+@dataclass(frozen=True)
+class Graph:
+    kind: str
+    steps: tuple[Step, ...]
+    _by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"graph {self.kind}: step names repeat: {names}")
+        object.__setattr__(self, "_by_name", {s.name: s for s in self.steps})
+
+    def step(self, name: str) -> Step:
+        return self._by_name[name]
+
+    def applying(self, job: JobRecord) -> list[Step]:
+        """The steps this job runs, in order."""
+        return [s for s in self.steps if s.when is None or s.when(job)]
+
+    def following(self, job: JobRecord, name: str) -> Step | None:
+        """The step after ``name`` for this job, if any."""
+        steps = self.applying(job)
+        at = next(i for i, s in enumerate(steps) if s.name == name)
+        return steps[at + 1] if at + 1 < len(steps) else None
+
+    def first(self, job: JobRecord) -> list[Run]:
+        """The runs that start the job."""
+        return self._runs_of(self.applying(job)[0], job)
+
+    def after(self, job: JobRecord, name: str, branch: int | None) -> Next:
+        """What follows run ``name``/``branch`` of ``job`` once it is done."""
+        steps = self.applying(job)
+        at = next(i for i, s in enumerate(steps) if s.name == name)
+        step = steps[at]
+        if at + 1 == len(steps):
+            return Next(join=self._join(step, job), end=True)
+        following = steps[at + 1]
+        if step.fan is not None and following.fan is step.fan and branch is not None:
+            return Next(runs=(Run(following, branch),))  # the branch goes on by itself
+        return Next(runs=tuple(self._runs_of(following, job)), join=self._join(step, job))
+
+    def frontier(self, job: JobRecord) -> list[Run]:
+        """The runs a job that has lost its messages should run now: each run not done whose step
+        before it (its branch's, or every branch of a fan it joins) is done. External steps are
+        another record's to run."""
+        done = {key for key, state in job.stages.items() if state.status is StageStatus.DONE}
+        steps = self.applying(job)
+        runs: list[Run] = []
+        before: list[str] = []  # the states of the step before, all of which a join waits for
+        for i, step in enumerate(steps):
+            previous = steps[i - 1] if i else None
+            same_fan = previous is not None and previous.fan is not None and previous.fan is step.fan
+            if not same_fan and not all(key in done for key in before):
+                break  # not ready, and nothing after it can be (its width may not even be known yet)
+            mine = self._runs_of(step, job)
+            for run in mine:
+                ready = previous is None or not same_fan or previous.state_key(run.branch) in done
+                if ready and run.state_key not in done and not step.external:
+                    runs.append(run)
+            before = [run.state_key for run in mine]
+        return runs
+
+    def _runs_of(self, step: Step, job: JobRecord) -> list[Run]:
+        if step.fan is None:
+            return [Run(step)]
+        return [Run(step, n) for n in range(step.fan.width(job))]
+
+    def _join(self, step: Step, job: JobRecord) -> tuple[str, ...]:
+        """The states that must all be done before what follows ``step`` runs (its fan's branches)."""
+        if step.fan is None:
+            return ()
+        return tuple(step.state_key(n) for n in range(step.fan.width(job)))
+
+
+def graph_table(graphs: Sequence[Graph]) -> str:
+    """Every kind's steps, one line each, for people (``genq graph``, the README)."""
+    lines = []
+    for graph in graphs:
+        parts = []
+        for step in graph.steps:
+            text = step.name + (f"[{step.fan.name}]" if step.fan else "")
+            if step.when is not None:
+                text = f"({text})"
+            parts.append(text)
+        lines.append(f"{graph.kind}: " + " → ".join(parts))
+    return "\n".join(lines)

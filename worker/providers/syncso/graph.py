@@ -1,0 +1,58 @@
+"""The step graphs of sync.so records. A lipsync job: [upload] → [estimate] → create → wait → download
+(``upload`` when inputs go through the media library, ``estimate`` when the job has a cost cap). A job of
+a batch waits in its batch (the batch record's stages carry it) and then runs its own download. A batch
+record: create → wait → collect, whose end pushes the download of each of its jobs that completed."""
+
+from __future__ import annotations
+
+from schemas import JobRecord, LipsyncRequest
+from worker.graph import Graph, Step
+from worker.providers.syncso.spec import BATCHES, GENERATIONS
+
+BATCH = "batch"  # a batch job's data field naming its batch, and its stage while it waits in the batch
+
+
+def _in_batch(job: JobRecord) -> bool:
+    return BATCH in job.data
+
+
+def _alone(job: JobRecord) -> bool:
+    return not _in_batch(job)
+
+
+def _uploads(job: JobRecord) -> bool:
+    from worker.providers.syncso.inputs import library_fields  # noqa: PLC0415 (imports the settings)
+    from worker.providers.syncso.spec import SPEC  # noqa: PLC0415
+    from worker.settings import get_settings  # noqa: PLC0415
+
+    assert isinstance(job.request, LipsyncRequest)
+    return _alone(job) and bool(library_fields(job.request, SPEC.section(get_settings()).max_upload_bytes))
+
+
+def _estimates(job: JobRecord) -> bool:
+    assert isinstance(job.request, LipsyncRequest)
+    return _alone(job) and job.request.max_cost_usd is not None
+
+
+LIPSYNC = Graph(
+    "lipsync",
+    (
+        Step(BATCH, "genq.syncso.batch_collect", when=_in_batch, external=True),
+        Step("upload", "genq.syncso.upload", when=_uploads),
+        Step("estimate", "genq.syncso.estimate", when=_estimates),
+        Step("create", "genq.syncso.create", when=_alone),
+        Step("wait", "genq.syncso.wait", when=_alone, releases=(GENERATIONS,)),
+        Step("download", "genq.syncso.download"),
+    ),
+)
+
+LIPSYNC_BATCH = Graph(
+    "lipsync_batch",
+    (
+        Step("create", "genq.syncso.batch_create"),
+        Step("wait", "genq.syncso.batch_wait", releases=(BATCHES,)),
+        Step("collect", "genq.syncso.batch_collect"),
+    ),
+)
+
+GRAPHS = (LIPSYNC, LIPSYNC_BATCH)

@@ -1,0 +1,296 @@
+"""The reconciler: the one place that repairs what a lost write left behind, so recovery waits on no
+clock meant for something else. One worker at a time runs it (a Redis lease, like the status sweep).
+Every ``reconcile_every_s`` it:
+
+- **puts lost step runs back.** A running job that has not moved for ``stale_s`` and has no message
+  anywhere (its queue, kombu's unacknowledged messages, the schedule, a parked wait, a pool's parked
+  callers), two passes in a row, gets the runs its step graph says are due (``Graph.frontier``) pushed
+  again. A message pushed twice is harmless: a run of a stage that advanced is skipped.
+- **frees pool slots no step holds.** A lease whose job has ended, or whose step that lets go of the
+  pool is done, is released (which wakes a parked caller), instead of waiting out its time to live.
+- **brings back messages nobody holds after Redis restarted.** Redis restarted from its append-only
+  file may have lost the acknowledgement of a message some worker had finished: kombu would give it
+  back only after the visibility timeout. Once every live worker's heartbeat has beaten since the
+  restart, an unacknowledged message whose time is older than the restart is held by no one: it goes
+  back to its queue.
+
+Each repair is logged and counted (``REPAIRS_KEY``, exported as ``genq_repairs_total{kind}``).
+Places are read upstream first (parked, scheduled, queued, then taken), so a message moving along while
+they are read is seen in the later place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from schemas import JobRecord, JobStatus, StageStatus
+from schemas import layout as L
+from schemas.wire import task_message
+from worker.graph import Graph
+from worker.limits import Limiter, Pool
+from worker.lua import source
+from worker.providers.registry import graph_for
+from worker.store import JobStore
+from worker.sweep import holder_id
+
+log = logging.getLogger(__name__)
+
+SCAN_CHUNK = 1000  # queue entries read per round trip
+CANDIDATES = 500  # stale jobs looked at per pass
+# The job id in a message's argsrepr header: "['<job id>'" or "['<job id>', 2]".
+_ARGSREPR = re.compile(rb'"argsrepr": "\[\'([^\'"]+)\'')
+
+
+@dataclass
+class Repairs:
+    messages: int = 0  # runs pushed again
+    leases: int = 0  # pool slots freed
+    unacked: int = 0  # messages brought back after a restart
+
+
+class Reconciler:
+    def __init__(
+        self,
+        client: redis.Redis,
+        limiter: Limiter,
+        pools: Sequence[Pool],
+        *,
+        queues: Sequence[str],
+        wait_namespaces: Sequence[str],
+        stale_s: float,
+        every_s: float,
+        lease_s: float,
+        heartbeat_s: float,
+        holder: str | None = None,
+    ) -> None:
+        self.redis = client
+        self.store = JobStore(client)
+        self.limiter = limiter
+        self.pools = list(pools)
+        self.queues = list(queues)
+        self.wait_namespaces = list(wait_namespaces)
+        self.stale_s = stale_s
+        self.every_s = every_s
+        self.lease_s = lease_s
+        self.heartbeat_s = heartbeat_s
+        self.holder = holder or holder_id()
+        self.stopped = threading.Event()
+        self._lease = client.register_script(source("lease"))
+        self._repush = client.register_script(source("repush"))
+        self._suspects: set[str] = set()  # running jobs found with no message on the last pass
+        self._restarted_at: float | None = None  # when a Redis restart was seen, until it is dealt with
+        self.total = Repairs()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                if self.leads():
+                    self.reconcile()
+            except redis.RedisError as exc:
+                log.warning("reconciler: Redis unavailable (%s)", exc)
+            except Exception:  # a bug here must not stop the next pass
+                log.exception("reconciler pass failed")
+            self.stopped.wait(self.every_s)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def leads(self) -> bool:
+        return bool(
+            self._lease(keys=[L.RECONCILER_LEASE_KEY], args=[self.holder, round(self.lease_s * 1000)])
+        )
+
+    def reconcile(self) -> Repairs:
+        """One pass; returns what it repaired."""
+        repairs = Repairs(
+            unacked=self.restore_after_restart(), messages=self.repush_lost(), leases=self.free_slots()
+        )
+        for kind, count in (
+            ("message", repairs.messages),
+            ("lease", repairs.leases),
+            ("unacked", repairs.unacked),
+        ):
+            if count:
+                self.redis.hincrby(L.REPAIRS_KEY, kind, count)
+        self.total.messages += repairs.messages
+        self.total.leases += repairs.leases
+        self.total.unacked += repairs.unacked
+        return repairs
+
+    # Lost step runs.
+
+    def repush_lost(self) -> int:
+        seconds, micros = self.redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        cutoff = now_ms - round(self.stale_s * 1000)
+        stale = [
+            _text(j) for j in self.redis.zrangebyscore(L.RUNNING_KEY, "-inf", cutoff, start=0, num=CANDIDATES)
+        ]
+        if not stale:
+            self._suspects = set()
+            return 0
+        lost = set(stale) - self.with_messages(set(stale))
+        confirmed, self._suspects = lost & self._suspects, lost - self._suspects
+        pushed = 0
+        for job_id in sorted(confirmed):
+            pushed += self._repush_job(job_id, cutoff)
+        return pushed
+
+    def _repush_job(self, job_id: str, cutoff_ms: int) -> int:
+        raw = self.redis.hgetall(L.job_key(job_id))
+        if not raw:
+            self.redis.zrem(L.RUNNING_KEY, job_id)
+            return 0
+        job = L.record_from_fields(job_id, raw)
+        runs = graph_for(job.kind).frontier(job)
+        root = L.text(raw.get(L.F_ROOT.encode(), b"")) or None
+        args: list[str] = []
+        for run in runs:
+            queue = L.queue_for_task(run.step.task)
+            args += [queue, task_message(run.step.task, [job_id, *run.args], queue, root_id=root)]
+        pushed = int(self._repush(keys=[L.job_key(job_id), L.RUNNING_KEY], args=[cutoff_ms, *args]))
+        if pushed:
+            log.warning("job %s had no message anywhere: pushed %s again",
+                        job_id, ", ".join(run.state_key for run in runs))  # fmt: skip
+        elif not runs:
+            log.warning("job %s has no message anywhere and no step due (its graph: %s)", job_id, job.kind)
+        self._suspects.discard(job_id)
+        return pushed
+
+    def with_messages(self, jobs: set[str]) -> set[str]:
+        """Which of ``jobs`` have a message somewhere (read upstream first)."""
+        found: set[str] = set()
+        found |= self._parked_in_pools()
+        found |= self._parked_in_waits()
+        found |= self._scheduled()
+        if jobs - found:
+            found |= self._in_lists(self.queues)
+        if jobs - found:
+            found |= self._taken()
+        return found
+
+    def _parked_in_pools(self) -> set[str]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for pool in self.pools:
+                pipe.hkeys(L.POOL_KEY.format(name=pool.name) + ":waiting")
+            return {L.text(h).split(":", 1)[0] for holders in pipe.execute() for h in holders}
+
+    def _parked_in_waits(self) -> set[str]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for namespace in self.wait_namespaces:
+                pipe.hvals(L.wait_keys(namespace)[0])
+            return {json.loads(entry)["job"] for entries in pipe.execute() for entry in entries}
+
+    def _scheduled(self) -> set[str]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for queue in self.queues:
+                pipe.hkeys(L.SCHEDULE_KEY.format(queue=queue) + ":items")
+            return {L.text(k).split(":", 1)[0] for keys in pipe.execute() for k in keys}
+
+    def _in_lists(self, queues: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for queue in queues:
+            start = 0
+            while chunk := self.redis.lrange(queue, start, start + SCAN_CHUNK - 1):
+                found |= _job_ids(chunk)
+                start += SCAN_CHUNK
+        return found
+
+    def _taken(self) -> set[str]:
+        return _job_ids(self.redis.hvals(L.UNACKED))
+
+    # Pool slots.
+
+    def free_slots(self) -> int:
+        """Release each lease whose holder's job ended or whose step that lets go of the pool is done."""
+        freed = 0
+        for pool in self.pools:
+            holders = [
+                _text(h) for h in self.redis.zrange(L.POOL_KEY.format(name=pool.name) + ":leases", 0, -1)
+            ]
+            if not holders:
+                continue
+            jobs = self.store.get_many([h.split(":", 1)[0] for h in holders])
+            for holder, job in zip(holders, jobs, strict=True):
+                if job is not None and not _holds(job, holder, pool.name):
+                    self.limiter.release(pool, holder)
+                    log.warning("pool %s: job %s (%s) no longer holds its slot; released", pool.name,
+                                job.id, job.status.value)  # fmt: skip
+                    freed += 1
+        return freed
+
+    # Messages after a restart.
+
+    def restore_after_restart(self) -> int:
+        """Once a restart of Redis was seen and every live worker has beaten since, bring back the
+        unacknowledged messages whose time is older than the restart."""
+        run_id = L.text(self.redis.info("server")["run_id"])
+        seen = self.redis.getset(L.REDIS_RUN_ID_KEY, run_id)
+        if seen is not None and L.text(seen) != run_id:
+            self._restarted_at = time.time()
+            log.warning("Redis restarted (run id %s, was %s)", run_id, L.text(seen))
+        if self._restarted_at is None or time.time() < self._restarted_at + 2 * self.heartbeat_s:
+            return 0
+        cutoff, self._restarted_at = self._restarted_at, None
+        tags = [_text(t) for t in self.redis.zrangebyscore(L.UNACKED_INDEX, "-inf", cutoff)]
+        restored = sum(self._restore(tag) for tag in tags)
+        if restored:
+            log.warning(
+                "after the Redis restart: %d messages no worker holds put back on their queues", restored
+            )
+        return restored
+
+    def _restore(self, tag: str) -> int:
+        """kombu's ``restore_by_tag``: back to the front of its queue, marked redelivered, in one step."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(L.UNACKED)  # type: ignore[no-untyped-call]
+                raw = pipe.hget(L.UNACKED, tag)
+                pipe.multi()
+                pipe.zrem(L.UNACKED_INDEX, tag)
+                pipe.hdel(L.UNACKED, tag)
+                if raw:
+                    message, _exchange, routing_key = json.loads(raw)
+                    message.get("headers", {})["redelivered"] = True
+                    message.get("properties", {}).get("delivery_info", {})["redelivered"] = True
+                    pipe.rpush(routing_key, json.dumps(message))
+                pipe.execute()
+            except redis.WatchError:
+                return 0
+        return 1 if raw else 0
+
+
+def _text(value: object) -> str:
+    """A sorted-set member as text (redis-py types a ZRANGE's members loosely)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _job_ids(messages: Iterable[bytes | str]) -> set[str]:
+    found = set()
+    for message in messages:
+        data = message.encode() if isinstance(message, str) else message
+        match = _ARGSREPR.search(data)
+        if match:
+            found.add(match.group(1).decode())
+    return found
+
+
+def _holds(job: JobRecord, holder: str, pool: str) -> bool:
+    """Whether ``holder`` (the job, or ``<job>:<branch>``) should still hold a slot of ``pool``."""
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        return False
+    graph: Graph = graph_for(job.kind)
+    _, _, branch = holder.partition(":")
+    for step in graph.applying(job):
+        if pool in step.releases:
+            state = job.stages.get(step.state_key(int(branch) if branch else None))
+            return state is None or state.status is not StageStatus.DONE
+    return True
