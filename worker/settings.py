@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.limits import LimitsSettings
 from worker.sections import ProviderSettings
 
 log = logging.getLogger(__name__)
@@ -30,24 +31,6 @@ PREFIX = "GENQ_"
 # GENQ_ variables genq reads outside ``Settings``: not settings, but not misspellings either.
 OTHER_VARIABLES = frozenset({"GENQ_REDIS_SERVER_BIN"})  # genq/redis_server.py: the redis-server to run
 _warned: set[str] = set()
-
-
-class LimitsSettings(BaseModel):
-    """How genq spends provider budgets across every worker (see worker/limits)."""
-
-    enabled: bool = True
-    # A lease on a concurrency slot lapses this long after its last renewal (a dead worker's slot comes
-    # back then). Renewed at every status check, so it must exceed the longest check interval.
-    lease_ttl_s: float = Field(180.0, gt=0)
-    # Farthest ahead a rate token is reserved; a stage further back re-queues and asks again then.
-    horizon_s: float = Field(30.0, gt=0)
-    # A 429 without Retry-After pauses its budget this long.
-    pause_s: float = Field(5.0, gt=0)
-    # How often each worker reclaims lapsed leases and wakes parked stages.
-    sweep_interval_s: float = Field(1.0, gt=0)
-    # Celery's own per-worker `rate_limit` per task name (e.g. {"genq.syncso.create": "1/s"}); only for
-    # comparison with genq's global budgets (bench/ratelimit.py): it does not hold across workers.
-    celery_rate_limits: dict[str, str] = Field(default_factory=dict)
 
 
 class WaitSettings(BaseModel):
