@@ -11,9 +11,8 @@ from typing import Any
 
 from celery import bootsteps
 
-from worker.context import Context
+from worker.context import Context, watchers
 from worker.metrics import start_flushing, stop_flushing
-from worker.providers.registry import watchers
 from worker.schedule import Mover
 from worker.settings import get_settings
 from worker.sweep import Sweeper

@@ -2,9 +2,9 @@
 
 ``GENQ_REDIS_URL``, ``GENQ_RETRY__MAX_RETRIES`` ... and one section per provider of the registry,
 named after it: ``GENQ_SYNCSO__API_KEY``, ``GENQ_AISTUDIOS__BASE_URL`` (each provider's section is its
-own module, ``worker/providers/<name>/settings.py``). Every provider base URL is a setting, so the same
-workers talk to the real API or to a simulator. Secrets are ``SecretStr``: they print as ``**********``
-in reprs and logs.
+own module, ``worker/providers/<name>/settings.py``, and ``registry.ProviderSections`` lists them).
+Every provider base URL is a setting, so the same workers talk to the real API or to a simulator.
+Secrets are ``SecretStr``: they print as ``**********`` in reprs and logs.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import typing
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.limits import LimitsSettings
+from worker.providers.registry import ProviderSections
 from worker.sections import ProviderSettings
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,8 @@ class RetrySettings(BaseModel):
     backoff_cap_s: float = Field(300.0, gt=0)
 
 
-class CoreSettings(BaseSettings):
-    """The settings of genq itself; ``Settings`` adds a section per provider."""
+class Settings(BaseSettings, ProviderSections):
+    """genq's own settings, and from ``ProviderSections`` a typed section per provider of the registry."""
 
     model_config = SettingsConfigDict(env_prefix="GENQ_", env_nested_delimiter="__", extra="ignore")
 
@@ -86,21 +87,6 @@ class CoreSettings(BaseSettings):
         section = getattr(self, name)
         assert isinstance(section, ProviderSettings)
         return section
-
-
-def _with_provider_sections() -> type[CoreSettings]:
-    from worker.providers.registry import PROVIDERS  # noqa: PLC0415 (the registry imports the sections)
-
-    sections: dict[str, Any] = {
-        spec.name: (spec.settings, Field(default_factory=spec.settings)) for spec in PROVIDERS.values()
-    }
-    return create_model("Settings", __base__=CoreSettings, __module__=__name__, **sections)
-
-
-if TYPE_CHECKING:
-    Settings = CoreSettings
-else:
-    Settings = _with_provider_sections()
 
 
 @lru_cache(maxsize=1)
