@@ -34,8 +34,8 @@ from simulators.config import SimConfig
 from simulators.demo import Demo
 from simulators.registry import SIMULATORS
 from simulators.server import SimulatorServer
+from worker.context import budgets_from
 from worker.limits import RedisLimiter
-from worker.providers.registry import budgets_from
 from worker.settings import Settings
 
 # Every job kind's demo, from the simulators' registry.

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from rich.table import Table
 
 from schemas import layout as L
-from worker.context import Context
+from worker.context import Context, watchers
 from worker.limits import BudgetState
-from worker.providers.registry import specs, watchers
+from worker.providers.registry import specs
 from worker.schedule import ScheduleState
 from worker.waits import WaitCounts
 

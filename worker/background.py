@@ -12,10 +12,9 @@ from typing import Any
 
 from celery import bootsteps
 
-from worker.context import Context
+from worker.context import Context, watchers
 from worker.heartbeat import Heartbeat
 from worker.metrics import start_flushing, stop_flushing
-from worker.providers.registry import watchers
 from worker.reconcile import Reconciler
 from worker.schedule import Mover
 from worker.settings import get_settings

@@ -1,9 +1,13 @@
 """What a worker process talks to: settings, the job store, the limiter, provider clients. Built lazily,
-once per process (after Celery forks its pool), so no connection is shared across processes."""
+once per process (after Celery forks its pool), so no connection is shared across processes.
+
+Also what the registry's providers amount to for given settings (their budgets, their status sweeps):
+here rather than in the registry, which the settings import."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import Any, TypeVar
@@ -11,12 +15,13 @@ from typing import Any, TypeVar
 import redis
 
 from worker.limits import Budgets, Limiter, RedisLimiter, Unlimited
-from worker.providers.registry import budgets_from
-from worker.providers.spec import ProviderSpec
+from worker.providers.registry import specs
+from worker.providers.spec import ProviderSpec, load
 from worker.schedule import Schedule
 from worker.sections import ProviderSettings
 from worker.settings import Settings, get_settings
 from worker.store import JobStore
+from worker.sweep import Watcher
 from worker.waits import Waits
 
 S = TypeVar("S", bound=ProviderSettings)
@@ -69,6 +74,27 @@ class Context:
                 self._clients[spec.name] = spec.client(spec.section(self.settings), self.redis)
             client: C = self._clients[spec.name]
             return client
+
+
+def budgets_from(settings: Settings, *, configured_only: bool = False) -> Budgets:
+    """Every provider's declared budgets (with ``configured_only``: of the providers in use)."""
+    ttl = settings.limits.lease_ttl_s
+    return Budgets(
+        {
+            spec.name: spec.budgets(spec.section(settings), ttl)
+            for spec in specs(settings, configured_only=configured_only)
+        }
+    )
+
+
+def watchers(ctx: Context) -> list[Watcher]:
+    """The status sweeps of the providers in use (one per account)."""
+    found = []
+    for spec in specs(ctx.settings, configured_only=True):
+        for path in spec.watchers:
+            build: Callable[[Context], Watcher] = load(path)
+            found.append(build(ctx))
+    return found
 
 
 @cache

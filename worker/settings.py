@@ -2,9 +2,9 @@
 
 ``GENQ_REDIS_URL``, ``GENQ_RETRY__MAX_RETRIES`` ... and one section per provider of the registry,
 named after it: ``GENQ_SYNCSO__API_KEY``, ``GENQ_AISTUDIOS__BASE_URL`` (each provider's section is its
-own module, ``worker/providers/<name>/settings.py``). Every provider base URL is a setting, so the same
-workers talk to the real API or to a simulator. Secrets are ``SecretStr``: they print as ``**********``
-in reprs and logs.
+own module, ``worker/providers/<name>/settings.py``, and ``registry.ProviderSections`` lists them).
+Every provider base URL is a setting, so the same workers talk to the real API or to a simulator.
+Secrets are ``SecretStr``: they print as ``**********`` in reprs and logs.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import typing
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-from pydantic import BaseModel, Field, create_model, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.limits import LimitsSettings
+from worker.providers.registry import ProviderSections
 from worker.sections import ProviderSettings
 
 log = logging.getLogger(__name__)
@@ -30,24 +32,6 @@ PREFIX = "GENQ_"
 # GENQ_ variables genq reads outside ``Settings``: not settings, but not misspellings either.
 OTHER_VARIABLES = frozenset({"GENQ_REDIS_SERVER_BIN"})  # genq/redis_server.py: the redis-server to run
 _warned: set[str] = set()
-
-
-class LimitsSettings(BaseModel):
-    """How genq spends provider budgets across every worker (see worker/limits)."""
-
-    enabled: bool = True
-    # A lease on a concurrency slot lapses this long after its last renewal (a dead worker's slot comes
-    # back then). Renewed at every status check, so it must exceed the longest check interval.
-    lease_ttl_s: float = Field(180.0, gt=0)
-    # Farthest ahead a rate token is reserved; a stage further back re-queues and asks again then.
-    horizon_s: float = Field(30.0, gt=0)
-    # A 429 without Retry-After pauses its budget this long.
-    pause_s: float = Field(5.0, gt=0)
-    # How often each worker reclaims lapsed leases and wakes parked stages.
-    sweep_interval_s: float = Field(1.0, gt=0)
-    # Celery's own per-worker `rate_limit` per task name (e.g. {"genq.syncso.create": "1/s"}); only for
-    # comparison with genq's global budgets (bench/ratelimit.py): it does not hold across workers.
-    celery_rate_limits: dict[str, str] = Field(default_factory=dict)
 
 
 class WaitSettings(BaseModel):
@@ -96,8 +80,8 @@ class RetrySettings(BaseModel):
     backoff_cap_s: float = Field(300.0, gt=0)
 
 
-class CoreSettings(BaseSettings):
-    """The settings of genq itself; ``Settings`` adds a section per provider."""
+class Settings(BaseSettings, ProviderSections):
+    """genq's own settings, and from ``ProviderSections`` a typed section per provider of the registry."""
 
     model_config = SettingsConfigDict(env_prefix="GENQ_", env_nested_delimiter="__", extra="ignore")
 
@@ -140,21 +124,6 @@ class CoreSettings(BaseSettings):
         section = getattr(self, name)
         assert isinstance(section, ProviderSettings)
         return section
-
-
-def _with_provider_sections() -> type[CoreSettings]:
-    from worker.providers.registry import PROVIDERS  # noqa: PLC0415 (the registry imports the sections)
-
-    sections: dict[str, Any] = {
-        spec.name: (spec.settings, Field(default_factory=spec.settings)) for spec in PROVIDERS.values()
-    }
-    return create_model("Settings", __base__=CoreSettings, __module__=__name__, **sections)
-
-
-if TYPE_CHECKING:
-    Settings = CoreSettings
-else:
-    Settings = _with_provider_sections()
 
 
 @lru_cache(maxsize=1)

@@ -9,15 +9,8 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 
-from worker.providers.aistudios.client import (
-    ENDPOINTS,
-    AIStudiosClient,
-    AvatarModel,
-    Progress,
-    Project,
-    error_class,
-    unwrap,
-)
+from worker.providers.aistudios.api import ENDPOINTS, error_class, unwrap
+from worker.providers.aistudios.client import AIStudiosClient, AvatarModel, Progress, Project
 from worker.providers.errors import (
     AuthFailed,
     BadRequest,

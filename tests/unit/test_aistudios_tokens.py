@@ -18,7 +18,8 @@ import redis
 from pydantic import SecretStr
 
 from schemas import layout as L
-from worker.providers.aistudios.client import ENDPOINTS, AIStudiosClient
+from worker.providers.aistudios.api import ENDPOINTS
+from worker.providers.aistudios.client import AIStudiosClient
 from worker.providers.aistudios.settings import AIStudiosSettings
 from worker.providers.aistudios.tokens import IssuedToken, SharedToken
 from worker.providers.errors import AuthFailed, ProviderError, ProviderUnavailable, RateLimited

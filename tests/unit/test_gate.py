@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas import JOB_REQUEST, JobRecord, JobStatus, StageStatus
+from worker.context import budgets_from
 from worker.limits import Gate, MemoryLimiter, Parked, Pool, RateBudget, Unlimited
 from worker.limits.report import prometheus_text, snapshot
 from worker.outcomes import Later
 from worker.providers.errors import ConcurrencyLimited, RateLimited
-from worker.providers.registry import budgets_from
 from worker.settings import LimitsSettings, Settings
 
 POOL = Pool("syncso.generations", 1, 60.0)

@@ -1,7 +1,7 @@
 """Provider budgets shared by every worker: rate turns and concurrency leases (see ``base``)."""
 
 from worker.limits.base import BudgetState, Limiter, RateTurn, Turn, Unlimited, Waiter
-from worker.limits.budgets import Budgets, Pool, RateBudget
+from worker.limits.budgets import Budgets, LimitsSettings, Pool, RateBudget
 from worker.limits.gate import Gate, Parked
 from worker.limits.memory import MemoryLimiter
 from worker.limits.redis_limiter import RedisLimiter
@@ -11,6 +11,7 @@ __all__ = [
     "Budgets",
     "Gate",
     "Limiter",
+    "LimitsSettings",
     "MemoryLimiter",
     "Parked",
     "Pool",

@@ -1,10 +1,13 @@
 """The provider budgets genq enforces: rate budgets and concurrency pools, by provider (each provider's
-spec declares its own from its settings section)."""
+spec declares its own from its settings section), and the ``GENQ_LIMITS__`` section that says how they
+are spent. That section lives here, not in ``worker.settings``, so the limits import nothing above them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
 
 from worker.sections import RateBudgetSettings
 
@@ -72,3 +75,21 @@ class Budgets:
 
     def _named(self, name: str) -> RateBudget | Pool | None:
         return next((b for budgets in self.by_provider.values() for b in budgets if b.name == name), None)
+
+
+class LimitsSettings(BaseModel):
+    """How genq spends provider budgets across every worker (``GENQ_LIMITS__...``)."""
+
+    enabled: bool = True
+    # A lease on a concurrency slot lapses this long after its last renewal (a dead worker's slot comes
+    # back then). Renewed at every status check, so it must exceed the longest check interval.
+    lease_ttl_s: float = Field(180.0, gt=0)
+    # Farthest ahead a rate token is reserved; a stage further back re-queues and asks again then.
+    horizon_s: float = Field(30.0, gt=0)
+    # A 429 without Retry-After pauses its budget this long.
+    pause_s: float = Field(5.0, gt=0)
+    # How often each worker reclaims lapsed leases and wakes parked stages.
+    sweep_interval_s: float = Field(1.0, gt=0)
+    # Celery's own per-worker `rate_limit` per task name (e.g. {"genq.syncso.create": "1/s"}); only for
+    # comparison with genq's global budgets (bench/ratelimit.py): it does not hold across workers.
+    celery_rate_limits: dict[str, str] = Field(default_factory=dict)

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from schemas import JobRecord, StageStatus
 from worker.limits.base import Limiter, Turn, Waiter
-from worker.limits.budgets import Pool, RateBudget
+from worker.limits.budgets import LimitsSettings, Pool, RateBudget
 from worker.outcomes import Later
 from worker.providers.errors import ConcurrencyLimited, RateLimited
-
-if TYPE_CHECKING:
-    from worker.settings import LimitsSettings
 
 
 class Parked(Exception):

@@ -255,8 +255,10 @@ def send_with_connect_retry(
     delay_s: float = 0.05,
     provider: str,
     stream: bool = False,
+    auth: httpx.Auth | None = None,
 ) -> httpx.Response:
-    """Send ``request``, retrying in place only connection failures that fail fast.
+    """Send ``request`` (through ``auth``'s flow if given, else the client's), retrying in place only
+    connection failures that fail fast.
 
     ``ConnectError`` and ``ConnectTimeout`` mean the request never reached the provider, so resending
     is safe even for a create; they are retried up to ``attempts`` times in all, ``delay_s`` apart.
@@ -265,7 +267,7 @@ def send_with_connect_retry(
     The response is returned whatever its status; translating statuses is the caller's job.
     """
     return _with_connect_retry(
-        lambda: client.send(request, stream=stream),
+        lambda: client.send(request, stream=stream, auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth),
         request,
         attempts=attempts,
         delay_s=delay_s,

@@ -1,30 +1,53 @@
-"""Every provider genq drives. A new provider is its package plus one line here (and its request model
-in ``schemas/requests.py``, its stand-in in ``simulators/registry.py``)."""
+"""Every provider genq drives. A new provider is its package plus its spec and its settings section here
+(and its request model in ``schemas/requests.py``, its stand-in in ``simulators/registry.py``).
+
+This module imports no part of the core but the provider packages' specs and sections, so that
+``worker.settings`` can build its ``Settings`` on ``ProviderSections`` without an import cycle.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from schemas.requests import KINDS
-from worker.limits.budgets import Budgets
+from worker.providers.aimi.settings import AimiSettings
 from worker.providers.aimi.spec import SPEC as AIMI
+from worker.providers.aistudios.settings import AIStudiosSettings
 from worker.providers.aistudios.spec import SPEC as AISTUDIOS
 from worker.providers.spec import AnySpec, load
+from worker.providers.syncso.settings import SyncSoSettings
 from worker.providers.syncso.spec import SPEC as SYNCSO
 
 if TYPE_CHECKING:
-    from worker.context import Context
     from worker.graph import Graph
-    from worker.settings import Settings
-    from worker.sweep import Watcher
 
 PROVIDERS: Mapping[str, AnySpec] = {spec.name: spec for spec in (SYNCSO, AISTUDIOS, AIMI)}
 
 
-def specs(settings: BaseModel, *, configured_only: bool = False) -> list[AnySpec]:
+class ProviderSections(BaseModel):
+    """Each provider's settings section, named after it (``GENQ_SYNCSO__API_KEY`` ...). Written out field
+    by field so that mypy knows ``settings.syncso`` is a ``SyncSoSettings``; checked against ``PROVIDERS``
+    when this module is imported, so the two cannot drift apart."""
+
+    syncso: SyncSoSettings = Field(default_factory=SyncSoSettings)
+    aistudios: AIStudiosSettings = Field(default_factory=AIStudiosSettings)
+    aimi: AimiSettings = Field(default_factory=AimiSettings)
+
+
+def _check_sections() -> None:
+    sections = {name: field.annotation for name, field in ProviderSections.model_fields.items()}
+    declared = {spec.name: spec.settings for spec in PROVIDERS.values()}
+    if sections != declared:
+        raise TypeError(f"ProviderSections has {sections}, the providers' specs declare {declared}")
+
+
+_check_sections()
+
+
+def specs(settings: ProviderSections, *, configured_only: bool = False) -> list[AnySpec]:
     """The providers; with ``configured_only``, those whose credentials are set (the ones jobs can use:
     only their accounts are swept and reported)."""
     return [s for s in PROVIDERS.values() if not configured_only or s.section(settings).configured]
@@ -44,24 +67,3 @@ def graph_for(kind: str) -> Graph:
 def all_graphs() -> list[Graph]:
     """Every kind's graph, in registry order."""
     return [g for spec in PROVIDERS.values() for g in load(spec.graphs)]
-
-
-def budgets_from(settings: Settings, *, configured_only: bool = False) -> Budgets:
-    """Every provider's declared budgets (with ``configured_only``: of the providers in use)."""
-    ttl = settings.limits.lease_ttl_s
-    return Budgets(
-        {
-            spec.name: spec.budgets(spec.section(settings), ttl)
-            for spec in specs(settings, configured_only=configured_only)
-        }
-    )
-
-
-def watchers(ctx: Context) -> list[Watcher]:
-    """The status sweeps of the providers in use (one per account)."""
-    found = []
-    for spec in specs(ctx.settings, configured_only=True):
-        for path in spec.watchers:
-            build: Callable[[Context], Watcher] = load(path)
-            found.append(build(ctx))
-    return found

@@ -1,13 +1,13 @@
 """DeepBrain AI Studios v3 client: create and export renders, follow their progress, fetch the output.
 
-``unwrap`` is the one place the envelope ``{"success", "data" | "error": {"code", "msg"}}`` and the HTTP
-status become data or the shared error tree. Calls send the token raw in ``Authorization`` (no "Bearer");
-a 401 gets one token refresh and one retry. Responses parse leniently: a new field never fails a job.
+Every API call sends the account's token raw in ``Authorization`` (no "Bearer"), through
+``tokens.TokenAuth``: a 401 gets one token refresh and one retry. Answers go through ``api.unwrap``.
+Responses parse leniently: a new field never fails a job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 from urllib.parse import quote
@@ -15,14 +15,12 @@ from urllib.parse import quote
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from worker.providers.errors import AuthFailed, BadRequest, JobRejected, ProviderError, ProviderUnavailable
+from worker.providers.aistudios.api import ENDPOINTS, PROVIDER, error_code, unwrap
+from worker.providers.aistudios.tokens import SharedToken, TokenAuth, TokenSource
+from worker.providers.errors import ProviderUnavailable
 from worker.providers.http import (
     Download,
-    build_error,
-    error_class_for_status,
     make_http_client,
-    redact,
-    request_secrets,
     send_with_connect_retry,
     snippet,
     stream_to_file,
@@ -32,28 +30,8 @@ if TYPE_CHECKING:
     import redis
 
     from worker.providers.aistudios.settings import AIStudiosSettings
-    from worker.providers.aistudios.tokens import TokenSource
 
-PROVIDER: Final = "aistudios"
 RESOLUTIONS: Final = frozenset({"4k", "1080", "720", "480"})
-
-
-# (method, path) of every call (reference 2.2, 2.4): a correction is one line here. All are [DOC] (the
-# v3 reference); the HTTP statuses of their errors are [INF] (undocumented, reference 2.3/2.8).
-ENDPOINTS: Final[Mapping[str, tuple[str, str]]] = {
-    "token": ("POST", "/api/odin/v3/auth/token"),  # [DOC] auth.md
-    "create": ("POST", "/api/odin/v3/editor/project"),  # [DOC] create-project.md
-    "export": ("POST", "/api/odin/v3/editor/project/export"),  # [DOC] export-project
-    "project": ("GET", "/api/odin/v3/editor/project/{project_id}"),  # [DOC] get-project
-    "delete": ("DELETE", "/api/odin/v3/editor/project"),  # [DOC] body {"ids": [...]}
-    # [DOC] v3 reference; the getting-started page still shows the v2 path (reference 2.1 CONFLICT).
-    "progress": ("GET", "/api/odin/v3/editor/progress/{project_id}"),
-    "models": ("GET", "/api/odin/v3/model"),  # [DOC] model.md
-}
-
-# Error codes that say more than the status. [INF] the token endpoint's bad-credentials code.
-CODE_ERRORS: Final[Mapping[str, type[ProviderError]]] = {"INVALID_CREDENTIALS": AuthFailed}
-_REQUEST_ID_HEADERS: Final = ("x-request-id", "x-amzn-requestid")
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
@@ -132,84 +110,20 @@ class _Deleted(_Lenient):
     deleted_count: int = Field(0, alias="deletedCount")
 
 
-def error_class(status_code: int, code: str | None, *, render_status: bool = False) -> type[ProviderError]:
-    """The error for a non-2xx status or a 2xx ``success: false``. A known ``code`` decides first; a 2xx
-    failure is a refused request (``BadRequest``), or on the progress call a failed render (``JobRejected``);
-    other statuses follow the shared table (401/403 auth, 402, 404, 408/5xx unavailable, 429, 4xx bad)."""
-    if code is not None and code in CODE_ERRORS:
-        return CODE_ERRORS[code]
-    if 200 <= status_code < 300:
-        return JobRejected if render_status else BadRequest
-    return error_class_for_status(status_code)
-
-
-def unwrap(response: httpx.Response, *, render_status: bool = False, secrets: Iterable[str] = ()) -> Any:
-    """``data`` of a successful envelope, else raise the shared-tree error with ``secrets`` (and credential
-    headers) scrubbed. A 2xx that is not an envelope is ``ProviderUnavailable``: the provider misbehaved."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    secrets = [*secrets, *request_secrets(response)]
-    request_id = next(filter(None, map(response.headers.get, _REQUEST_ID_HEADERS)), None)
-    error: type[ProviderError]
-    if response.is_success and not (isinstance(body, dict) and isinstance(body.get("success"), bool)):
-        error, code = ProviderUnavailable, None
-        message = f"{response.request.url.path} answered without an envelope: {snippet(response.text)}"
-    elif response.is_success and body["success"]:
-        return body.get("data")
-    else:
-        message, code = _error_fields(body, response)
-        error = error_class(response.status_code, code, render_status=render_status)
-    raise build_error(
-        error,
-        redact(message, secrets),
-        provider=PROVIDER,
-        status_code=response.status_code,
-        code=code,
-        request_id=request_id,
-        headers=response.headers,
-    )
-
-
-def error_code(response: httpx.Response) -> str | None:
-    """The ``error.code`` of an error response, as ``unwrap`` reads it (for metrics)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    return _error_fields(body, response)[1]
-
-
-def _error_fields(body: Any, response: httpx.Response) -> tuple[str, str | None]:
-    """(message, code) from ``{"error": {"code", "msg"}}`` or whatever else an error body holds."""
-    reason = response.reason_phrase or f"HTTP {response.status_code}"
-    if not isinstance(body, dict):
-        return snippet(response.text) or reason, None
-    error = body.get("error")
-    fields = error if isinstance(error, dict) else body
-    raw_message = fields.get("msg") or fields.get("message") or (error if isinstance(error, str) else None)
-    code = fields.get("code")
-    code = str(code) if isinstance(code, str | int) and code != "" else None
-    return snippet(str(raw_message)) if raw_message else reason, code
-
-
 class AIStudiosClient:
     """Typed calls to the AI Studios v3 API over an injected ``httpx.Client`` (base URL and timeouts
     set) and a ``TokenSource``. Only fast connection failures are retried here, and a 401 once."""
 
     def __init__(self, http: httpx.Client, tokens: TokenSource, *, workspace_id: str | None = None) -> None:
         self._http = http
-        self._tokens = tokens
+        # Per call, not on ``http``: downloads go through the same client and must carry no token.
+        self._auth = TokenAuth(tokens)
         self.workspace_id = workspace_id
         self.provider = PROVIDER
 
     @classmethod
     def from_settings(cls, settings: AIStudiosSettings, redis_client: redis.Redis) -> Self:
         """A client for ``settings.url`` whose token is shared through ``redis_client``."""
-        # Imported here: tokens.py reads this module's endpoint table and envelope rules.
-        from worker.providers.aistudios.tokens import SharedToken  # noqa: PLC0415
-
         http = make_http_client(
             settings.url,
             connect_timeout_s=settings.http.connect_timeout_s,
@@ -289,17 +203,12 @@ class AIStudiosClient:
         if "{project_id}" in template and not project_id:
             raise ValueError("project_id is empty")
         path = template.format(project_id=quote(project_id, safe=""))
-        token = self._tokens.token()
-        response = self._send(method, path, body, token)
-        if response.status_code == 401:
-            token = self._tokens.refresh(token)
-            response = self._send(method, path, body, token)
-        return unwrap(response, render_status=name == "progress", secrets=[token])
-
-    def _send(self, method: str, path: str, body: dict[str, Any] | None, token: str) -> httpx.Response:
-        headers = {"Authorization": token, "Content-Type": "application/json"}
-        request = self._http.build_request(method, path, json=body, headers=headers)
-        return send_with_connect_retry(self._http, request, provider=self.provider)
+        request = self._http.build_request(
+            method, path, json=body, headers={"Content-Type": "application/json"}
+        )
+        response = send_with_connect_retry(self._http, request, auth=self._auth, provider=self.provider)
+        # The token the answer may echo is scrubbed with the request's Authorization header.
+        return unwrap(response, render_status=name == "progress")
 
     def _parse(self, name: str, data: Any, model: type[_ModelT]) -> _ModelT:
         # A 2xx we cannot read is the provider misbehaving, not our request being wrong: retry later.

@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
@@ -32,7 +32,7 @@ import redis
 from pydantic import SecretStr
 
 from schemas import layout as L
-from worker.providers.aistudios.client import ENDPOINTS, PROVIDER, unwrap
+from worker.providers.aistudios.api import ENDPOINTS, PROVIDER, unwrap
 from worker.providers.errors import AuthFailed, ProviderUnavailable
 from worker.providers.http import send_with_connect_retry
 
@@ -49,7 +49,7 @@ return 0
 
 
 class TokenSource(Protocol):
-    """What ``AIStudiosClient`` needs: the current token, and a new one when the API refuses it."""
+    """What ``TokenAuth`` needs: the current token, and a new one when the API refuses it."""
 
     def token(self) -> str:
         """A token believed valid."""
@@ -58,6 +58,25 @@ class TokenSource(Protocol):
     def refresh(self, stale: str) -> str:
         """A token other than ``stale``, which the API just refused."""
         ...
+
+
+class TokenAuth(httpx.Auth):
+    """Sends the token raw in ``Authorization`` (no "Bearer"). A 401 gets one refresh and one retry: the
+    token may have expired early or been replaced by another worker; a second 401 is the caller's."""
+
+    # The refused answer is read before the refresh, so its connection is free for the token request.
+    requires_response_body = True
+
+    def __init__(self, tokens: TokenSource) -> None:
+        self._tokens = tokens
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self._tokens.token()
+        request.headers["Authorization"] = token
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = self._tokens.refresh(token)
+            yield request
 
 
 @dataclass(frozen=True)
