@@ -25,9 +25,9 @@ from typing import Final
 from schemas import JobError, JobRecord, JobStatus, LipsyncBatchRequest, LipsyncRequest, StageStatus
 from schemas import layout as L
 from schemas.lipsync_wire import batch_file
-from worker.follow import Followed, recorded_end
+from worker.follow import Followed, followed_end
 from worker.limits import Gate
-from worker.outcomes import Later, Stop
+from worker.outcomes import Stop
 from worker.providers.errors import JobRejected, NotFound, Throttled
 from worker.providers.syncso.account import SyncSo
 from worker.providers.syncso.resources import Batch, BatchRow, BatchStatus, BatchValidated
@@ -133,17 +133,13 @@ def follow_batch(batch: JobRecord, sync: SyncSo, waits: Waits, gate: Gate) -> Ba
         "GENQ_SYNCSO__BATCH_MAX_WAIT_S",
         created or batch.created_at,
     )
-    result = recorded_end(followed, waits, gate)
-    if result.state == "missing":
+
+    def ask() -> WaitResult | str:
         with gate.calling(sync.other_rate):
-            ended = sync.client.get_batch(batch_id)  # a 404 fails the batch
-        if not ended.is_terminal:
-            waits.forget(BATCH_WAITS, batch_id)
-            raise Later(0.0, f"batch {ended.status}", status=StageStatus.WAITING)
-    else:
-        ended = Batch.model_validate(result.body)
-    gate.let_go(sync.batches)
-    return ended
+            asked = sync.client.get_batch(batch_id)  # a 404 fails the batch
+        return batch_ended(asked) if asked.is_terminal else f"batch {asked.status}"
+
+    return Batch.model_validate(followed_end(followed, waits, gate, ask).body)
 
 
 def collect_batch(batch: JobRecord, store: JobStore, sync: SyncSo, waits: Waits, gate: Gate) -> list[str]:
