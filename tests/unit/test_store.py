@@ -1,5 +1,6 @@
 """A job's failure is one step: its error, its status and its dead-letter entry appear together, and a job
-that has ended already is left as it was (on the session Redis's scratch database)."""
+that has ended already is left as it was; a claimed provider id is recorded in the same step (on the
+session Redis's scratch database)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,27 @@ def test_a_job_that_ended_keeps_its_first_error_and_is_not_dead_lettered_later(
     assert store.get(failed).error == _error("first")
     assert (store.get(cancelled).status, store.get(cancelled).error) == (JobStatus.CANCELLED, None)
     assert _dead(scratch) == set()
+
+
+def test_a_claim_records_the_id_in_the_same_step_and_a_claimed_id_is_not_taken_again(
+    scratch_url: str, scratch: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    producer = Producer(scratch_url)
+    ours, theirs = producer.submit(LIPSYNC), producer.submit(LIPSYNC)
+    store = JobStore(scratch)
+    store.claim("syncso.batch", "warm", job_id=ours, name="warm")  # loads the script
+    sent: list[str] = []
+    execute = scratch.execute_command
+
+    def counted(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return execute(*args, **options)
+
+    monkeypatch.setattr(scratch, "execute_command", counted)
+    assert store.claim("syncso.batch", "batch_1", job_id=ours, name="batch") == "batch_1"
+    assert sent == ["EVALSHA"]  # one command: no crash leaves the id claimed but unrecorded
+    monkeypatch.undo()
+    assert store.claim("syncso.batch", "batch_1", job_id=theirs, name="batch") is None
+    assert store.get(ours).provider_ids["batch"] == "batch_1"
+    assert "batch" not in store.get(theirs).provider_ids
+    assert scratch.smembers(L.CLAIMED_KEY.format(kind="syncso.batch")) == {b"warm", b"batch_1"}

@@ -3,10 +3,11 @@ its own job. The batch is a record of its own (kind ``lipsync_batch``) with thre
 
 - ``create``: the jobs' batch file, validated with ``dry_run``, then created once under a slot of
   ``syncso.batches``. sync.so takes no idempotency key for batches, so the create is recorded as
-  ``requested`` (after the rate turn, right before the POST) and the batch id as soon as it comes back.
-  A run that finds ``requested`` without an id died in between: it looks for the batch among those
-  created since (same number of generations, not claimed by another genq record) and adopts it, and
-  only creates one if there is none. A 429 means nothing was created, so it clears ``requested``.
+  ``requested`` (after the rate turn, right before the POST) and the batch id as soon as it comes back,
+  claimed (``CLAIMED_KEY``) in the same Redis step. A run that finds ``requested`` without an id died in
+  between: it looks for the batch among those created since (same number of generations, not claimed by
+  a genq record) and adopts it, and only creates one if there is none. A 429 means nothing was created,
+  so it clears ``requested``.
 - ``wait``: parked like any wait, in its own namespace (``syncso.batch``), checked by the batch sweep.
 - ``collect``: reads the results file and ends each job: a completed row records the job's generation
   and its end (as the generation sweep would) and queues the job's own ``download`` stage; a failed row
@@ -85,8 +86,10 @@ def start_batch(batch: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> 
             raise
     if not isinstance(created, Batch):
         raise JobRejected(f"sync.so answered a batch create with {created.status}", provider=PROVIDER)
-    store.claim(BATCH_WAITS, created.id)
-    return store.record_provider_id(batch.id, BATCH, created.id)
+    recorded = store.claim(BATCH_WAITS, created.id, job_id=batch.id, name=BATCH)
+    if recorded is None:  # another record's search took it since the create answered: follow it too
+        return store.record_provider_id(batch.id, BATCH, created.id)
+    return recorded
 
 
 def _lipsync(job: JobRecord) -> LipsyncRequest:
@@ -113,8 +116,9 @@ def _adopt(
         recent = sync.client.list_batches(created_after=requested - ADOPT_SKEW)
     candidates = [b for b in recent if b.metrics.total_generations == size]
     for candidate in sorted(candidates, key=lambda b: b.created_at or requested):
-        if store.claim(BATCH_WAITS, candidate.id):
-            return store.record_provider_id(batch.id, BATCH, candidate.id)
+        adopted = store.claim(BATCH_WAITS, candidate.id, job_id=batch.id, name=BATCH)
+        if adopted:
+            return adopted
     return None
 
 
