@@ -474,16 +474,20 @@ class Producer:
 
     def replay(self, job_id: str) -> JobRecord:
         """Run a failed job again from its first stage, keeping its provider ids (so a generation it
-        already has is followed, not created again). Refuses a job that did not fail."""
+        already has is followed, not created again) and the ends recorded for them, except genq's own
+        wait timeouts (so a wait that timed out follows its provider job again). Refuses a job that did
+        not fail."""
         job = self.get(job_id)
-        if job.kind not in SUBMITTABLE:
+        kind = SUBMITTABLE.get(job.kind)
+        if kind is None:
             raise InvalidRequest(
                 [f"job {job_id} is a {job.kind}: replay its failed jobs instead (each runs alone)"]
             )
         message = task_message(L.START_TASK, [job_id], L.QUEUE_FOR_KIND[job.kind])
+        ends = L.WAIT_RESULT_KEY.format(provider=kind.provider, provider_id="")  # + a provider id
         result = self._replay(
             keys=[L.job_key(job_id), L.DEAD_LETTERS, L.QUEUE_FOR_KIND[job.kind]],
-            args=[L.now_iso(), job_id, message],
+            args=[L.now_iso(), job_id, message, ends],
         )
         if result is None:
             raise JobNotFound(job_id)

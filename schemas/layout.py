@@ -127,14 +127,24 @@ def transition_call(
 
 # Puts a failed job back in line: status queued, error and stage history cleared, no expiry, out of the
 # dead-letter set, and its first message pushed, all at once. Provider ids stay, so stages resume (a
-# recorded generation is followed, not created again). Returns 1, or the status of a job that had not
-# failed, or false when there is no such job.
+# recorded generation is followed, not created again). A wait's recorded end that is genq's own timeout
+# is dropped, so the replayed wait follows its provider job again; a real end stays (a finished generation
+# is downloaded, not made again). ARGV[4] is WAIT_RESULT_KEY of the job's provider without the id (those
+# keys are named here rather than in KEYS, like TRANSITION_LUA's metrics). Returns 1, or the status of a
+# job that had not failed, or false when there is no such job.
 REPLAY_LUA = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 if status ~= 'failed' then return status end
-for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local field = fields[i]
   if string.sub(field, 1, 6) == 'stage:' then redis.call('HDEL', KEYS[1], field) end
+  if string.sub(field, 1, 4) == 'pid:' then
+    local key = ARGV[4] .. fields[i + 1]
+    local ended = redis.call('GET', key)
+    if ended and cjson.decode(ended)['state'] == 'timeout' then redis.call('DEL', key) end
+  end
 end
 redis.call('HDEL', KEYS[1], 'error', 'finished_at')
 redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at', ARGV[1])

@@ -2,17 +2,20 @@
 
 While the provider works the job keeps its slot (renewed to the wait's deadline) and the stage parks
 (``Wait``): the account's status sweep or a webhook records the end and wakes it. Past the deadline the
-job fails (``genq_wait_timeout``). What an end means (success, failure, a missing id) is the provider's.
+job fails (``genq_wait_timeout``). What an end means (success, failure) is the provider's; an id the
+sweep did not find is asked for alone (``followed_end``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from schemas import StageStatus
 from worker.limits import Gate, Pool
-from worker.outcomes import Wait
+from worker.outcomes import Later, Wait
 from worker.providers.errors import JobRejected
 from worker.waits import WaitResult, Waits
 
@@ -48,4 +51,22 @@ def recorded_end(followed: Followed, waits: Waits, gate: Gate) -> WaitResult:
             provider=followed.provider,
             code="genq_wait_timeout",
         )
+    return result
+
+
+def followed_end(
+    followed: Followed, waits: Waits, gate: Gate, ask: Callable[[], WaitResult | str]
+) -> WaitResult:
+    """The end of ``followed`` (``recorded_end``), with its slot given back. If the sweep did not find
+    the id (``missing``), ``ask`` asks the provider for it alone (a 404 fails the job) and returns its
+    end, or, while it still runs, where it is (for people): then the ``missing`` is dropped and the stage
+    runs again at once, to park again."""
+    result = recorded_end(followed, waits, gate)
+    if result.state == "missing":
+        answer = ask()
+        if isinstance(answer, str):
+            waits.forget(followed.provider, followed.provider_id)
+            raise Later(0.0, answer, status=StageStatus.WAITING)
+        result = answer
+    gate.let_go(followed.pool)
     return result

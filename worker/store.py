@@ -36,6 +36,7 @@ class JobStore:
         self._start = client.register_script(L.START_LUA)
         self._begin = client.register_script(source("run_begin"))
         self._advance = client.register_script(source("advance"))
+        self._claim = client.register_script(source("claim"))
 
     def get(self, job_id: str) -> JobRecord:
         raw = self.redis.hgetall(L.job_key(job_id))
@@ -154,10 +155,14 @@ class JobStore:
         """Forget a provider-side fact that turned out not to hold (a create refused with a 429)."""
         self.redis.hdel(L.job_key(job_id), L.PROVIDER_ID_PREFIX + name)
 
-    def claim(self, kind: str, provider_id: str) -> bool:
-        """Mark a provider id as owned by some genq record; False if it already was. Used to adopt a
-        provider job found by a search after a crash without two records adopting the same one."""
-        return bool(self.redis.sadd(L.CLAIMED_KEY.format(kind=kind), provider_id))
+    def claim(self, kind: str, provider_id: str, *, job_id: str, name: str) -> str | None:
+        """Mark a provider id as owned by the record ``job_id`` and record it there as the provider id
+        ``name``, in one step; return the recorded id, or None (nothing recorded) if some record owned it
+        already. A search after a crash adopts only unclaimed ids, so neither two records adopt one, nor
+        does a crash leave one claimed but unrecorded, for the next run to create another."""
+        keys = [L.CLAIMED_KEY.format(kind=kind), L.job_key(job_id)]
+        recorded = self._claim(keys=keys, args=[provider_id, L.PROVIDER_ID_PREFIX + name])
+        return L.text(recorded) if recorded else None
 
     def start_stage(self, job_id: str, stage: str, state: StageState) -> None:
         """Record a stage run: its state, and one more attempt for the job, in one round trip."""

@@ -21,11 +21,12 @@ from producers import Producer
 from schemas import JobStatus
 from schemas import layout as L
 from schemas.wire import task_message
-from tests.conftest import Services, Sim, until
+from tests.conftest import SIM_KEY, Services, Sim, until
 from tests.integration.conftest import AppServer
 from worker.providers.syncso.webhook import sign as sync_sign
 from worker.schedule import Schedule
 from worker.settings import Settings
+from worker.waits import Waits
 from worker.webhooks import create_app
 
 pytestmark = [pytest.mark.integration]
@@ -163,6 +164,35 @@ def test_a_wait_past_its_deadline_fails_the_job_with_genq_wait_timeout(
     assert record.status is JobStatus.FAILED
     assert record.error is not None
     assert (record.error.stage, record.error.code) == ("wait", "genq_wait_timeout")
+
+
+@pytest.mark.slow
+def test_a_job_that_timed_out_and_is_replayed_after_its_generation_ended_downloads_it_without_another(
+    workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim
+) -> None:
+    sim.configure(pending_s=0.5, processing_s=4.0)
+    workers("deadline", GENQ_SYNCSO__MAX_WAIT_S="1.5", GENQ_SYNCSO__CHECK_INTERVAL_S="0.3")
+    producer, client = Producer(own_redis.url), redis.Redis.from_url(own_redis.url)
+    waits = Waits(client)
+    job_id = producer.submit(JOB)
+    failed = producer.wait(job_id, timeout_s=30)
+    assert failed.error is not None and failed.error.code == "genq_wait_timeout"
+    generation_id = failed.provider_ids["generation"]
+    timed_out = waits.result("syncso", generation_id)
+    assert timed_out is not None and timed_out.state == "timeout"  # what the replayed wait read before
+    with httpx.Client(base_url=sim.base_url, headers={"x-api-key": SIM_KEY}, timeout=10) as api:
+        until(lambda: api.get(f"/v2/generate/{generation_id}").json()["status"] == "COMPLETED", 30,
+              "the generation to end at sync.so")  # fmt: skip
+
+    producer.replay(job_id)
+    record = producer.wait(job_id, timeout_s=30)
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert record.provider_ids["generation"] == generation_id and len(record.outputs) == 1
+    assert sim.stats()["generations_created"] == 1
+    ended = waits.result("syncso", generation_id)
+    assert ended is not None and ended.state == "ended"  # the replayed wait parked and the sweep saw the end
+    producer.close()
+    client.close()
 
 
 @pytest.mark.slow

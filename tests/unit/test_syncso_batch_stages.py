@@ -1,14 +1,20 @@
-"""The batch create stage's plain function over fakes: one batch per batch record, whatever run of the
-stage dies where, and never another record's batch."""
+"""The batch create stage's plain function over fakes (and, to kill a run at each Redis step, over the
+real job store on the scratch Redis): one batch per batch record, whatever run of the stage dies where,
+and never another record's batch."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 
+from producers import Producer
 from schemas import JOB_REQUEST, JobError, JobRecord, JobStatus, LipsyncBatchRequest, StageState, StageStatus
+from schemas import layout as L
 from worker.limits import Gate, MemoryLimiter, Parked, Pool, RateBudget
 from worker.outcomes import Later, Stop
 from worker.providers.errors import ConcurrencyLimited, JobRejected, NotFound
@@ -16,12 +22,20 @@ from worker.providers.syncso.account import SyncSo
 from worker.providers.syncso.batch import collect_batch, start_batch
 from worker.providers.syncso.resources import Batch, BatchMetrics, BatchRow, BatchValidated
 from worker.providers.syncso.settings import SyncSoSettings
+from worker.providers.syncso.spec import BATCH_WAITS
 from worker.settings import LimitsSettings
+from worker.store import JobStore
 from worker.waits import WaitResult
 
 NOW = datetime.now(UTC)
 JOBS = [f"{i:028x}" for i in range(20)]
 LIMITS = LimitsSettings(horizon_s=0.01)
+LIPSYNC = {
+    "kind": "lipsync",
+    "model": "lipsync-2",
+    "video": "https://x.test/v.mp4",
+    "audio": "https://x.test/a.wav",
+}
 
 
 def record(
@@ -62,10 +76,11 @@ class FakeStore:
     def clear_provider_id(self, job_id: str, name: str) -> None:
         self.ids.pop(name, None)
 
-    def claim(self, kind: str, provider_id: str) -> bool:
-        new = provider_id not in self.claimed
+    def claim(self, kind: str, provider_id: str, *, job_id: str, name: str) -> str | None:
+        if provider_id in self.claimed:
+            return None
         self.claimed.add(provider_id)
-        return new
+        return self.record_provider_id(job_id, name, provider_id)
 
     def transition(self, job_id: str, status: JobStatus) -> None:
         self.jobs[job_id] = self.jobs[job_id].model_copy(update={"status": status})
@@ -101,14 +116,21 @@ def batch(batch_id: str, total: int = len(JOBS)) -> Batch:
     return Batch(id=batch_id, status="PENDING", created_at=NOW, metrics=BatchMetrics(total_generations=total))
 
 
-def run(client: FakeClient, store: FakeStore, *, calls_per_minute: int = 10_000_000) -> str:
+def run(client: FakeClient, store: FakeStore, *, calls_per_minute: int = 10**7) -> str:
     request = LipsyncBatchRequest(jobs=JOBS, request_ids=JOBS)
     batch_record = record("b1", "lipsync_batch", request, JobStatus.RUNNING, provider_ids=dict(store.ids))
+    return start(batch_record, store, client, calls_per_minute=calls_per_minute)
+
+
+def start(
+    batch_record: JobRecord, store: Any, client: FakeClient, *, calls_per_minute: int = 10_000_000
+) -> str:
+    """One run of the create stage (a worker of its own: its own limiter)."""
     rate = RateBudget("syncso.other", calls_per_minute, 60.0)
     sync = SyncSo(client, SyncSoSettings(), Pool("syncso.generations", 3, 60.0),  # type: ignore[arg-type]
                   Pool("syncso.batches", 1, 60.0), rate, rate, rate, None)  # fmt: skip
     gate = Gate(MemoryLimiter(), LIMITS, batch_record, lambda: ("syncso", "rerun"))
-    return start_batch(batch_record, store, sync, gate)  # type: ignore[arg-type]
+    return start_batch(batch_record, store, sync, gate)
 
 
 def test_a_new_batch_is_validated_then_created_once_and_claimed() -> None:
@@ -144,6 +166,76 @@ def test_a_batch_another_record_claimed_is_never_adopted() -> None:
     store = FakeStore({"batch_requested": requested}, claimed={"theirs"})
     assert run(client, store) == "batch_new"
     assert client.calls == ["list", "create"]
+
+
+class Killed(BaseException):
+    """The worker died here (SIGKILL): nothing after this point ran."""
+
+
+class Crash:
+    """Kills a run once, when ``after`` Redis steps (a command, or a pipeline) have landed since sync.so
+    answered its batch create."""
+
+    def __init__(self, after: int) -> None:
+        self.after, self.armed, self.landed, self.fired = after, False, 0, False
+
+    def step(self, send: Callable[[], Any]) -> Any:
+        if self.armed and not self.fired and self.landed == self.after:
+            self.fired = True
+            raise Killed
+        result = send()
+        self.landed += self.armed
+        return result
+
+
+class SyncSoAccount(FakeClient):
+    """sync.so as it is: every create makes a batch (billed), which lists from then on."""
+
+    def __init__(self, crash: Crash) -> None:
+        super().__init__()
+        self.crash = crash
+
+    def create_batch(
+        self, jsonl: bytes, *, dry_run: bool, webhook_url: str | None = None
+    ) -> Batch | BatchValidated:
+        answer = super().create_batch(jsonl, dry_run=dry_run, webhook_url=webhook_url)
+        if dry_run:
+            return answer
+        made = batch(f"batch_{len(self.existing) + 1}")
+        self.existing.append(made)
+        self.crash.armed = True
+        return made
+
+
+def test_a_worker_killed_at_any_redis_step_after_sync_so_answered_the_create_leaves_one_batch(
+    scratch_url: str, scratch: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kill points are counted in Redis steps since the create's answer, from 0 (before any) until a run
+    outlives them; after each kill, another run of the stage finishes it. The batch's id is claimed and
+    recorded in one step, so the next run finds it either recorded, or unclaimed and adopts it."""
+    crash = Crash(0)
+    send, send_pipeline = scratch.execute_command, redis.client.Pipeline.execute
+    monkeypatch.setattr(scratch, "execute_command", lambda *a, **kw: crash.step(lambda: send(*a, **kw)))
+    monkeypatch.setattr(redis.client.Pipeline, "execute",
+                        lambda pipe, *a, **kw: crash.step(lambda: send_pipeline(pipe, *a, **kw)))  # fmt: skip
+    store, producer = JobStore(scratch), Producer(scratch_url)
+    jobs = [{**LIPSYNC, "video": f"https://x.test/{i}.mp4"} for i in range(len(JOBS))]
+    for point in range(10):
+        scratch.flushdb()
+        crash = Crash(point)
+        account = SyncSoAccount(crash)
+        batch_id = producer.submit_batch(jobs).batch_id
+        with contextlib.suppress(Killed):
+            start(store.get(batch_id), store, account)
+        if not crash.fired:
+            break  # this run outlived every kill point: all were tried
+        where = f"killed after {point} Redis steps"
+        assert start(store.get(batch_id), store, account) == "batch_1", where
+        assert account.calls.count("create") == 1, where
+        assert store.get(batch_id).provider_ids["batch"] == "batch_1", where
+        assert scratch.smembers(L.CLAIMED_KEY.format(kind=BATCH_WAITS)) == {b"batch_1"}, where
+    producer.close()
+    assert point == 1, "one Redis step follows the answer: the claim and the record, together"
 
 
 def test_a_429_on_create_clears_requested_so_the_next_run_does_not_search() -> None:

@@ -1,4 +1,4 @@
-"""genq's Lua scripts outside the limiter: the schedule, parked waits and leases."""
+"""genq's Lua scripts outside the limiter: the schedule, parked waits, leases and claims."""
 
 from importlib import resources
 

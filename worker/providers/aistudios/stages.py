@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas import JobRecord, JobStatus, Output, StageStatus
+from schemas import JobRecord, JobStatus, Output
 from schemas.avatar import AvatarRequest
 from worker.app import app
 from worker.context import Context
-from worker.follow import Followed, recorded_end
+from worker.follow import Followed, followed_end
 from worker.limits import Gate, Pool, RateBudget
-from worker.outcomes import Later, Stop
+from worker.outcomes import Stop
 from worker.providers.aistudios.client import AIStudiosClient, Progress
 from worker.providers.aistudios.settings import AIStudiosSettings
 from worker.providers.aistudios.spec import RENDERS, REQUESTS, SPEC
@@ -120,15 +120,15 @@ def follow_render(job: JobRecord, ai: AIStudios, waits: Waits, gate: Gate) -> Wa
         "GENQ_AISTUDIOS__MAX_WAIT_S",
         exported or job.created_at,
     )
-    result = recorded_end(followed, waits, gate)
-    if result.state == "missing":  # the sweep's check did not find it: ask alone (a 404 fails the job)
+
+    def ask() -> WaitResult | str:
         with gate.calling(ai.rate):
             progress = ai.client.progress(project_id)
         if not progress.done:
-            waits.forget(PROVIDER, project_id)
-            raise Later(0.0, f"render at {progress.progress:g}%", status=StageStatus.WAITING)
-        result = WaitResult(state="ended", body=progress.model_dump(mode="json", by_alias=True))
-    gate.let_go(ai.renders)
+            return f"render at {progress.progress:g}%"
+        return WaitResult(state="ended", body=progress.model_dump(mode="json", by_alias=True))
+
+    result = followed_end(followed, waits, gate, ask)
     if job.status is JobStatus.CANCELLED:
         raise Stop("job cancelled; its render ended")
     if result.body.get("failed"):

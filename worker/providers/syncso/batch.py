@@ -3,10 +3,11 @@ its own job. The batch is a record of its own (kind ``lipsync_batch``) with thre
 
 - ``create``: the jobs' batch file, validated with ``dry_run``, then created once under a slot of
   ``syncso.batches``. sync.so takes no idempotency key for batches, so the create is recorded as
-  ``requested`` (after the rate turn, right before the POST) and the batch id as soon as it comes back.
-  A run that finds ``requested`` without an id died in between: it looks for the batch among those
-  created since (same number of generations, not claimed by another genq record) and adopts it, and
-  only creates one if there is none. A 429 means nothing was created, so it clears ``requested``.
+  ``requested`` (after the rate turn, right before the POST) and the batch id as soon as it comes back,
+  claimed (``CLAIMED_KEY``) in the same Redis step. A run that finds ``requested`` without an id died in
+  between: it looks for the batch among those created since (same number of generations, not claimed by
+  a genq record) and adopts it, and only creates one if there is none. A 429 means nothing was created,
+  so it clears ``requested``.
 - ``wait``: parked like any wait, in its own namespace (``syncso.batch``), checked by the batch sweep.
 - ``collect``: reads the results file and ends each job: a completed row records the job's generation
   and its end (as the generation sweep would) and queues the job's own ``download`` stage; a failed row
@@ -25,9 +26,9 @@ from typing import Final
 from schemas import JobError, JobRecord, JobStatus, LipsyncBatchRequest, LipsyncRequest, StageStatus
 from schemas import layout as L
 from schemas.lipsync_wire import batch_file
-from worker.follow import Followed, recorded_end
+from worker.follow import Followed, followed_end
 from worker.limits import Gate
-from worker.outcomes import Later, Stop
+from worker.outcomes import Stop
 from worker.providers.errors import JobRejected, NotFound, Throttled
 from worker.providers.syncso.account import SyncSo
 from worker.providers.syncso.resources import Batch, BatchRow, BatchStatus, BatchValidated
@@ -85,8 +86,10 @@ def start_batch(batch: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> 
             raise
     if not isinstance(created, Batch):
         raise JobRejected(f"sync.so answered a batch create with {created.status}", provider=PROVIDER)
-    store.claim(BATCH_WAITS, created.id)
-    return store.record_provider_id(batch.id, BATCH, created.id)
+    recorded = store.claim(BATCH_WAITS, created.id, job_id=batch.id, name=BATCH)
+    if recorded is None:  # another record's search took it since the create answered: follow it too
+        return store.record_provider_id(batch.id, BATCH, created.id)
+    return recorded
 
 
 def _lipsync(job: JobRecord) -> LipsyncRequest:
@@ -113,8 +116,9 @@ def _adopt(
         recent = sync.client.list_batches(created_after=requested - ADOPT_SKEW)
     candidates = [b for b in recent if b.metrics.total_generations == size]
     for candidate in sorted(candidates, key=lambda b: b.created_at or requested):
-        if store.claim(BATCH_WAITS, candidate.id):
-            return store.record_provider_id(batch.id, BATCH, candidate.id)
+        adopted = store.claim(BATCH_WAITS, candidate.id, job_id=batch.id, name=BATCH)
+        if adopted:
+            return adopted
     return None
 
 
@@ -133,17 +137,13 @@ def follow_batch(batch: JobRecord, sync: SyncSo, waits: Waits, gate: Gate) -> Ba
         "GENQ_SYNCSO__BATCH_MAX_WAIT_S",
         created or batch.created_at,
     )
-    result = recorded_end(followed, waits, gate)
-    if result.state == "missing":
+
+    def ask() -> WaitResult | str:
         with gate.calling(sync.other_rate):
-            ended = sync.client.get_batch(batch_id)  # a 404 fails the batch
-        if not ended.is_terminal:
-            waits.forget(BATCH_WAITS, batch_id)
-            raise Later(0.0, f"batch {ended.status}", status=StageStatus.WAITING)
-    else:
-        ended = Batch.model_validate(result.body)
-    gate.let_go(sync.batches)
-    return ended
+            asked = sync.client.get_batch(batch_id)  # a 404 fails the batch
+        return batch_ended(asked) if asked.is_terminal else f"batch {asked.status}"
+
+    return Batch.model_validate(followed_end(followed, waits, gate, ask).body)
 
 
 def collect_batch(batch: JobRecord, store: JobStore, sync: SyncSo, waits: Waits, gate: Gate) -> list[str]:

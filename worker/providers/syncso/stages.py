@@ -8,21 +8,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from schemas import JobError, JobRecord, JobStatus, LipsyncRequest, Output, StageStatus
+from schemas import JobError, JobRecord, JobStatus, LipsyncRequest, Output
 from schemas.lipsync_wire import generation_body
 from worker.app import app
-from worker.follow import Followed, recorded_end
+from worker.follow import Followed, followed_end
 from worker.limits import Gate
-from worker.outcomes import Done, Later, Stop
+from worker.outcomes import Done, Stop
 from worker.providers.errors import AuthFailed, BadRequest, JobRejected, NotFound
 from worker.providers.syncso.account import SyncSo
 from worker.providers.syncso.batch import collect_batch, fail_members, follow_batch, start_batch
 from worker.providers.syncso.client import Generation
 from worker.providers.syncso.inputs import ASSETS, direct_fields, upload_inputs
 from worker.providers.syncso.spec import SPEC
+from worker.providers.syncso.watch import ended
 from worker.stage import Stage
 from worker.store import JobStore
-from worker.waits import Waits
+from worker.waits import WaitResult, Waits
 
 PROVIDER = SPEC.name
 GENERATION = "generation"  # the provider id's name in the job record
@@ -128,16 +129,13 @@ def follow_generation(job: JobRecord, sync: SyncSo, waits: Waits, gate: Gate) ->
         "GENQ_SYNCSO__MAX_WAIT_S",
         created or job.created_at,
     )
-    result = recorded_end(followed, waits, gate)
-    if result.state == "missing":  # the sweep did not find it: ask for it alone (a 404 fails the job)
+
+    def ask() -> WaitResult | str:
         with gate.calling(sync.other_rate):
-            generation = sync.client.get_generation(generation_id)
-        if not generation.is_terminal:
-            waits.forget(PROVIDER, generation_id)
-            raise Later(0.0, f"generation {generation.status}", status=StageStatus.WAITING)
-    else:
-        generation = Generation.model_validate(result.body)
-    gate.let_go(sync.generations)
+            asked = sync.client.get_generation(generation_id)
+        return ended(asked) if asked.is_terminal else f"generation {asked.status}"
+
+    generation = Generation.model_validate(followed_end(followed, waits, gate, ask).body)
     if job.status is JobStatus.CANCELLED:
         raise Stop(f"job cancelled; its generation ended {generation.status}")
     if generation.is_success:
