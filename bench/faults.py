@@ -86,6 +86,7 @@ class Outcome:
     struck: dict[str, int] = field(default_factory=dict)  # the storm's answers by kind
     # per kill point: (create requests sent, of which sync.so replayed by Idempotency-Key)
     creates: dict[str, tuple[int, int]] = field(default_factory=dict)
+    recovery_s: float | None = None  # after a Redis restart: from Redis answering to the last job's end
 
     def row(self) -> str:
         cells = [self.scenario, self.jobs, self.succeeded, self.failed, self.lost, self.duplicate_generations,
@@ -213,7 +214,9 @@ def storm(sim: SimulatorServer, workdir: Path, *, jobs: int = 200, timeout_s: fl
 # (GENQ_LIMITS__LEASE_TTL_S, 180 s): a job waiting for it ends that much later, so the deadline is past it.
 def redis_restart(sim: SimulatorServer, workdir: Path, *, jobs: int = 60, timeout_s: float = 240) -> Outcome:
     """SIGKILL Redis once a third of the generations exist (the submits are in the AOF, the workers'
-    latest writes may not be), restart it from its AOF 1 s later."""
+    latest writes may not be), restart it from its AOF 1 s later; ``timeout_s`` counts from when Redis
+    answers again. The pool lease keeps its default (GENQ_LIMITS__LEASE_TTL_S, 180 s): a slot whose release
+    was lost comes back through the reconciler, not by lapsing."""
     reset(sim, processing_s=2.0)
     with Rig(workdir / "redis", sim) as rig:
         rig.worker("redis-a", concurrency=8)
@@ -228,9 +231,13 @@ def redis_restart(sim: SimulatorServer, workdir: Path, *, jobs: int = 60, timeou
         killed_at = time.monotonic()
         time.sleep(1.0)
         rig.redis.restart()
+        answering_at = time.monotonic()
         records = rig.wait_all(ids, timeout_s)
         result = rig.outcome("redis SIGKILL + AOF restart", ids, records, started)
-        result.notes.append(f"the last job ended {time.monotonic() - killed_at:.1f} s after the kill")
+        ended = time.monotonic()
+        result.notes.append(f"the last job ended {ended - killed_at:.1f} s after the kill, "
+                            f"{ended - answering_at:.1f} s after Redis answered again")  # fmt: skip
+        result.recovery_s = ended - answering_at
     return result
 
 

@@ -107,12 +107,12 @@ class GenqCollector:
             for queue in self.queue_names:
                 pipe.llen(queue)
                 pipe.lrange(queue, -TAIL_MESSAGES, -1)
-            for key in (L.METRICS_STAGES_KEY, L.METRICS_RESPONSES_KEY, L.METRICS_JOBS_KEY):
+            for key in (L.METRICS_STAGES_KEY, L.METRICS_RESPONSES_KEY, L.METRICS_JOBS_KEY, L.REPAIRS_KEY):
                 pipe.hgetall(key)
             replies = pipe.execute()
         yield from self._queues(replies[0 : 2 * count : 2], replies[1 : 2 * count : 2], self.clock())
         yield from self._budgets()
-        stages, responses, jobs = (_text_fields(raw) for raw in replies[2 * count :])
+        stages, responses, jobs, repairs = (_text_fields(raw) for raw in replies[2 * count :])
         yield stage_histograms(stages)
         yield counters(
             "genq_provider_responses",
@@ -122,6 +122,9 @@ class GenqCollector:
         )
         yield counters(
             "genq_jobs", "Jobs that reached a terminal status, by kind and status.", ["kind", "status"], jobs
+        )
+        yield counters(
+            "genq_repairs", "Repairs the reconciler made (message, lease, unacked).", ["kind"], repairs
         )
 
     def _queues(self, lengths: list[int], tails: list[list[bytes]], now: float) -> Iterator[Metric]:
