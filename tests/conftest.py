@@ -4,8 +4,10 @@ machine's own Redis. Tests that kill Redis or workers start their own (see ``tes
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -119,6 +121,8 @@ def _runs_tests(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # `kill -USR1 <pid>` prints every thread's stack of a test process that seems to hang.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if not _runs_tests(config):
         return
     for name in [k for k in os.environ if k.startswith("GENQ_")]:
