@@ -248,8 +248,9 @@ def record_from_fields(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> J
     )
 
 
-def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def text(value: object) -> str:
+    """A Redis reply as text (redis-py types many replies loosely)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # Provider budgets (worker/limits). `{name}` is a budget name such as `syncso.create`.

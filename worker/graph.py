@@ -17,8 +17,38 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas import JobRecord, StageStatus
+from schemas import layout as L
+from schemas.wire import task_message
+
+
+def state_key(name: str, branch: int | None) -> str:
+    """Where the job record keeps a run's state: ``execute[2]`` for a branch, ``create`` otherwise."""
+    return name if branch is None else f"{name}[{branch}]"
+
+
+def branch_of(args: Sequence[Any]) -> int | None:
+    """The branch a run's task arguments name (the job id comes first, then the branch if any)."""
+    return int(args[1]) if len(args) > 1 else None
+
+
+def run_message(
+    task: str,
+    job_id: str,
+    args: Sequence[str | int] = (),
+    *,
+    root_id: str | None,
+    parent_id: str | None = None,
+    retries: int = 0,
+    kept: bool = False,
+) -> tuple[str, str]:
+    """(queue, message) of a run of ``task`` for a job: every run's message is made here, whoever pushes
+    it (a job's start, a stage's end, a re-run, the reconciler)."""
+    queue = L.queue_for_task(task)
+    return queue, task_message(task, [job_id, *args], queue, root_id=root_id, parent_id=parent_id,
+                               retries=retries, kept=kept)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,8 +71,7 @@ class Step:
     releases: tuple[str, ...] = ()
 
     def state_key(self, branch: int | None) -> str:
-        """Where the job record keeps this step's state: ``execute[2]`` for a branch."""
-        return self.name if branch is None else f"{self.name}[{branch}]"
+        return state_key(self.name, branch)
 
 
 @dataclass(frozen=True)
@@ -91,11 +120,12 @@ class Graph:
         """The steps this job runs, in order."""
         return [s for s in self.steps if s.when is None or s.when(job)]
 
-    def following(self, job: JobRecord, name: str) -> Step | None:
-        """The step after ``name`` for this job, if any."""
-        steps = self.applying(job)
-        at = next(i for i, s in enumerate(steps) if s.name == name)
-        return steps[at + 1] if at + 1 < len(steps) else None
+    def fans_out_after(self, job: JobRecord, name: str) -> bool:
+        """Whether the step after ``name`` starts a fan of its own, whose width the run of ``name`` may
+        have just recorded (the chunks ``upload_init`` counted)."""
+        steps, at = self._position(job, name)
+        following = steps[at + 1] if at + 1 < len(steps) else None
+        return following is not None and following.fan is not None and following.fan is not steps[at].fan
 
     def first(self, job: JobRecord) -> list[Run]:
         """The runs that start the job."""
@@ -103,8 +133,7 @@ class Graph:
 
     def after(self, job: JobRecord, name: str, branch: int | None) -> Next:
         """What follows run ``name``/``branch`` of ``job`` once it is done."""
-        steps = self.applying(job)
-        at = next(i for i, s in enumerate(steps) if s.name == name)
+        steps, at = self._position(job, name)
         step = steps[at]
         if at + 1 == len(steps):
             return Next(join=self._join(step, job), end=True)
@@ -134,6 +163,10 @@ class Graph:
             before = [run.state_key for run in mine]
         return runs
 
+    def _position(self, job: JobRecord, name: str) -> tuple[list[Step], int]:
+        steps = self.applying(job)
+        return steps, next(i for i, s in enumerate(steps) if s.name == name)
+
     def _runs_of(self, step: Step, job: JobRecord) -> list[Run]:
         if step.fan is None:
             return [Run(step)]
@@ -144,17 +177,3 @@ class Graph:
         if step.fan is None:
             return ()
         return tuple(step.state_key(n) for n in range(step.fan.width(job)))
-
-
-def graph_table(graphs: Sequence[Graph]) -> str:
-    """Every kind's steps, one line each, for people (``genq graph``, the README)."""
-    lines = []
-    for graph in graphs:
-        parts = []
-        for step in graph.steps:
-            text = step.name + (f"[{step.fan.name}]" if step.fan else "")
-            if step.when is not None:
-                text = f"({text})"
-            parts.append(text)
-        lines.append(f"{graph.kind}: " + " → ".join(parts))
-    return "\n".join(lines)

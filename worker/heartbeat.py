@@ -13,7 +13,6 @@ pool runs them.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from typing import Any
@@ -23,8 +22,9 @@ from celery import Celery
 from celery.worker import state
 
 from schemas import layout as L
+from worker.graph import branch_of, state_key
 from worker.lua import source
-from worker.stage import state_key_of
+from worker.stage import run_holder
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,8 @@ class Heartbeat:
         held = list(state.reserved_requests) + list(state.active_requests)
         tags = {tag for tag in (_delivery_tag(r) for r in held) if tag}
         runs: list[str | int] = []
-        host = socket.gethostname()
         for request in list(state.active_requests):
-            run = self._run_of(request, host)
-            if run:
-                runs += run
+            runs += self._run_of(request)
         with self.redis.pipeline(transaction=False) as pipe:
             if tags:
                 pipe.zadd(L.UNACKED_INDEX, dict.fromkeys(tags, time.time()), xx=True)
@@ -68,15 +65,15 @@ class Heartbeat:
             pipe.execute()
         self.beats += 1
 
-    def _run_of(self, request: Any, host: str) -> list[str | int]:
+    def _run_of(self, request: Any) -> list[str | int]:
         """[lease key, task id, holder] of a genq stage run, or [] for another task."""
         task = self.app.tasks.get(request.name)
         stage = getattr(task, "stage", "")
         args = request.args or ()
         if not stage or not args or not request.worker_pid:
             return []
-        key = L.run_key(str(args[0]), state_key_of(stage, args))
-        return [key, request.id, f"{request.id} {host}:{request.worker_pid}"]
+        key = L.run_key(str(args[0]), state_key(stage, branch_of(args)))
+        return [key, request.id, run_holder(request.id, request.worker_pid)]
 
 
 def _delivery_tag(request: Any) -> str | None:

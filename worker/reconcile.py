@@ -33,8 +33,7 @@ import redis
 
 from schemas import JobRecord, JobStatus, StageStatus
 from schemas import layout as L
-from schemas.wire import task_message
-from worker.graph import Graph
+from worker.graph import Graph, run_message
 from worker.limits import Limiter, Pool
 from worker.lua import source
 from worker.providers.registry import graph_for
@@ -132,7 +131,8 @@ class Reconciler:
         now_ms = seconds * 1000 + micros // 1000
         cutoff = now_ms - round(self.stale_s * 1000)
         stale = [
-            _text(j) for j in self.redis.zrangebyscore(L.RUNNING_KEY, "-inf", cutoff, start=0, num=CANDIDATES)
+            L.text(j)
+            for j in self.redis.zrangebyscore(L.RUNNING_KEY, "-inf", cutoff, start=0, num=CANDIDATES)
         ]
         if not stale:
             self._suspects = set()
@@ -154,8 +154,7 @@ class Reconciler:
         root = L.text(raw.get(L.F_ROOT.encode(), b"")) or None
         args: list[str] = []
         for run in runs:
-            queue = L.queue_for_task(run.step.task)
-            args += [queue, task_message(run.step.task, [job_id, *run.args], queue, root_id=root)]
+            args += run_message(run.step.task, job_id, run.args, root_id=root)
         pushed = int(self._repush(keys=[L.job_key(job_id), L.RUNNING_KEY], args=[cutoff_ms, *args]))
         if pushed:
             log.warning("job %s had no message anywhere: pushed %s again",
@@ -214,7 +213,7 @@ class Reconciler:
         freed = 0
         for pool in self.pools:
             holders = [
-                _text(h) for h in self.redis.zrange(L.POOL_KEY.format(name=pool.name) + ":leases", 0, -1)
+                L.text(h) for h in self.redis.zrange(L.POOL_KEY.format(name=pool.name) + ":leases", 0, -1)
             ]
             if not holders:
                 continue
@@ -240,7 +239,7 @@ class Reconciler:
         if self._restarted_at is None or time.time() < self._restarted_at + 2 * self.heartbeat_s:
             return 0
         cutoff, self._restarted_at = self._restarted_at, None
-        tags = [_text(t) for t in self.redis.zrangebyscore(L.UNACKED_INDEX, "-inf", cutoff)]
+        tags = [L.text(t) for t in self.redis.zrangebyscore(L.UNACKED_INDEX, "-inf", cutoff)]
         restored = sum(self._restore(tag) for tag in tags)
         if restored:
             log.warning(
@@ -266,11 +265,6 @@ class Reconciler:
             except redis.WatchError:
                 return 0
         return 1 if raw else 0
-
-
-def _text(value: object) -> str:
-    """A sorted-set member as text (redis-py types a ZRANGE's members loosely)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _job_ids(messages: Iterable[bytes | str]) -> set[str]:

@@ -24,7 +24,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.limits import LimitsSettings
 from worker.providers.registry import ProviderSections
-from worker.sections import ProviderSettings
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +117,6 @@ class Settings(BaseSettings, ProviderSections):
     def run_lease_s(self) -> float:
         """How long a stage run's lease lasts after its worker's last heartbeat."""
         return self.visibility_timeout_s * 0.75
-
-    def provider(self, name: str) -> ProviderSettings:
-        """The section of the provider ``name``."""
-        section = getattr(self, name)
-        assert isinstance(section, ProviderSettings)
-        return section
 
 
 @lru_cache(maxsize=1)

@@ -45,10 +45,9 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 
 from schemas import JobError, JobRecord, Output, StageState, StageStatus
-from schemas import layout as L
 from schemas.inputs import outside_roots, parse_roots
-from schemas.wire import task_message
 from worker.context import Context, get_context
+from worker.graph import branch_of, run_message, state_key
 from worker.limits import Gate, Parked
 from worker.outcomes import Done, JobFailed, Later, Stop, Wait
 from worker.providers.errors import BadRequest, InfrastructureError, InternalError, ProviderError, Throttled
@@ -137,9 +136,7 @@ class Stage(Task):  # type: ignore[type-arg]
     def _advance(self, job: JobRecord, state: StageState, result: object) -> str:
         """Record this stage done and push what follows it in the job's graph, in one step."""
         graph = graph_for(job.kind)
-        following = graph.following(job, self.stage)
-        step = graph.step(self.stage)
-        if following is not None and following.fan is not None and following.fan is not step.fan:
+        if graph.fans_out_after(job, self.stage):
             job = self.ctx.store.get(job.id)  # the fan's width may be what this run recorded
         after = graph.after(job, self.stage, self.branch)
         done = result if isinstance(result, Done) else Done(outputs=_outputs(result))
@@ -163,13 +160,12 @@ class Stage(Task):  # type: ignore[type-arg]
     def branch(self) -> int | None:
         """Which of the job's parallel branches this run is (its second argument), if any: the third
         upload chunk, the second execution ..."""
-        args = self.request.args or ()
-        return int(args[1]) if len(args) > 1 else None
+        return branch_of(self.request.args or ())
 
     @property
     def state_key(self) -> str:
         """Where the job record keeps this stage's state: ``execute[2]`` for a branch."""
-        return state_key_of(self.stage, tuple(self.request.args or ()))
+        return state_key(self.stage, self.branch)
 
     def holder(self, job_id: str) -> str:
         """Who holds this run's slots and turns: the job, or ``<job id>:<branch>`` for a branch, so that
@@ -185,7 +181,7 @@ class Stage(Task):  # type: ignore[type-arg]
             job_id,
             self.state_key,
             task_id=self.request.id or "",
-            holder=f"{self.request.id} {socket.gethostname()}:{os.getpid()}",
+            holder=run_holder(self.request.id or "", os.getpid()),
             lease_s=self.ctx.settings.run_lease_s,
             follows_cancelled=self.follows_cancelled,
         )
@@ -208,11 +204,9 @@ class Stage(Task):  # type: ignore[type-arg]
     ) -> tuple[str, str]:
         """(queue, message) of a run of ``task`` for the job: a new task whose parent is this run and
         whose root is the job's first message."""
-        queue = L.queue_for_task(task)
         root = self.request.root_id or self.request.id
-        text = task_message(task, [job_id, *args], queue, root_id=root, parent_id=self.request.id,
-                            retries=retries, kept=kept)  # fmt: skip
-        return queue, text
+        return run_message(task, job_id, args, root_id=root, parent_id=self.request.id, retries=retries,
+                           kept=kept)  # fmt: skip
 
     def again(self, args: tuple[Any, ...], *, retries: int | None = None) -> tuple[str, str]:
         """(queue, message) that runs this stage again with ``args``, kept in Redis until its time."""
@@ -298,9 +292,9 @@ class Stage(Task):  # type: ignore[type-arg]
         """After the job failed: what else must end with it (a batch's jobs). Nothing by default."""
 
 
-def state_key_of(stage: str, args: tuple[Any, ...]) -> str:
-    """The state key of a run of ``stage`` with ``args`` (the job id, then its branch if it has one)."""
-    return stage if len(args) < 2 else f"{stage}[{int(args[1])}]"
+def run_holder(task_id: str, pid: int) -> str:
+    """Who holds a stage run's lease: its message's task id and the process running it."""
+    return f"{task_id} {socket.gethostname()}:{pid}"
 
 
 def _now() -> datetime:

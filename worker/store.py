@@ -164,21 +164,6 @@ class JobStore:
         recorded = self._claim(keys=keys, args=[provider_id, L.PROVIDER_ID_PREFIX + name])
         return L.text(recorded) if recorded else None
 
-    def start_stage(self, job_id: str, stage: str, state: StageState) -> None:
-        """Record a stage run: its state, and one more attempt for the job, in one round trip."""
-        key = L.job_key(job_id)
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key, mapping={L.STAGE_PREFIX + stage: state.model_dump_json(), L.F_UPDATED: L.now_iso()}
-            )
-            pipe.hincrby(key, L.F_ATTEMPTS, 1)
-            pipe.execute()
-
-    def succeed(self, job_id: str, outputs: list[Output]) -> None:
-        payload = "[" + ",".join(o.model_dump_json() for o in outputs) + "]"
-        self.redis.hset(L.job_key(job_id), L.F_OUTPUTS, payload)
-        self.transition(job_id, JobStatus.SUCCEEDED)
-
     def fail(
         self,
         job_id: str,

@@ -10,9 +10,9 @@ from celery.exceptions import Ignore, Reject
 
 from schemas import JobError, JobStatus
 from schemas import layout as L
-from schemas.wire import task_message
 from worker.app import app
 from worker.context import get_context
+from worker.graph import run_message
 from worker.providers.registry import graph_for
 from worker.store import JobMissing
 
@@ -41,13 +41,11 @@ def start(self: Task, job_id: str) -> str:  # type: ignore[type-arg]
                              code="genq_internal_error")  # fmt: skip
             ctx.store.fail(job_id, error, dead_letter=True)
             return "failed: its first steps could not be found"
-        queue = L.queue_for_task(runs[0].step.task)
         root = str(self.request.root_id or self.request.id)
-        messages = [
-            task_message(run.step.task, [job_id, *run.args], queue, root_id=root, parent_id=self.request.id)
-            for run in runs
+        made = [
+            run_message(r.step.task, job_id, r.args, root_id=root, parent_id=self.request.id) for r in runs
         ]
-        started = ctx.store.start_once(job_id, queue, messages, root=root)
+        started = ctx.store.start_once(job_id, made[0][0], [message for _, message in made], root=root)
     except redis.RedisError as exc:
         log.warning(
             "start of job %s: Redis unavailable (%s); the message goes back to the broker", job_id, exc

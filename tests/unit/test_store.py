@@ -23,6 +23,19 @@ def _error(message: str) -> JobError:
     return JobError(stage="create", message=message, code="genq_internal_error")
 
 
+def commands_sent(monkeypatch: pytest.MonkeyPatch, client: redis.Redis) -> list[str]:
+    """The names of the commands ``client`` sends from now until ``monkeypatch.undo()``."""
+    sent: list[str] = []
+    execute = client.execute_command
+
+    def counted(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return execute(*args, **options)
+
+    monkeypatch.setattr(client, "execute_command", counted)
+    return sent
+
+
 def _dead(client: redis.Redis) -> set[str]:
     return {L.text(member) for member in client.zrange(L.DEAD_LETTERS, 0, -1)}
 
@@ -34,14 +47,7 @@ def test_a_failure_writes_its_error_status_and_dead_letter_entry_in_one_step(
     warm, job_id = producer.submit(LIPSYNC), producer.submit(LIPSYNC)
     store = JobStore(scratch)
     store.fail(warm, _error("loads the script"))
-    sent: list[str] = []
-    execute = scratch.execute_command
-
-    def counted(*args: Any, **options: Any) -> Any:
-        sent.append(str(args[0]))
-        return execute(*args, **options)
-
-    monkeypatch.setattr(scratch, "execute_command", counted)
+    sent = commands_sent(monkeypatch, scratch)
     store.fail(job_id, _error("boom"), dead_letter=True)
     assert sent == ["EVALSHA"]  # one command, so nobody sees the status without the error or the entry
     monkeypatch.undo()
@@ -74,14 +80,7 @@ def test_a_claim_records_the_id_in_the_same_step_and_a_claimed_id_is_not_taken_a
     ours, theirs = producer.submit(LIPSYNC), producer.submit(LIPSYNC)
     store = JobStore(scratch)
     store.claim("syncso.batch", "warm", job_id=ours, name="warm")  # loads the script
-    sent: list[str] = []
-    execute = scratch.execute_command
-
-    def counted(*args: Any, **options: Any) -> Any:
-        sent.append(str(args[0]))
-        return execute(*args, **options)
-
-    monkeypatch.setattr(scratch, "execute_command", counted)
+    sent = commands_sent(monkeypatch, scratch)
     assert store.claim("syncso.batch", "batch_1", job_id=ours, name="batch") == "batch_1"
     assert sent == ["EVALSHA"]  # one command: no crash leaves the id claimed but unrecorded
     monkeypatch.undo()
@@ -105,14 +104,7 @@ def test_a_replay_drops_its_jobs_wait_timeouts_in_its_one_step_and_keeps_real_en
     waits.resolve("syncso", "gen-done", ended)
     waits.resolve("aistudios", "gen-late", timeout)  # another provider's id: not this job's
     store.fail(job_id, JobError(stage="wait", message="still running", code="genq_wait_timeout"))
-    sent: list[str] = []
-    execute = producer.redis.execute_command
-
-    def counted(*args: Any, **options: Any) -> Any:
-        sent.append(str(args[0]))
-        return execute(*args, **options)
-
-    monkeypatch.setattr(producer.redis, "execute_command", counted)
+    sent = commands_sent(monkeypatch, producer.redis)
     producer.replay(job_id)
     assert sent.count("EVALSHA") == 1 and "DEL" not in sent  # the timeout goes in the replay's one step
     monkeypatch.undo()

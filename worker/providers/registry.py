@@ -8,6 +8,7 @@ This module imports no part of the core but the provider packages' specs and sec
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
@@ -58,6 +59,7 @@ def for_kind(kind: str) -> AnySpec:
     return PROVIDERS[KINDS[kind].provider]
 
 
+@cache
 def graph_for(kind: str) -> Graph:
     """The step graph of jobs of ``kind`` (declared in its provider's package)."""
     graphs: tuple[Graph, ...] = load(for_kind(kind).graphs)
