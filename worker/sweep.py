@@ -1,16 +1,18 @@
 """One status sweep per provider account: the only status requests genq sends for parked waits.
 
-Every worker runs a ``Sweeper`` thread, but for each account only the holder of a Redis lease sweeps;
-the others keep trying to take the lease, so when the holder dies another worker takes over within
-``lease_s``. The holder claims the ids whose check is due, oldest-due first, as many as one status
-request can carry (``Watcher.page_size``), spends a turn of the account's rate budget through the
-limiter for each request, and then wakes every parked stage whose provider job ended and schedules the
-next check of the rest (``check_interval_s`` later). When a check is due, the ids due within half a
-check interval go along, so requests carry full pages. Status requests so grow with the number of parked
-jobs divided by the page size, and an ended job is seen at most about one check interval late.
-Weak spots: a page claimed by a holder that dies is checked again only after ``claim_hold_s``; the lease
-bounds overlap by time, so a holder stalled past its lease (a long GC pause) may sweep once more beside
-its successor (harmless: resolving is idempotent, only a request is spent twice).
+Every worker runs a ``Sweeper`` thread, but for each account only the holder of a Redis lease sweeps; the
+others keep trying to take the lease, so when the holder dies another worker takes over within
+``lease_s``. When a check is due, the holder first takes a turn of the account's rate budget through the
+limiter (so nothing waits claimed behind a busy or paused budget), then claims the ids whose check is due,
+oldest-due first, as many as one status request can carry (``Watcher.page_size``), checks them, and wakes
+every parked stage whose provider job ended and schedules the next check of the rest (``check_interval_s``
+later; a page whose check failed in any way is checked again then too). When a check is due, the ids due
+within half a check interval go along, so requests carry full pages. Status requests so grow with the
+number of parked jobs divided by the page size, and an ended job is seen at most about one check interval
+late. Weak spots: a page claimed by a holder that dies mid-check is checked again only after
+``claim_hold_s``; the lease bounds overlap by time, so a holder stalled past its lease (a long GC pause)
+may sweep once more beside its successor (harmless: resolving is idempotent, only a request is spent
+twice).
 """
 
 from __future__ import annotations
@@ -129,25 +131,30 @@ class Sweeper:
         return bool(self._lease(keys=[key], args=[self.holder, round(self.lease_s * 1000)]))
 
     def sweep(self, watcher: Watcher) -> float:
-        """Check everything due now; return how long until the next check is due (at most 1 s)."""
+        """Check everything due now; return how long until the next check is due (at most 1 s).
+
+        A turn of the rate budget is taken *before* ids are claimed, so no id waits claimed ("being
+        checked") behind a busy or paused budget; a page whose check fails in any way, and the pages a
+        lost lease leaves unchecked, are due again rather than held for ``claim_hold_s``."""
+        provider, account = watcher.provider, watcher.account
         while not self.stopped.is_set():
+            next_check_s = self.waits.counts(provider, account).next_check_s
+            if next_check_s is None or next_check_s > 0:
+                return 1.0 if next_check_s is None else min(1.0, next_check_s)
+            if not self._turn(watcher):
+                return 0.0
             # Ids due within half a check interval go along: pages stay full, and each job is still
             # checked at least every check interval.
             ids = self.waits.claim_due(
-                watcher.provider,
-                watcher.account,
-                watcher.page_size,
-                hold_s=self.claim_hold_s,
-                ahead_s=watcher.lookahead_s,
+                provider, account, watcher.page_size, hold_s=self.claim_hold_s, ahead_s=watcher.lookahead_s
             )
-            if not ids:
-                break
-            for page in watcher.pages(ids):
-                if not self._turn(watcher):
+            pages = watcher.pages(ids)
+            for n, page in enumerate(pages):
+                if n and not self._turn(watcher):
+                    self._due_again(watcher, [pid for rest in pages[n:] for pid in rest], in_s=0.0)
                     return 0.0
                 self._check(watcher, page)
-        counts = self.waits.counts(watcher.provider, watcher.account)
-        return 1.0 if counts.next_check_s is None else min(1.0, counts.next_check_s)
+        return 0.0
 
     def _turn(self, watcher: Watcher) -> bool:
         """Wait for a turn of the account's rate budget, keeping the lease; False if it was lost."""
@@ -162,23 +169,33 @@ class Sweeper:
         return False
 
     def _check(self, watcher: Watcher, page: list[str]) -> None:
-        provider, account = watcher.provider, watcher.account
+        provider = watcher.provider
         self.requests += 1
         try:
             found = watcher.check(page)
         except Throttled as exc:
             pause_s = exc.retry_after_s or self.pause_s
             self.limiter.pause(watcher.rate, pause_s)
-            self.waits.recheck(provider, account, page, in_s=pause_s)
+            self._due_again(watcher, page, in_s=pause_s)
             log.warning("sweep of %s throttled: %s", provider, exc)
             return
         except ProviderError as exc:
-            self.waits.recheck(provider, account, page, in_s=watcher.check_interval_s)
+            self._due_again(watcher, page, in_s=watcher.check_interval_s)
             log.warning("sweep of %s: %s", provider, exc)
             return
+        except Exception:  # a bug in a provider's check: the page is checked again, not held
+            self._due_again(watcher, page, in_s=watcher.check_interval_s)
+            raise
         ended = {pid: r for pid, r in found.items() if r is not None}
         ended |= {pid: WaitResult(state="missing", source="sweep") for pid in page if pid not in found}
-        running = [pid for pid in page if pid not in ended]
-        late = self.waits.recheck(provider, account, running, in_s=watcher.check_interval_s)
-        ended |= {pid: WaitResult(state="timeout", source="sweep") for pid in late}
-        self.waits.resolve_many(provider, ended)
+        self._due_again(watcher, [pid for pid in page if pid not in ended], in_s=watcher.check_interval_s,
+                        ended=ended)  # fmt: skip
+
+    def _due_again(
+        self, watcher: Watcher, ids: list[str], *, in_s: float, ended: dict[str, WaitResult] | None = None
+    ) -> None:
+        """Next check of ``ids`` in ``in_s``; the ones past their deadline end (``timeout``), with
+        ``ended``, in one resolve."""
+        late = self.waits.recheck(watcher.provider, watcher.account, ids, in_s=in_s)
+        ended = (ended or {}) | {pid: WaitResult(state="timeout", source="sweep") for pid in late}
+        self.waits.resolve_many(watcher.provider, ended)
