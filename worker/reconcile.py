@@ -278,13 +278,15 @@ def _job_ids(messages: Iterable[bytes | str]) -> set[str]:
 
 
 def _holds(job: JobRecord, holder: str, pool: str) -> bool:
-    """Whether ``holder`` (the job, or ``<job>:<branch>``) should still hold a slot of ``pool``."""
-    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-        return False
+    """Whether ``holder`` (the job, or ``<job>:<branch>``) should still hold a slot of ``pool``: until its
+    job ends or the step of its graph that gives the slot back is done. A pool its graph never gives back
+    is not this job's to judge: its lease lapses by itself."""
     graph: Graph = graph_for(job.kind)
     _, _, branch = holder.partition(":")
     for step in graph.applying(job):
         if pool in step.releases:
+            if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+                return False
             state = job.stages.get(step.state_key(int(branch) if branch else None))
             return state is None or state.status is not StageStatus.DONE
     return True
