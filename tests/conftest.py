@@ -8,8 +8,11 @@ import faulthandler
 import os
 import shutil
 import signal
+import sys
 import tempfile
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,6 +136,21 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _runs_tests(config):
         _services.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries every thread's stack at the failure: what the in-process worker's
+    loops (sweeps, mover, reconciler) were doing, when a job did not end in time."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        names = {t.ident: t.name for t in threading.enumerate()}
+        stacks = [
+            f"--- {names.get(ident, ident)}\n" + "".join(traceback.format_stack(frame))
+            for ident, frame in sys._current_frames().items()
+        ]
+        report.sections.append(("threads at the failure", "\n".join(stacks)))
 
 
 class Sim:

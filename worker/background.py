@@ -1,8 +1,8 @@
 """A worker bootstep that runs genq's background loops in threads of the worker's main process: the
-schedule's mover and the heartbeat (every worker), the status sweeps (only the holder of each account's
-lease sends requests) and the reconciler (only the holder of its lease). None holds anything of a job:
-they work on what Redis holds. It also starts the main process's metrics flusher (pool processes start
-their own, worker/metrics.py)."""
+schedule's mover and the heartbeat (every worker), the status sweeps (a thread per account; only the
+holder of each account's lease sends requests) and the reconciler (only the holder of its lease). None
+holds anything of a job: they work on what Redis holds. It also starts the main process's metrics
+flusher (pool processes start their own, worker/metrics.py)."""
 
 from __future__ import annotations
 
@@ -40,13 +40,16 @@ class Background(bootsteps.StartStopStep):
         sweeps = watchers(ctx)
         self.loops = [
             Mover(ctx.redis, queues, max_sleep_s=waits.mover_max_sleep_s),
-            Sweeper(
-                ctx.redis,
-                ctx.limiter,
-                sweeps,
-                lease_s=waits.sweep_lease_s,
-                horizon_s=ctx.settings.limits.horizon_s,
-                pause_s=ctx.settings.limits.pause_s,
+            *(
+                Sweeper(
+                    ctx.redis,
+                    ctx.limiter,
+                    watcher,
+                    lease_s=waits.sweep_lease_s,
+                    horizon_s=ctx.settings.limits.horizon_s,
+                    pause_s=ctx.settings.limits.pause_s,
+                )
+                for watcher in sweeps
             ),
             Heartbeat(ctx.redis, worker.app, every_s=runs.heartbeat_s, lease_s=ctx.settings.run_lease_s),
             Reconciler(
@@ -62,8 +65,7 @@ class Background(bootsteps.StartStopStep):
             ),
         ]
         self.threads = [
-            threading.Thread(target=loop.run, name=f"genq-{type(loop).__name__.lower()}", daemon=True)
-            for loop in self.loops
+            threading.Thread(target=loop.run, name=f"genq-{_name(loop)}", daemon=True) for loop in self.loops
         ]
         for thread in self.threads:
             thread.start()
@@ -75,3 +77,8 @@ class Background(bootsteps.StartStopStep):
         for thread in self.threads:
             thread.join(timeout=5)
         stop_flushing()  # and again at worker shutdown, for the pool's last runs
+
+
+def _name(loop: Mover | Sweeper | Heartbeat | Reconciler) -> str:
+    kind = type(loop).__name__.lower()
+    return f"{kind}-{loop.watcher.provider}" if isinstance(loop, Sweeper) else kind

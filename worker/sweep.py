@@ -1,7 +1,7 @@
 """One status sweep per provider account: the only status requests genq sends for parked waits.
 
-Every worker runs a ``Sweeper`` thread, but for each account only the holder of a Redis lease sweeps; the
-others keep trying to take the lease, so when the holder dies another worker takes over within
+Every worker runs a ``Sweeper`` thread per account, and for each account only the holder of a Redis lease
+sweeps; the others keep trying to take the lease, so when the holder dies another worker takes over within
 ``lease_s``. When a check is due, the holder first takes a turn of the account's rate budget through the
 limiter (so nothing waits claimed behind a busy or paused budget), then claims the ids whose check is due,
 oldest-due first, as many as one status request can carry (``Watcher.page_size``), checks them, and wakes
@@ -9,10 +9,11 @@ every parked stage whose provider job ended and schedules the next check of the 
 later; a page whose check failed in any way is checked again then too). When a check is due, the ids due
 within half a check interval go along, so requests carry full pages. Status requests so grow with the
 number of parked jobs divided by the page size, and an ended job is seen at most about one check interval
-late. Weak spots: a page claimed by a holder that dies mid-check is checked again only after
-``claim_hold_s``; the lease bounds overlap by time, so a holder stalled past its lease (a long GC pause)
-may sweep once more beside its successor (harmless: resolving is idempotent, only a request is spent
-twice).
+late. An account has a thread of its own, so one that waits (a paused budget, a slow provider, a steady stream
+of due ids) never delays the checks of another. Weak spots: a page claimed by a holder that dies mid-check is
+checked again only after ``claim_hold_s``; the lease bounds overlap by time, so a holder stalled past its
+lease (a long GC pause) may sweep once more beside its successor (harmless: resolving is idempotent, only a
+request is spent twice).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Sweeper:
         self,
         client: redis.Redis,
         limiter: Limiter,
-        watchers: Sequence[Watcher],
+        watcher: Watcher,
         *,
         lease_s: float,
         horizon_s: float,
@@ -96,7 +97,7 @@ class Sweeper:
         self.redis = client
         self.waits = Waits(client)
         self.limiter = limiter
-        self.watchers = list(watchers)
+        self.watcher = watcher
         self.lease_s = lease_s
         self.horizon_s = horizon_s
         self.pause_s = pause_s  # a 429 without Retry-After pauses the budget this long
@@ -110,16 +111,16 @@ class Sweeper:
         return max(30.0, 3 * self.lease_s)
 
     def run(self) -> None:
+        watcher = self.watcher
         while not self.stopped.is_set():
             pause_s = min(1.0, self.lease_s / 3)
-            for watcher in self.watchers:
-                try:
-                    if self.holds(watcher):
-                        pause_s = min(pause_s, self.sweep(watcher))
-                except redis.RedisError:
-                    log.warning("sweep of %s: Redis unavailable", watcher.provider)
-                except Exception:  # a bug in one provider's check must not stop every sweep
-                    log.exception("sweep of %s failed", watcher.provider)
+            try:
+                if self.holds(watcher):
+                    pause_s = min(pause_s, self.sweep(watcher))
+            except redis.RedisError:
+                log.warning("sweep of %s: Redis unavailable", watcher.provider)
+            except Exception:  # a bug in a provider's check must not stop its sweeps
+                log.exception("sweep of %s failed", watcher.provider)
             self.stopped.wait(pause_s)
 
     def stop(self) -> None:

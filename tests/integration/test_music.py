@@ -19,6 +19,7 @@ from genq.processes import stop
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus
+from schemas import layout as L
 from tests.conftest import Sim, until
 
 pytestmark = pytest.mark.integration
@@ -105,6 +106,39 @@ def test_two_jobs_of_8_executions_never_run_more_than_10_at_once_and_get_no_429(
     assert stats["executions_started"] == 16
     assert stats["peak_running"] <= 10
     assert stats["throttled"] == {"concurrency": 0, "cooldown": 0}
+
+
+@pytest.mark.slow
+def test_an_execution_that_ends_long_after_the_other_still_joins_and_the_job_succeeds(
+    workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim, tmp_path: Path
+) -> None:
+    # One execution slot: the second execution waits for the first one's slot, so its branch ends an
+    # execution later. The join is counted in the job record, which has no time to live while the job
+    # runs (a chord's counter on a result backend expired after result_expires): however late a
+    # branch ends, the join is there.
+    sim.configure("aimi", execution_s=3.0)
+    producer = Producer(own_redis.url)
+    workers("w", concurrency=4, GENQ_AIMI__CONCURRENCY="1")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(os.urandom(MB))
+    job_id = producer.submit(music(video, executions=2))
+
+    def downloaded() -> list[str]:
+        stages = producer.get(job_id).stages
+        return [n for n in ("download[0]", "download[1]") if n in stages and stages[n].status == "done"]
+
+    until(lambda: len(downloaded()) == 1, 60, "one branch to end")
+    assert "collect" not in producer.get(job_id).stages
+    assert producer.redis.ttl(L.job_key(job_id)) == -1  # nothing the join reads can expire
+    record = producer.wait(job_id, timeout_s=60)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert len(record.outputs) == 2
+    ends = sorted(t for n in range(2) if (t := record.stages[f"download[{n}]"].finished_at) is not None)
+    assert (ends[1] - ends[0]).total_seconds() >= 2.0  # the second branch ended an execution later
+    collect_started = record.stages["collect"].started_at
+    assert collect_started is not None and collect_started >= ends[1]
+    assert sim.stats("aimi")["executions_started"] == 2
 
 
 @pytest.mark.slow

@@ -21,8 +21,11 @@ from producers import Producer
 from schemas import JobStatus
 from schemas import layout as L
 from schemas.wire import task_message
-from tests.conftest import SIM_KEY, Services, Sim, until
+from tests.conftest import AIMI_KEY, SIM_KEY, Services, Sim, until
 from tests.integration.conftest import AppServer
+from worker.limits import RateBudget, RedisLimiter
+from worker.providers.aimi.settings import AimiSettings
+from worker.providers.aimi.spec import REQUESTS
 from worker.providers.syncso.webhook import sign as sync_sign
 from worker.schedule import Schedule
 from worker.settings import Settings
@@ -150,6 +153,29 @@ def test_a_sigkilled_sweep_holder_is_replaced_within_the_lease_and_its_parked_jo
         record = producer.wait(job_id, timeout_s=60)
         assert record.status is JobStatus.SUCCEEDED, record.error
     assert sim.stats()["generations_created"] == 3
+    client.close()
+
+
+@pytest.mark.slow
+def test_an_account_whose_sweep_waits_for_its_budget_does_not_delay_another_accounts_checks(
+    workers: StartWorker, own_redis: EmbeddedRedis, services: Services, sim: Sim
+) -> None:
+    # An Aimi execution due for a check while Aimi's budget is paused for a minute (another worker's
+    # 429): the Aimi sweep waits out the pause. The sync.so sweep has a thread of its own, so a lipsync
+    # job ends as fast as ever.
+    client = redis.Redis.from_url(own_redis.url)
+    aimi = AimiSettings(base_url=services.sim.base_url, api_key=AIMI_KEY)
+    Waits(client).park("aimi", aimi.account, "exec-held", job="held", stage="wait[0]", queue=IDLE_QUEUE,
+                       message="m", check_in_s=0.0, deadline_in_s=600)  # fmt: skip
+    RedisLimiter(client).pause(RateBudget.of(REQUESTS, aimi.rate), 60.0)
+    workers("sweeps")
+    producer = Producer(own_redis.url)
+    started = time.monotonic()
+    record = producer.wait(producer.submit(JOB), timeout_s=30)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert time.monotonic() - started < 15  # not after the Aimi pause (60 s)
+    assert sum(sim.stats("aimi")["requests"].values()) == 0  # the Aimi sweep did wait out the pause
     client.close()
 
 

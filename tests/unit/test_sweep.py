@@ -46,7 +46,7 @@ def park(waits: Waits, watcher: Broken, provider_id: str) -> None:
 def test_a_page_whose_check_raised_is_due_again_at_its_interval_not_held(scratch: redis.Redis) -> None:
     waits, watcher = Waits(scratch), Broken()
     park(waits, watcher, "gen-1")
-    sweeper = Sweeper(scratch, RedisLimiter(scratch), [watcher], lease_s=5, horizon_s=30, pause_s=1)
+    sweeper = Sweeper(scratch, RedisLimiter(scratch), watcher, lease_s=5, horizon_s=30, pause_s=1)
     with pytest.raises(KeyError):
         sweeper.sweep(watcher)
     assert watcher.calls == 1
@@ -65,7 +65,7 @@ def test_a_sweep_that_gets_no_turn_claims_nothing(scratch: redis.Redis) -> None:
     scratch.set(
         L.SWEEP_LEASE_KEY.format(provider=watcher.provider, account=watcher.account), "other", px=5000
     )
-    sweeper = Sweeper(scratch, limiter, [watcher], lease_s=5, horizon_s=30, pause_s=1)
+    sweeper = Sweeper(scratch, limiter, watcher, lease_s=5, horizon_s=30, pause_s=1)
     assert sweeper.sweep(watcher) == 0.0
     assert scratch.zscore(due_key, "gen-2") == due  # still due as it was: not claimed, not "being checked"
     assert watcher.calls == 0
