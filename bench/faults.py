@@ -12,9 +12,12 @@ Scenarios (each on a fresh embedded Redis with an AOF, ``appendfsync everysec`` 
 
 Columns: ``jobs``; ``succeeded``/``failed``; ``lost``: jobs not ended at the deadline; ``dup gens``:
 generations beyond one per job (by Idempotency-Key, plus any created without one); ``gens``: generations
-created; ``s``: wall time. Every scenario should show 0 lost and 0 duplicate generations. Figures are
-printed and written to ``bench/out/faults.md``, never asserted here; ``tests/integration/test_faults.py``
-runs the same scenarios and asserts them.
+created; ``orphaned``: jobs found running with no message anywhere (queue, schedule, parked wait, a worker's
+hands) in two samples a second apart, as the reconciler finds what it repairs; ``repairs``: the reconciler's
+repairs by kind (``genq_repairs_total``); ``s``: wall time. Every scenario should show 0 lost, 0 duplicate
+generations and 0 orphaned, but for the Redis kill, whose lost writes leave orphans that the reconciler
+repairs. Figures are printed and written to ``bench/out/faults.md``, never asserted here;
+``tests/integration/test_faults.py`` runs the same scenarios and asserts them.
 
     python bench/faults.py [--jobs 200] [--only storm,redis,workers]
 """
@@ -33,14 +36,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 from genq.processes import start_worker, stop, stop_all, worker_env
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobRecord, JobStatus
+from schemas.layout import DEFAULT_QUEUE, REPAIRS_KEY, text
 from simulators.config import SimConfig
 from simulators.server import SimulatorServer
 from simulators.syncso.config import SyncSoSimConfig
+from worker.app import PROVIDER_QUEUES
+from worker.context import Context
+from worker.reconcile import Reconciler
+from worker.settings import Settings
 
 OUT = Path(__file__).parent / "out"
 SIM_KEY = "bench-faults-key"
@@ -87,16 +96,23 @@ class Outcome:
     # per kill point: (create requests sent, of which sync.so replayed by Idempotency-Key)
     creates: dict[str, tuple[int, int]] = field(default_factory=dict)
     recovery_s: float | None = None  # after a Redis restart: from Redis answering to the last job's end
+    # Running jobs with no message anywhere (queue, schedule, parked wait, a worker's hands), seen in two
+    # samples a second apart during the run, and at its end; and the reconciler's repairs by kind.
+    orphaned: set[str] = field(default_factory=set)
+    orphans_at_end: set[str] = field(default_factory=set)
+    repairs: dict[str, int] = field(default_factory=dict)
 
     def row(self) -> str:
+        repairs = ", ".join(f"{k} {v}" for k, v in sorted(self.repairs.items())) or "0"
         cells = [self.scenario, self.jobs, self.succeeded, self.failed, self.lost, self.duplicate_generations,
-                 self.generations, f"{self.seconds:.1f}", "; ".join(self.notes)]  # fmt: skip
+                 self.generations, len(self.orphaned), repairs, f"{self.seconds:.1f}",
+                 "; ".join(self.notes)]  # fmt: skip
         return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 HEADER = (
-    "| scenario | jobs | succeeded | failed | lost | dup gens | gens | s | notes |\n"
-    "|---|---|---|---|---|---|---|---|---|"
+    "| scenario | jobs | succeeded | failed | lost | dup gens | gens | orphaned | repairs | s | notes |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -109,10 +125,15 @@ class Rig:
         self.redis = EmbeddedRedis(appendonly=True, data_dir=workdir / "redis")
         self.workers: list[subprocess.Popen[bytes]] = []
         self.http = httpx.Client(base_url=sim.base_url, timeout=10)
+        self.orphaned: set[str] = set()
+        self._orphans: set[str] = set()  # the last sample's
 
     def __enter__(self) -> Rig:
         self.redis.start()
         self.producer = Producer(self.redis.url)
+        syncso = {"api_key": SIM_KEY, "base_url": self.sim.base_url}
+        ctx = Context(Settings(redis_url=self.redis.url, syncso=syncso))  # type: ignore[call-arg]
+        self.reconciler = Reconciler.of(ctx, [DEFAULT_QUEUE, *PROVIDER_QUEUES])
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -148,16 +169,32 @@ class Rig:
         self.http.request(method, path, **kwargs).raise_for_status()
 
     def wait_all(self, ids: Sequence[str], timeout_s: float) -> list[JobRecord]:
+        """Until every job of ``ids`` ended (or ``timeout_s``), sampling orphans every second."""
         deadline = time.monotonic() + timeout_s
         records: dict[str, JobRecord] = {}
+        next_sample = 0.0
         while len(records) < len(ids) and time.monotonic() < deadline:
             for job_id in ids:
                 if job_id not in records:
                     record = self.producer.get(job_id)
                     if record.is_terminal:
                         records[job_id] = record
+            if time.monotonic() >= next_sample:
+                self.sample_orphans()
+                next_sample = time.monotonic() + 1.0
             time.sleep(0.2)
         return [records.get(job_id) or self.producer.get(job_id) for job_id in ids]
+
+    def sample_orphans(self) -> set[str]:
+        """The running jobs with no message anywhere now; a job found so twice in a row is orphaned
+        (what the reconciler would repair). Redis unreachable (killed on purpose) is no sample."""
+        try:
+            found = self.reconciler.orphans()
+        except redis.RedisError:
+            return set()
+        self.orphaned |= found & self._orphans
+        self._orphans = found
+        return found
 
     def outcome(
         self, scenario: str, ids: Sequence[str], records: Sequence[JobRecord], started: float
@@ -168,9 +205,14 @@ class Rig:
             sum(len(gens) - 1 for gens in by_key.values()) + stats["generations_without_idempotency_key"]
         )
         count = {status: sum(r.status is status for r in records) for status in JobStatus}
-        return Outcome(scenario, len(ids), count[JobStatus.SUCCEEDED], count[JobStatus.FAILED],
-                       sum(not r.is_terminal for r in records), duplicates, stats["generations_created"],
-                       time.monotonic() - started)  # fmt: skip
+        outcome = Outcome(scenario, len(ids), count[JobStatus.SUCCEEDED], count[JobStatus.FAILED],
+                          sum(not r.is_terminal for r in records), duplicates, stats["generations_created"],
+                          time.monotonic() - started)  # fmt: skip
+        outcome.orphaned = set(self.orphaned)
+        outcome.orphans_at_end = self.sample_orphans()
+        repairs = self.producer.redis.hgetall(REPAIRS_KEY)
+        outcome.repairs = {text(k): int(v) for k, v in repairs.items()}
+        return outcome
 
 
 def lipsync(i: int) -> dict[str, object]:

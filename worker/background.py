@@ -52,17 +52,7 @@ class Background(bootsteps.StartStopStep):
                 for watcher in sweeps
             ),
             Heartbeat(ctx.redis, worker.app, every_s=runs.heartbeat_s, lease_s=ctx.settings.run_lease_s),
-            Reconciler(
-                ctx.redis,
-                ctx.limiter,
-                ctx.budgets_in_use.pools,
-                queues=queues,
-                wait_namespaces=[w.provider for w in sweeps],
-                stale_s=runs.stale_s,
-                every_s=runs.reconcile_every_s,
-                lease_s=runs.leader_lease_s,
-                heartbeat_s=runs.heartbeat_s,
-            ),
+            Reconciler.of(ctx, queues),
         ]
         self.threads = [
             threading.Thread(target=loop.run, name=f"genq-{_name(loop)}", daemon=True) for loop in self.loops

@@ -33,6 +33,7 @@ import redis
 
 from schemas import JobRecord, JobStatus, StageStatus
 from schemas import layout as L
+from worker.context import Context, watchers
 from worker.graph import Graph, run_message
 from worker.limits import Limiter, Pool
 from worker.lua import source
@@ -87,6 +88,22 @@ class Reconciler:
         self._suspects: set[str] = set()  # running jobs found with no message on the last pass
         self._restarted_at: float | None = None  # when a Redis restart was seen, until it is dealt with
         self.total = Repairs()
+
+    @classmethod
+    def of(cls, ctx: Context, queues: Sequence[str]) -> Reconciler:
+        """The reconciler of the providers ``ctx``'s settings use, over ``queues``."""
+        runs = ctx.settings.runs
+        return cls(
+            ctx.redis,
+            ctx.limiter,
+            ctx.budgets_in_use.pools,
+            queues=queues,
+            wait_namespaces=[w.provider for w in watchers(ctx)],
+            stale_s=runs.stale_s,
+            every_s=runs.reconcile_every_s,
+            lease_s=runs.leader_lease_s,
+            heartbeat_s=runs.heartbeat_s,
+        )
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -163,6 +180,12 @@ class Reconciler:
             log.warning("job %s has no message anywhere and no step due (its graph: %s)", job_id, job.kind)
         self._suspects.discard(job_id)
         return pushed
+
+    def orphans(self) -> set[str]:
+        """The running jobs that have no message anywhere now, however briefly (what a pass finds two
+        times in a row and repairs)."""
+        running = {L.text(j) for j in self.redis.zrange(L.RUNNING_KEY, 0, -1)}
+        return running - self.with_messages(running) if running else set()
 
     def with_messages(self, jobs: set[str]) -> set[str]:
         """Which of ``jobs`` have a message somewhere (read upstream first)."""

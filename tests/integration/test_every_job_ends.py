@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from schemas import layout as L
 from tests.conftest import Sim
 from worker.providers.errors import ProviderUnavailable
 from worker.stage import Stage
+from worker.store import JobStore
 
 pytestmark = pytest.mark.integration
 
@@ -197,3 +199,67 @@ def test_a_bug_in_a_jobs_graph_fails_it_at_start(
     assert record.error is not None
     assert (record.error.stage, record.error.code) == ("start", "genq_internal_error")
     assert redis_client.zscore(L.DEAD_LETTERS, job_id) is not None
+
+
+# Where a Redis error can strike one step of a run: before the begin or the advance is applied, or after
+# (the script ran, its reply was lost on the way back).
+ADVANCE_POINTS = ("begin, not applied", "begin, reply lost", "advance, not applied", "advance, reply lost")
+
+
+class FlakyStore:
+    """Raises a Redis error at one point of the first run of ``(state key, job)``."""
+
+    def __init__(self) -> None:
+        self.planned: dict[tuple[str, str], str] = {}
+        self.fired: list[tuple[str, str, str]] = []
+        self.calls: Counter[tuple[str, str]] = Counter()  # (state key, job): begins
+        self.lock = threading.Lock()
+
+    def wrap(self, step: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def flaky(store: JobStore, job_id: str, state_key: str, *args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                if step == "begin":
+                    self.calls[(state_key, job_id)] += 1
+                point = self.planned.get((state_key, job_id), "")
+                strike = point.startswith(step)
+                if strike:
+                    del self.planned[(state_key, job_id)]
+                    self.fired.append((state_key, job_id, point))
+            if strike and point.endswith("not applied"):
+                raise redis.ConnectionError("injected: Connection reset by peer")
+            result = original(store, job_id, state_key, *args, **kwargs)
+            if strike:
+                raise redis.TimeoutError("injected: Timeout reading from socket")
+            return result
+
+        return flaky
+
+
+def test_a_redis_error_at_each_point_of_a_runs_begin_and_advance_runs_the_stage_again_and_the_job_ends(
+    producer: Producer, sim: Sim, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    flaky = FlakyStore()
+    monkeypatch.setattr(JobStore, "begin", flaky.wrap("begin", JobStore.begin))
+    monkeypatch.setattr(JobStore, "advance", flaky.wrap("advance", JobStore.advance))
+    music = music_request(tmp_path)
+    # Lipsync's chain of stages, and music's joins: the last chunk and the last download.
+    cases = [(LIPSYNC, key) for key in ("create", "wait", "download")]
+    cases += [(music, key) for key in ("upload_chunk[0]", "download[1]")]
+    planned = {}
+    for request, key in cases:
+        for point in ADVANCE_POINTS:
+            job_id = producer.submit(request)
+            flaky.planned[(key, job_id)] = point
+            planned[job_id] = (key, point)
+    records = {job_id: producer.wait(job_id, timeout_s=120) for job_id in planned}
+
+    assert not flaky.planned, f"errors that never struck: {sorted(flaky.planned)}"
+    assert sorted(flaky.fired) == sorted((key, job_id, point) for job_id, (key, point) in planned.items())
+    outcomes = {planned[job_id]: (r.status, r.error) for job_id, r in records.items()}
+    assert outcomes == {case: (JobStatus.SUCCEEDED, None) for case in planned.values()}
+    # Each stage struck ran again: its message went back to the broker and was delivered anew.
+    begins = {planned[job_id]: flaky.calls[(key, job_id)] for job_id, (key, _) in planned.items()}
+    assert all(n >= 2 for n in begins.values()), begins
+    # One provider job each: a run after a lost reply resumes from what its first run recorded.
+    assert sim.stats()["generations_created"] == 3 * len(ADVANCE_POINTS)
+    assert sim.stats("aimi")["executions_started"] == 2 * 2 * len(ADVANCE_POINTS)
