@@ -17,6 +17,7 @@ from schemas.wire import task_message
 from worker.limits import Pool, RedisLimiter, Waiter
 from worker.reconcile import Reconciler
 from worker.store import JobStore
+from worker.waits import Waits
 
 LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
            "audio": "https://x.test/a.wav"}  # fmt: skip
@@ -105,3 +106,38 @@ def test_after_a_restart_unacked_messages_no_heartbeat_renewed_go_back(scratch: 
     assert (back["argsrepr"], back["redelivered"]) == ("['j-orphan']", True)
     assert scratch.hkeys(L.UNACKED) == [b"t-alive"]
     assert rec.restore_after_restart() == 0  # dealt with: nothing more until the next restart
+
+
+def test_after_a_restart_a_job_not_moved_since_is_repaired_without_waiting_out_stale_s(
+    scratch_url: str, scratch: redis.Redis
+) -> None:
+    job_id = started(scratch_url, scratch)  # its message was among the writes the restart lost
+    rec = reconciler(scratch, stale_s=3600.0)
+    assert (rec.repush_lost(), rec.repush_lost()) == (0, 0)  # not stale for an hour: left alone
+    scratch.set(L.REDIS_RUN_ID_KEY, "the-run-before")  # as a Redis restarted from its AOF has it
+    time.sleep(0.01)
+    assert rec.reconcile().messages == 0  # the restart is seen; first sighting of the job
+    assert rec.reconcile().messages == 1  # the second: pushed again, though it is not stale_s old
+    [message] = queued(scratch)
+    assert message["argsrepr"] == f"['{job_id}']"
+
+
+def test_after_a_restart_ids_a_sweep_held_for_a_check_are_due_again_within_one_interval(
+    scratch: redis.Redis,
+) -> None:
+    waits = Waits(scratch)
+    for pid in ("held", "parked"):
+        waits.park("syncso", "acct", pid, job=f"j-{pid}", stage="wait", queue="syncso", message="m",
+                   check_in_s=0.0 if pid == "held" else 5.0, deadline_in_s=600)  # fmt: skip
+    assert waits.claim_due("syncso", "acct", 1, hold_s=30.0) == ["held"]  # then Redis went away
+    due_key = L.wait_keys("syncso")[2] + "acct"
+    parked_due = scratch.zscore(due_key, "parked")
+    rec = Reconciler(scratch, RedisLimiter(scratch), [POOL], queues=["syncso"], wait_namespaces=["syncso"],
+                     stale_s=30, every_s=1, lease_s=5, heartbeat_s=0.05,
+                     sweeps=[("syncso", "acct", 10.0)])  # fmt: skip
+    scratch.set(L.REDIS_RUN_ID_KEY, "the-run-before")
+    rec.restore_after_restart()
+    seconds, _ = scratch.time()
+    held_in_s = (scratch.zscore(due_key, "held") or 0) / 1000 - seconds
+    assert 9 <= held_in_s <= 11  # one check interval, not the 30 s hold
+    assert scratch.zscore(due_key, "parked") == parked_due  # due sooner already: left as it was
