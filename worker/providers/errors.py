@@ -6,7 +6,21 @@ Callers write ``except Throttled`` or ``except ProviderUnavailable``; they never
 
 from __future__ import annotations
 
-from typing import ClassVar
+import re
+from typing import ClassVar, Final
+
+# A credential in a URL's query that a provider may echo in an error body: genq's per-job webhook token
+# (AI Studios: ``<base>/aistudios?job=<id>&token=<hmac>``), any ``*token`` and a signed URL's signature,
+# with ``=`` plain, percent-encoded or JSON-escaped. The value runs to the next separator.
+_QUERY_CREDENTIAL: Final = re.compile(
+    r"(?i)((?<![a-z0-9])[a-z0-9_.-]*(?:token|signature)(?:=|%3d|\\u003d))[^&\s\"'<>\\#;,]+"
+)
+
+
+def scrub_tokens(text: str) -> str:
+    """``text`` with the value of every token or signature query parameter replaced by ``***``. Every
+    ``ProviderError`` message goes through it, so no error stored in a job or logged repeats one."""
+    return _QUERY_CREDENTIAL.sub(r"\1***", text)
 
 
 class ProviderError(Exception):
@@ -23,6 +37,7 @@ class ProviderError(Exception):
         code: str | None = None,
         request_id: str | None = None,
     ) -> None:
+        message = scrub_tokens(message)
         super().__init__(message)
         self.message = message
         self.provider = provider

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -207,8 +207,11 @@ class AIStudiosClient:
             method, path, json=body, headers={"Content-Type": "application/json"}
         )
         response = send_with_connect_retry(self._http, request, auth=self._auth, provider=self.provider)
-        # The token the answer may echo is scrubbed with the request's Authorization header.
-        return unwrap(response, render_status=name == "progress")
+        # The token the answer may echo is scrubbed with the request's Authorization header, and so is the
+        # per-job token of a webhook URL sent (``ProviderError`` also scrubs any ``token=`` it quotes).
+        webhook = str((body or {}).get("webhookUrl") or "")
+        secrets = parse_qs(urlsplit(webhook).query).get("token", [])
+        return unwrap(response, render_status=name == "progress", secrets=secrets)
 
     def _parse(self, name: str, data: Any, model: type[_ModelT]) -> _ModelT:
         # A 2xx we cannot read is the provider misbehaving, not our request being wrong: retry later.
