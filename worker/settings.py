@@ -22,6 +22,7 @@ from typing import Any, Self
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.caps import Caps
 from worker.limits import LimitsSettings
 from worker.providers.registry import ProviderSections
 
@@ -112,6 +113,9 @@ class Settings(BaseSettings, ProviderSections):
     waits: WaitSettings = WaitSettings()
     runs: RunSettings = RunSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    # What one submit may ask for (producers read the same GENQ_CAPS__ variables) and what one job's
+    # outputs may take together (schemas/caps.py).
+    caps: Caps = Caps()
 
     @model_validator(mode="after")
     def _heartbeat_within_visibility(self) -> Self:

@@ -31,6 +31,7 @@ from worker.providers.aimi.models import (
     raise_for_response,
 )
 from worker.providers.http import (
+    ByteBudget,
     Download,
     make_http_client,
     parse_body,
@@ -186,9 +187,11 @@ class AimiClient:
         Aimi asks for at most one poll per execution every 5 s; the caller keeps that pace."""
         return self._parse(self._call("status", json_body={"execid": execid}), Execution)
 
-    def download(self, url: str, dest: Path, *, max_bytes: int) -> Download:
+    def download(self, url: str, dest: Path, *, max_bytes: int, budget: ByteBudget | None = None) -> Download:
         """Stream a finished execution's ``url`` to ``dest`` atomically; no token goes to the storage host."""
-        return stream_to_file(self._http, url, dest, max_bytes=max_bytes, provider=self.provider)
+        return stream_to_file(
+            self._http, url, dest, max_bytes=max_bytes, provider=self.provider, budget=budget
+        )
 
     def fetch_range(self, url: str, start: int, end: int) -> Iterator[bytes]:
         """Bytes ``start`` to ``end`` (inclusive) of a source video at ``url``, without the token, ready

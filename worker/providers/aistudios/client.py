@@ -19,6 +19,7 @@ from worker.providers.aistudios.api import ENDPOINTS, PROVIDER, error_code, unwr
 from worker.providers.aistudios.tokens import SharedToken, TokenAuth, TokenSource
 from worker.providers.errors import ProviderUnavailable
 from worker.providers.http import (
+    ByteBudget,
     Download,
     make_http_client,
     send_with_connect_retry,
@@ -185,9 +186,11 @@ class AIStudiosClient:
         """``GET /api/odin/v3/model``: the avatar catalogue with each avatar's outfits."""
         return self._parse("models", self._call("models"), _ModelsData).models
 
-    def download(self, url: str, dest: Path, *, max_bytes: int) -> Download:
+    def download(self, url: str, dest: Path, *, max_bytes: int, budget: ByteBudget | None = None) -> Download:
         """Stream a render's ``download_url`` to ``dest`` atomically; no token goes to the storage host."""
-        return stream_to_file(self._http, url, dest, max_bytes=max_bytes, provider=self.provider)
+        return stream_to_file(
+            self._http, url, dest, max_bytes=max_bytes, provider=self.provider, budget=budget
+        )
 
     def _render_options(
         self, resolution: str | None, webhook_url: str | None, workspace_id: str | None
