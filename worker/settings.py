@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.limits import LimitsSettings
+from worker.providers.egress import EgressSettings
 from worker.providers.registry import ProviderSections
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class Settings(BaseSettings, ProviderSections):
     waits: WaitSettings = WaitSettings()
     runs: RunSettings = RunSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    # What a worker may fetch of the URLs a job names (worker/providers/egress.py).
+    egress: EgressSettings = EgressSettings()
 
     @model_validator(mode="after")
     def _heartbeat_within_visibility(self) -> Self:

@@ -23,8 +23,9 @@ from worker.limits import Gate, Pool, RateBudget
 from worker.outcomes import Stop
 from worker.providers.aimi.client import AimiClient
 from worker.providers.aimi.settings import AimiSettings
+from worker.providers.aimi.source import SourceReader
 from worker.providers.aimi.spec import EXECUTIONS, REQUESTS, SPEC
-from worker.providers.errors import BadRequest, JobRejected
+from worker.providers.errors import BadRequest, JobRejected, SourceRefused
 from worker.store import JobStore
 from worker.waits import Waits
 
@@ -47,18 +48,21 @@ def output_key(n: int) -> str:
 
 @dataclass(frozen=True)
 class Aimi:
-    """What an Aimi stage talks to, and the account's budgets it spends."""
+    """What an Aimi stage talks to, and the account's budgets it spends; ``sources`` reads source videos
+    through the egress policy, outside every Aimi budget."""
 
     client: AimiClient
     settings: AimiSettings
     executions: Pool
     rate: RateBudget
+    sources: SourceReader
 
     @classmethod
     def of(cls, ctx: Context) -> Aimi:
         return cls(
-            ctx.client(SPEC), ctx.section(SPEC), ctx.budgets.pool(EXECUTIONS), ctx.budgets.rate(REQUESTS)
-        )
+            ctx.client(SPEC), ctx.section(SPEC), ctx.budgets.pool(EXECUTIONS), ctx.budgets.rate(REQUESTS),
+            SourceReader(ctx.egress),
+        )  # fmt: skip
 
 
 def _request(job: JobRecord) -> MusicRequest:
@@ -70,7 +74,7 @@ def _refused(message: str) -> BadRequest:
     return BadRequest(message, provider=PROVIDER)
 
 
-def _source_size(source: str, client: AimiClient) -> int:
+def _source_size(source: str, client: SourceReader) -> int:
     if is_local_path(source):
         try:
             return Path(source).stat().st_size
@@ -79,7 +83,7 @@ def _source_size(source: str, client: AimiClient) -> int:
     return client.content_length(source)
 
 
-def _read_range(source: str, start: int, end: int, client: AimiClient) -> Iterator[bytes]:
+def _read_range(source: str, start: int, end: int, client: SourceReader) -> Iterator[bytes]:
     """Bytes ``start..end`` (inclusive) of the video, in pieces: a seek into a local file, or an HTTP
     Range request to its URL. No worker ever holds more than a piece of it."""
     if not is_local_path(source):
@@ -105,9 +109,12 @@ def start_upload(job: JobRecord, store: JobStore, aimi: Aimi, gate: Gate) -> int
     request = _request(job)
     upload: dict[str, Any] | None = job.data.get("upload")
     if upload is None:
-        size = _source_size(request.video, aimi.client)
+        size = _source_size(request.video, aimi.sources)
         if size <= 0:
             raise _refused(f"video: {request.video} is empty")
+        if size > aimi.settings.max_source_bytes:  # before a chunk is cut, or Aimi is told of it
+            raise SourceRefused(f"video: {size} bytes, over GENQ_AIMI__MAX_SOURCE_BYTES "
+                                f"({aimi.settings.max_source_bytes})", code="source_too_large")  # fmt: skip
         name = Path(request.video.split("?", 1)[0]).name or "video.mp4"
         file_type = mimetypes.guess_type(name)[0] or "video/mp4"
         taskid = job.provider_ids.get(TASK)
@@ -130,7 +137,7 @@ def send_chunk(job: JobRecord, store: JobStore, aimi: Aimi, gate: Gate, index: i
     start = index * int(upload["chunk_bytes"])
     end = min(int(upload["size"]), start + int(upload["chunk_bytes"])) - 1
     with gate.calling(aimi.rate):
-        content = _read_range(_request(job).video, start, end, aimi.client)
+        content = _read_range(_request(job).video, start, end, aimi.sources)
         aimi.client.upload_chunk(job.provider_ids[TASK], index, content, end - start + 1)
     store.set_provider_id(job.id, chunk_key(index), "acknowledged")
 
