@@ -20,6 +20,7 @@ from schemas.music import MusicRequest
 from worker.context import Context
 from worker.follow import Followed, recorded_end
 from worker.limits import Gate, Pool, RateBudget
+from worker.names import output_path
 from worker.outcomes import Stop
 from worker.providers.aimi.client import AimiClient
 from worker.providers.aimi.settings import AimiSettings
@@ -236,9 +237,8 @@ def fetch_output(
     url = result.body.get("url") if result else None
     if not isinstance(url, str) or not url:
         raise JobRejected(f"execution {execid} finished without a download URL", provider=PROVIDER)
-    name = f"{request.output_file_name or 'music'}_{n}{request.output_suffix}"
-    dest = artifact_dir / job.id / name
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    stem = f"{request.output_file_name or 'music'}_{n}"
+    dest = output_path(artifact_dir, job.id, stem, request.output_suffix)
     download = aimi.client.download(url, dest, max_bytes=aimi.settings.max_output_bytes)
     output = Output(path=str(download.path.resolve()), bytes=download.bytes, sha256=download.sha256)
     store.set_data(job.id, output_key(n), output.model_dump(mode="json"))
