@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import redis
 
 from worker.limits import Budgets, Limiter, RedisLimiter, Unlimited
+from worker.providers.egress import Egress
 from worker.providers.registry import specs
 from worker.providers.spec import ProviderSpec, load
 from worker.schedule import Schedule
@@ -63,6 +64,11 @@ class Context:
     def budgets_in_use(self) -> Budgets:
         """The budgets of the providers whose credentials are set: the ones swept and reported."""
         return budgets_from(self.settings, configured_only=True)
+
+    @cached_property
+    def egress(self) -> Egress:
+        """What fetches the URLs jobs name (source videos): the egress policy's one connection pool."""
+        return Egress(self.settings.egress)
 
     def section(self, spec: ProviderSpec[S, Any]) -> S:
         return spec.section(self.settings)

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.caps import Caps
 from worker.limits import LimitsSettings
+from worker.providers.egress import EgressSettings
 from worker.providers.registry import ProviderSections
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ class Settings(BaseSettings, ProviderSections):
     # What one submit may ask for (producers read the same GENQ_CAPS__ variables) and what one job's
     # outputs may take together (schemas/caps.py).
     caps: Caps = Caps()
+    # What a worker may fetch of the URLs a job names (worker/providers/egress.py).
+    egress: EgressSettings = EgressSettings()
 
     @model_validator(mode="after")
     def _heartbeat_within_visibility(self) -> Self:

@@ -123,8 +123,9 @@ class Stage(Task):  # type: ignore[type-arg]
             store.set_stage(job_id, self.state_key, _moved(state, StageStatus.DONE, str(stop), ended=True))
             return f"stopped: {stop}"
         except Throttled as exc:
-            retry = self.ctx.settings.retry
-            delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=retry.backoff_cap_s)
+            retry, most_s = self.ctx.settings.retry, self.ctx.settings.limits.max_retry_after_s
+            delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=retry.backoff_cap_s,
+                                     max_retry_after_s=most_s)  # fmt: skip
             store.set_stage(job_id, self.state_key, _moved(state, StageStatus.THROTTLED, str(exc)))
             return self._later(job_id, delay, None, str(exc))
         except ProviderError as exc:

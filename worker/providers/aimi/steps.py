@@ -23,11 +23,13 @@ from worker.context import Context
 from worker.follow import Followed, recorded_end
 from worker.inputs import open_local
 from worker.limits import Gate, Pool, RateBudget
+from worker.names import output_path
 from worker.outcomes import Stop
 from worker.providers.aimi.client import AimiClient
 from worker.providers.aimi.settings import AimiSettings
+from worker.providers.aimi.source import SourceReader
 from worker.providers.aimi.spec import EXECUTIONS, REQUESTS, SPEC
-from worker.providers.errors import BadRequest, JobRejected
+from worker.providers.errors import BadRequest, JobRejected, SourceRefused
 from worker.providers.http import ByteBudget
 from worker.store import JobStore
 from worker.waits import Waits
@@ -51,13 +53,15 @@ def output_key(n: int) -> str:
 
 @dataclass(frozen=True)
 class Aimi:
-    """What an Aimi stage talks to, and the account's budgets it spends."""
+    """What an Aimi stage talks to, and the account's budgets it spends; ``sources`` reads source videos
+    through the egress policy, outside every Aimi budget."""
 
     client: AimiClient
     settings: AimiSettings
     executions: Pool
     rate: RateBudget
-    input_roots: tuple[Path, ...] = ()  # where local videos may be read (GENQ_INPUT_ROOTS)
+    input_roots: tuple[Path, ...]  # where local videos may be read (GENQ_INPUT_ROOTS)
+    sources: SourceReader  # what reads a video's URL (the egress policy)
 
     @classmethod
     def of(cls, ctx: Context) -> Aimi:
@@ -67,6 +71,7 @@ class Aimi:
             ctx.budgets.pool(EXECUTIONS),
             ctx.budgets.rate(REQUESTS),
             parse_roots(ctx.settings.input_roots),
+            SourceReader(ctx.egress),
         )
 
 
@@ -83,7 +88,7 @@ def _source_size(source: str, aimi: Aimi) -> int:
     if is_local_path(source):
         with open_local(source, aimi.input_roots, field="video") as file:
             return os.fstat(file.fileno()).st_size
-    return aimi.client.content_length(source)
+    return aimi.sources.content_length(source)
 
 
 def _read_range(source: str, start: int, end: int, aimi: Aimi) -> Iterator[bytes]:
@@ -91,7 +96,7 @@ def _read_range(source: str, start: int, end: int, aimi: Aimi) -> Iterator[bytes
     under the input roots: ``open_local``), or an HTTP Range request to its URL. No worker ever holds
     more than a piece of it."""
     if not is_local_path(source):
-        yield from aimi.client.fetch_range(source, start, end)
+        yield from aimi.sources.fetch_range(source, start, end)
         return
     try:
         with open_local(source, aimi.input_roots, field="video") as file:
@@ -116,6 +121,9 @@ def start_upload(job: JobRecord, store: JobStore, aimi: Aimi, gate: Gate) -> int
         size = _source_size(request.video, aimi)
         if size <= 0:
             raise _refused(f"video: {request.video} is empty")
+        if size > aimi.settings.max_source_bytes:  # before a chunk is cut, or Aimi is told of it
+            raise SourceRefused(f"video: {size} bytes, over GENQ_AIMI__MAX_SOURCE_BYTES "
+                                f"({aimi.settings.max_source_bytes})", code="source_too_large")  # fmt: skip
         name = Path(request.video.split("?", 1)[0]).name or "video.mp4"
         file_type = mimetypes.guess_type(name)[0] or "video/mp4"
         taskid = job.provider_ids.get(TASK)
@@ -245,9 +253,8 @@ def fetch_output(
     url = result.body.get("url") if result else None
     if not isinstance(url, str) or not url:
         raise JobRejected(f"execution {execid} finished without a download URL", provider=PROVIDER)
-    name = f"{request.output_file_name or 'music'}_{n}{request.output_suffix}"
-    dest = artifact_dir / job.id / name
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    stem = f"{request.output_file_name or 'music'}_{n}"
+    dest = output_path(artifact_dir, job.id, stem, request.output_suffix)
     download = aimi.client.download(url, dest, max_bytes=aimi.settings.max_output_bytes, budget=budget)
     output = Output(path=str(download.path.resolve()), bytes=download.bytes, sha256=download.sha256)
     store.set_data(job.id, output_key(n), output.model_dump(mode="json"))

@@ -18,6 +18,7 @@ from worker.app import app
 from worker.context import Context
 from worker.follow import Followed, followed_end
 from worker.limits import Gate, Pool, RateBudget
+from worker.names import output_path
 from worker.outcomes import Stop
 from worker.providers.aistudios.client import AIStudiosClient, Progress
 from worker.providers.aistudios.settings import AIStudiosSettings
@@ -155,8 +156,7 @@ def fetch_video(
     URL comes from the end the sweep recorded; if that is gone or refused, progress is asked again."""
     request = _request(job)
     project_id = job.provider_ids[PROJECT]
-    dest = artifact_dir / job.id / f"{request.output_file_name or project_id}.mp4"
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = output_path(artifact_dir, job.id, request.output_file_name or project_id, ".mp4")
     max_bytes = ai.settings.max_output_bytes
     result = waits.result(PROVIDER, project_id)
     url = result.body.get("downloadUrl") if result and result.state == "ended" else None

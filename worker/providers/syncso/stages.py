@@ -18,6 +18,7 @@ from worker.app import app
 from worker.follow import Followed, followed_end
 from worker.inputs import open_local
 from worker.limits import Gate
+from worker.names import output_path
 from worker.outcomes import Done, Stop
 from worker.providers.errors import AuthFailed, BadRequest, JobRejected, NotFound
 from worker.providers.http import ByteBudget
@@ -177,11 +178,8 @@ def fetch_output(
     signed URL was refused (it expires), is the generation asked for again."""
     generation_id = job.provider_ids[GENERATION]
     assert isinstance(job.request, LipsyncRequest)
-    name = (
-        (job.request.output_file_name or generation_id) + "." + (job.request.options.output_format or "mp4")
-    )
-    dest = artifact_dir / job.id / name
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "." + (job.request.options.output_format or "mp4")
+    dest = output_path(artifact_dir, job.id, job.request.output_file_name or generation_id, suffix)
     max_bytes = sync.settings.max_output_bytes
     result = waits.result(PROVIDER, generation_id)
     generation = Generation.model_validate(result.body) if result and result.state == "ended" else None
