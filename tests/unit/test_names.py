@@ -55,10 +55,10 @@ class Downloads:
     def __init__(self) -> None:
         self.dests: list[Path] = []
 
-    def download(self, url: str, dest: Path, *, max_bytes: int) -> Download:
+    def download(self, url: str, dest: Path, *, max_bytes: int, budget: object = None) -> Download:
         return self._write(dest)
 
-    def download_output(self, url: str, dest: Path, *, max_bytes: int) -> Download:
+    def download_output(self, url: str, dest: Path, *, max_bytes: int, budget: object = None) -> Download:
         return self._write(dest)
 
     def _write(self, dest: Path) -> Download:
