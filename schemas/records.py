@@ -63,12 +63,20 @@ class JobError(BaseModel):
 
 
 class Output(BaseModel):
+    """One output of a job. ``path``: the file (a file store) or the object's key (S3). ``store_url``
+    names it wherever it is (``file:///…``, ``s3://bucket/key``); records written before the output store
+    have none. ``download_url`` is never stored: whoever reads the record with the store's settings adds a
+    short-lived presigned GET URL (``Producer.get``, ``genq status --json``)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str
     bytes: int
     sha256: str
     duration_s: float | None = None
+    store_url: str | None = None
+    content_type: str | None = None
+    download_url: str | None = None
 
 
 class JobRecord(BaseModel):

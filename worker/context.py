@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from storage import OutputStore, output_store
 from worker.limits import Budgets, Limiter, RedisLimiter, Unlimited
 from worker.providers.egress import Egress
 from worker.providers.registry import specs
@@ -69,6 +70,11 @@ class Context:
     def egress(self) -> Egress:
         """What fetches the URLs jobs name (source videos): the egress policy's one connection pool."""
         return Egress(self.settings.egress)
+
+    @cached_property
+    def outputs(self) -> OutputStore:
+        """Where this process stores outputs (GENQ_OUTPUTS__URL, else GENQ_ARTIFACT_DIR)."""
+        return output_store(self.settings.outputs, self.settings.artifact_dir)
 
     def section(self, spec: ProviderSpec[S, Any]) -> S:
         return spec.section(self.settings)

@@ -2,14 +2,13 @@
 
 A provider's ids and names (a generation id, a project id) are the provider's text: one of ``../../x``
 would write an output outside the artifact directory. ``safe_name`` is the one way such text becomes a
-path component, and ``output_path`` the one way an output's path is made from it.
+path component, and ``output_key`` the one way an output's key in the output store is made from it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
 from typing import Final
 
 MAX_NAME_CHARS: Final = 200  # well inside every file system's 255 bytes, with room for a suffix
@@ -31,9 +30,7 @@ def safe_name(text: str) -> str:
     return f"{cleaned[: MAX_NAME_CHARS - 13]}_{digest}" if cleaned else digest
 
 
-def output_path(artifact_dir: Path, job_id: str, stem: str, suffix: str) -> Path:
-    """Where an output is written: ``<artifact dir>/<job id>/<stem><suffix>``, the job id and the stem
-    made safe (``suffix`` is genq's own: ``.mp4``, ``.mov``, ``.zip``). Its directory is created."""
-    directory = artifact_dir / safe_name(job_id)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / (safe_name(stem) + suffix)
+def output_key(job_id: str, stem: str, suffix: str) -> str:
+    """An output's key in the output store: ``<job id>/<stem><suffix>``, both made safe (``suffix`` is
+    genq's own: ``.mp4``, ``.mov``, ``.zip``)."""
+    return f"{safe_name(job_id)}/{safe_name(stem)}{suffix}"

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.caps import Caps
+from storage.settings import OutputSettings
 from worker.limits import LimitsSettings
 from worker.providers.egress import EgressSettings
 from worker.providers.registry import ProviderSections
@@ -119,6 +120,8 @@ class Settings(BaseSettings, ProviderSections):
     caps: Caps = Caps()
     # What a worker may fetch of the URLs a job names (worker/providers/egress.py).
     egress: EgressSettings = EgressSettings()
+    # Where outputs are stored (GENQ_OUTPUTS__URL: unset, under artifact_dir) and for how long (storage/).
+    outputs: OutputSettings = OutputSettings()
 
     @model_validator(mode="after")
     def _heartbeat_within_visibility(self) -> Self:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from storage import FileStore
 from worker.providers.aimi.client import ENDPOINTS, AimiClient
 from worker.providers.aimi.models import Execution, ExecutionStatus, error_class
 from worker.providers.aimi.settings import AimiSettings
@@ -293,7 +294,7 @@ def test_every_endpoint_is_a_flat_surface_a_path() -> None:
 
 def test_download_sends_no_token(make_client: Callable[[Handler], AimiClient], tmp_path: Path) -> None:
     handler = Recorder(b"mp4-bytes")
-    download = make_client(handler).download(OUTPUT_URL, tmp_path / "out.mp4", max_bytes=100)
+    download = make_client(handler).download(OUTPUT_URL, FileStore(tmp_path).sink("out.mp4"), max_bytes=100)
     assert handler.only.url == httpx.URL(OUTPUT_URL)
     assert "authorization" not in handler.only.headers
     assert (download.bytes, (tmp_path / "out.mp4").read_bytes()) == (9, b"mp4-bytes")

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from storage import FileStore
 from worker.providers.aistudios.api import ENDPOINTS, error_class, unwrap
 from worker.providers.aistudios.client import AIStudiosClient, AvatarModel, Progress, Project
 from worker.providers.aistudios.webhook import webhook_token, webhook_url
@@ -501,7 +502,9 @@ def test_download_sends_no_token(make_client, tmp_path: Path) -> None:
         seen.append(request)
         return httpx.Response(200, content=payload)
 
-    download = make_client(handler).download(DOWNLOAD_URL, tmp_path / "out.mp4", max_bytes=len(payload))
+    download = make_client(handler).download(
+        DOWNLOAD_URL, FileStore(tmp_path).sink("out.mp4"), max_bytes=len(payload)
+    )
     (request,) = seen
     assert str(request.url) == DOWNLOAD_URL
     assert "authorization" not in request.headers
@@ -521,5 +524,5 @@ def test_download_size_cap(make_client, tmp_path: Path, declare_length: bool) ->
         return httpx.Response(200, content=iter([payload[:2500], payload[2500:]]))
 
     with pytest.raises(OutputTooLarge):
-        make_client(handler).download(DOWNLOAD_URL, tmp_path / "out.mp4", max_bytes=4096)
+        make_client(handler).download(DOWNLOAD_URL, FileStore(tmp_path).sink("out.mp4"), max_bytes=4096)
     assert list(tmp_path.iterdir()) == []

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from schemas import JOB_REQUEST, JobRecord, JobStatus
+from storage import FileStore, Sink, Stored
 from worker.limits import Gate, MemoryLimiter, Pool, RateBudget
-from worker.names import MAX_NAME_CHARS, output_path, safe_name
+from worker.names import MAX_NAME_CHARS, output_key, safe_name
 from worker.providers.aistudios.settings import AIStudiosSettings
 from worker.providers.aistudios.stages import AIStudios, fetch_video
-from worker.providers.http import Download
 from worker.providers.syncso.settings import SyncSoSettings
 from worker.providers.syncso.stages import fetch_output
 from worker.settings import LimitsSettings
@@ -43,28 +43,33 @@ def test_two_different_texts_never_share_a_name() -> None:
     assert len(set(names)) == len(names)
 
 
-def test_output_path_stays_in_the_jobs_directory(tmp_path: Path) -> None:
-    path = output_path(tmp_path, "../j", "../../x", ".mp4")
-    assert path.resolve().parent.parent == tmp_path.resolve()
-    assert path.parent.is_dir() and path.name.endswith(".mp4")
+def test_an_output_key_stays_in_the_jobs_directory(tmp_path: Path) -> None:
+    key = output_key("../j", "../../x", ".mp4")
+    job, name = key.split("/")
+    assert (tmp_path / key).resolve().parent.parent == tmp_path.resolve()
+    assert job == safe_name("../j") and name.endswith(".mp4")
 
 
 class Downloads:
-    """A client that records where it was told to write, and writes there."""
+    """A client that records where its sink stored the output, and stores five bytes there."""
 
     def __init__(self) -> None:
         self.dests: list[Path] = []
 
-    def download(self, url: str, dest: Path, *, max_bytes: int, budget: object = None) -> Download:
-        return self._write(dest)
+    def download(self, url: str, into: Sink[Stored], *, max_bytes: int, budget: object = None) -> Stored:
+        return self._write(into)
 
-    def download_output(self, url: str, dest: Path, *, max_bytes: int, budget: object = None) -> Download:
-        return self._write(dest)
+    def download_output(
+        self, url: str, into: Sink[Stored], *, max_bytes: int, budget: object = None
+    ) -> Stored:
+        return self._write(into)
 
-    def _write(self, dest: Path) -> Download:
-        self.dests.append(dest)
-        dest.write_bytes(b"video")
-        return Download(path=dest, bytes=5, sha256="0" * 64)
+    def _write(self, into: Sink[Stored]) -> Stored:
+        into.start(5)
+        into.write(b"video")
+        stored = into.commit(5, "0" * 64)
+        self.dests.append(Path(stored.path))
+        return stored
 
 
 class Ended:
@@ -96,7 +101,9 @@ def test_an_avatar_project_id_of_dot_dot_writes_inside_the_artifact_directory(tm
     client = Downloads()
     rate = RateBudget("aistudios.requests", 1000, 60.0)
     ai = AIStudios(client, AIStudiosSettings(), Pool("aistudios.renders", 4, 60.0), rate, None)  # type: ignore[arg-type]
-    output = fetch_video(job, ai, Ended({"downloadUrl": "https://cdn/x.mp4"}), gate(job), tmp_path / "art")  # type: ignore[arg-type]
+    output = fetch_video(
+        job, ai, Ended({"downloadUrl": "https://cdn/x.mp4"}), gate(job), FileStore(tmp_path / "art")
+    )  # type: ignore[arg-type]
     (dest,) = client.dests
     assert_inside(dest, tmp_path / "art", job)
     assert Path(output.path) == dest.resolve()
@@ -114,7 +121,7 @@ def test_a_lipsync_generation_id_of_dot_dot_writes_inside_the_artifact_directory
     client = Downloads()
     sync = type("Sync", (), {"client": client, "settings": SyncSoSettings()})()
     body = {"id": "../../x", "status": "COMPLETED", "outputUrl": "https://cdn/x.mp4"}
-    output = fetch_output(job, sync, Ended(body), gate(job), tmp_path / "art")  # type: ignore[arg-type]
+    output = fetch_output(job, sync, Ended(body), gate(job), FileStore(tmp_path / "art"))  # type: ignore[arg-type]
     (dest,) = client.dests
     assert_inside(dest, tmp_path / "art", job)
     assert Path(output.path) == dest.resolve()

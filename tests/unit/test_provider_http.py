@@ -447,7 +447,7 @@ def test_stream_to_file_removes_partial_file_on_unexpected_errors(
     def fail_replace(src: object, dst: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("worker.providers.http.os.replace", fail_replace)
+    monkeypatch.setattr("storage.files.os.replace", fail_replace)
     client = make_client(lambda request: httpx.Response(200, content=b"data"))
     with pytest.raises(OSError, match="disk full"):
         stream_to_file(client, SIGNED_URL, tmp_path / "v.mp4", max_bytes=100, provider="p")

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from storage import FileStore
 from worker.providers.errors import (
     AuthFailed,
     BadRequest,
@@ -675,7 +676,9 @@ def test_download_output_sends_no_api_key(make_client, tmp_path: Path) -> None:
     client = make_client(handler)
     generation = client.get_generation("gen-1")
     assert generation.output_url is not None
-    download = client.download_output(generation.output_url, tmp_path / "gen-1.mp4", max_bytes=len(payload))
+    download = client.download_output(
+        generation.output_url, FileStore(tmp_path).sink("gen-1.mp4"), max_bytes=len(payload)
+    )
 
     api_call, download_call = seen
     assert api_call.headers["x-api-key"] == API_KEY
@@ -698,7 +701,7 @@ def test_download_output_cap_leaves_no_file(make_client, tmp_path: Path, declare
 
     client = make_client(handler)
     with pytest.raises(OutputTooLarge) as info:
-        client.download_output(OUTPUT_URL, tmp_path / "gen-1.mp4", max_bytes=4096)
+        client.download_output(OUTPUT_URL, FileStore(tmp_path).sink("gen-1.mp4"), max_bytes=4096)
     assert info.value.provider == "syncso"
     assert not info.value.retryable
     assert list(tmp_path.iterdir()) == []
@@ -709,7 +712,7 @@ def test_download_expired_url_is_auth_failed_without_leaking_the_signature(
 ) -> None:
     client = make_client(respond(403, b"<Error><Code>AccessDenied</Code></Error>"))
     with pytest.raises(AuthFailed) as info:
-        client.download_output(OUTPUT_URL, tmp_path / "gen-1.mp4", max_bytes=100)
+        client.download_output(OUTPUT_URL, FileStore(tmp_path).sink("gen-1.mp4"), max_bytes=100)
     assert "Signature=abc" not in str(info.value)
     assert list(tmp_path.iterdir()) == []
 

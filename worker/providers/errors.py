@@ -140,3 +140,15 @@ class SourceRefused(SourceError):
 
 class EgressRefused(SourceRefused):
     """The egress policy refused a URL or an address (worker/providers/egress.py)."""
+
+
+STORE = "store"  # ``provider`` of an output store's errors (GENQ_OUTPUTS__URL)
+
+
+class OutputStoreFailed(ProviderError):
+    """The output store refused genq (its credentials, a missing bucket): permanent until an operator
+    acts. Not an ``AuthFailed``: a provider's refused download URL is fetched anew, the store's is not."""
+
+
+class OutputStoreUnavailable(ProviderUnavailable):
+    """The output store failed in a way that may pass (a 5xx, a timeout, no connection): retried."""

@@ -6,8 +6,9 @@
   every other transport failure becomes ``ProviderUnavailable`` for the caller's task retry.
 - ``error_class_for_status`` / ``build_error``: the status → error table that provider clients refine
   with what their error bodies say (e.g. rate vs concurrency 429s).
-- ``stream_to_file``: download a signed output URL to disk atomically, with a size cap and a sha256, and
-  tell a ``ByteBudget`` (the job's cap over all its outputs) how much it writes.
+- ``stream_into``: stream a signed output URL into a ``Sink`` (an output store's upload, or a file with
+  ``stream_to_file``), with a size cap and a sha256, telling a ``ByteBudget`` (the job's cap over all its
+  outputs) how much it writes; the sink commits only a whole, checked body.
 
 Nothing here puts a request header or a URL's query string (signed URLs carry credentials there) into
 an error message.
@@ -19,7 +20,6 @@ import contextlib
 import email.utils
 import hashlib
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +30,8 @@ from typing import Final, TypeVar
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
+from storage.base import Sink
+from storage.files import AtomicFile
 from worker.metrics import record_response
 from worker.providers.errors import (
     AuthFailed,
@@ -319,8 +321,27 @@ def stream_to_file(
     provider: str,
     budget: ByteBudget | None = None,
 ) -> Download:
-    """Download ``url`` to ``dest`` atomically; at most ``max_bytes`` bytes, and at most what ``budget``
-    (if given) allows.
+    """``stream_into`` a file: ``dest`` is written whole (``<dest>.part``, fsynced, renamed) or not at all."""
+    sink = _FileDownload(dest)
+    return stream_into(client, url, sink, max_bytes=max_bytes, provider=provider, budget=budget)
+
+
+class _FileDownload(AtomicFile):
+    def commit(self, count_bytes: int, sha256: str) -> Download:  # type: ignore[override]
+        return Download(path=super().commit(count_bytes, sha256), bytes=count_bytes, sha256=sha256)
+
+
+def stream_into(
+    client: httpx.Client,
+    url: str,
+    sink: Sink[_T],
+    *,
+    max_bytes: int,
+    provider: str,
+    budget: ByteBudget | None = None,
+) -> _T:
+    """Stream ``url`` into ``sink`` (a file, an output store's upload); at most ``max_bytes`` bytes, and
+    at most what ``budget`` (if given) allows. Returns what the sink's ``commit`` returns.
 
     ``url`` is a signed absolute URL (S3/GCS-style). The request is built from scratch with
     ``httpx.Request`` rather than ``client.build_request``, so none of the client's default headers
@@ -329,34 +350,24 @@ def stream_to_file(
     an injected client (tests, simulators) would then need a second injected transport.
     Redirects are followed: they hop only between storage hosts, and carry the same bare headers.
 
-    Bytes go to ``dest`` + ``.part`` while being hashed and counted, then are fsynced and renamed onto
-    ``dest``. A ``Content-Length`` over the cap, or a running count over it, raises ``OutputTooLarge``;
-    so does ``budget``, told the declared length first and then the count as it grows.
+    Bytes go to the sink as they arrive, hashed (SHA-256) and counted; the sink commits them only once
+    the body ended, was as long as declared and within the caps, and with its count and hash. A
+    ``Content-Length`` over the cap, or a running count over it, raises ``OutputTooLarge``; so does
+    ``budget``, told the declared length first and then the count as it grows.
     Error statuses map like API errors (an expired signature is a 403, i.e. ``AuthFailed``: fetch the
-    generation again for a fresh URL). The ``.part`` file is removed on any failure.
+    generation again for a fresh URL). The sink is aborted on any failure.
     """
-    part = dest.with_suffix(dest.suffix + ".part")
     request = httpx.Request(
         "GET",
         url,
         headers={"accept": "*/*", "accept-encoding": "identity"},
         extensions={"timeout": client.timeout.as_dict()},
     )
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    response = _send_download(client, request, provider)
     try:
-        response = _send_download(client, request, provider)
-        try:
-            count_bytes, sha256 = _write_body(
-                response, part, max_bytes=max_bytes, provider=provider, budget=budget
-            )
-        finally:
-            response.close()
-        os.replace(part, dest)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    _fsync_dir(dest.parent)
-    return Download(path=dest, bytes=count_bytes, sha256=sha256)
+        return _write_body(response, sink, max_bytes=max_bytes, provider=provider, budget=budget)
+    finally:
+        response.close()
 
 
 def _send_download(client: httpx.Client, request: httpx.Request, provider: str) -> httpx.Response:
@@ -396,8 +407,8 @@ def _download_error(response: httpx.Response, provider: str) -> ProviderError:
 
 
 def _write_body(
-    response: httpx.Response, part: Path, *, max_bytes: int, provider: str, budget: ByteBudget | None
-) -> tuple[int, str]:
+    response: httpx.Response, sink: Sink[_T], *, max_bytes: int, provider: str, budget: ByteBudget | None
+) -> _T:
     declared_bytes = _content_length(response)
     if declared_bytes is not None and declared_bytes > max_bytes:
         raise _too_large(f"Content-Length {declared_bytes} exceeds the cap of {max_bytes} bytes", provider)
@@ -406,7 +417,8 @@ def _write_body(
         budget(told := declared_bytes)
     digest = hashlib.sha256()
     count_bytes = 0
-    with part.open("wb") as fh:
+    sink.start(declared_bytes)
+    try:
         try:
             for chunk in response.iter_bytes(_DOWNLOAD_CHUNK_BYTES):
                 count_bytes += len(chunk)
@@ -415,20 +427,21 @@ def _write_body(
                 if budget is not None and count_bytes >= told + _BUDGET_STEP_BYTES:
                     budget(told := count_bytes)
                 digest.update(chunk)
-                fh.write(chunk)
+                sink.write(chunk)
         except httpx.RequestError as exc:
             raise _unavailable(exc, response.request, provider, " while downloading") from exc
-        fh.flush()
-        os.fsync(fh.fileno())
-    # A body shorter than declared is a cut connection, not an output: worth another try.
-    identity = response.headers.get("content-encoding", "identity").lower() == "identity"
-    if identity and declared_bytes is not None and count_bytes != declared_bytes:
-        raise ProviderUnavailable(
-            f"download truncated: {count_bytes} of {declared_bytes} bytes", provider=provider
-        )
-    if budget is not None and count_bytes != told:
-        budget(count_bytes)
-    return count_bytes, digest.hexdigest()
+        # A body shorter than declared is a cut connection, not an output: worth another try.
+        identity = response.headers.get("content-encoding", "identity").lower() == "identity"
+        if identity and declared_bytes is not None and count_bytes != declared_bytes:
+            raise ProviderUnavailable(
+                f"download truncated: {count_bytes} of {declared_bytes} bytes", provider=provider
+            )
+        if budget is not None and count_bytes != told:
+            budget(count_bytes)
+        return sink.commit(count_bytes, digest.hexdigest())
+    except BaseException:
+        sink.abort()
+        raise
 
 
 def _content_length(response: httpx.Response) -> int | None:
@@ -440,16 +453,6 @@ def _content_length(response: httpx.Response) -> int | None:
 
 def _too_large(message: str, provider: str) -> OutputTooLarge:
     return OutputTooLarge(message, provider=provider, code="output_too_large")
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform, and never worth failing for.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def parse_body(response: httpx.Response, adapter: TypeAdapter[_T], *, provider: str) -> _T:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter
 
+from storage import Sink
 from worker.providers.aimi.models import (
     PROVIDER,
     AnalysisReply,
@@ -31,11 +31,10 @@ from worker.providers.aimi.models import (
 )
 from worker.providers.http import (
     ByteBudget,
-    Download,
     make_http_client,
     parse_body,
     send_with_connect_retry,
-    stream_to_file,
+    stream_into,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +58,7 @@ ENDPOINTS: Final[Mapping[str, str]] = {
 }
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
+_SinkT = TypeVar("_SinkT")
 
 
 def _json_bytes(value: object) -> bytes:
@@ -186,11 +186,12 @@ class AimiClient:
         Aimi asks for at most one poll per execution every 5 s; the caller keeps that pace."""
         return self._parse(self._call("status", json_body={"execid": execid}), Execution)
 
-    def download(self, url: str, dest: Path, *, max_bytes: int, budget: ByteBudget | None = None) -> Download:
-        """Stream a finished execution's ``url`` to ``dest`` atomically; no token goes to the storage host."""
-        return stream_to_file(
-            self._http, url, dest, max_bytes=max_bytes, provider=self.provider, budget=budget
-        )
+    def download(
+        self, url: str, into: Sink[_SinkT], *, max_bytes: int, budget: ByteBudget | None = None
+    ) -> _SinkT:
+        """Stream a finished execution's ``url`` into ``into`` (a file, the output store); no token goes to
+        the storage host."""
+        return stream_into(self._http, url, into, max_bytes=max_bytes, provider=self.provider, budget=budget)
 
     def _call(
         self,

@@ -69,11 +69,11 @@ def wait(self: Stage, job_id: str, n: int) -> str:
 @app.task(bind=True, base=Stage, name="genq.aimi.download", stage="download")
 def download(self: Stage, job_id: str, n: int) -> str:
     ctx = self.ctx
-    artifact_dir, budget = ctx.settings.artifact_dir, self.output_budget(job_id)
+    budget = self.output_budget(job_id)
     return self.perform(
         job_id,
         lambda job, gate: steps.fetch_output(
-            job, ctx.store, Aimi.of(ctx), ctx.waits, artifact_dir, n=n, budget=budget
+            job, ctx.store, Aimi.of(ctx), ctx.waits, ctx.outputs, n=n, budget=budget
         ),
     )
 

@@ -19,12 +19,14 @@ from typing import Any
 from schemas import JobRecord, JobStatus, Output, is_local_path
 from schemas.inputs import parse_roots
 from schemas.music import MusicRequest
+from storage import OutputStore, Sink, Stored
 from worker.context import Context
 from worker.follow import Followed, recorded_end
 from worker.inputs import open_local
 from worker.limits import Gate, Pool, RateBudget
-from worker.names import output_path
+from worker.names import output_key as store_key
 from worker.outcomes import Stop
+from worker.output_store import store_output
 from worker.providers.aimi.client import AimiClient
 from worker.providers.aimi.settings import AimiSettings
 from worker.providers.aimi.source import SourceReader
@@ -240,12 +242,13 @@ def fetch_output(
     store: JobStore,
     aimi: Aimi,
     waits: Waits,
-    artifact_dir: Path,
+    outputs: OutputStore,
     *,
     n: int,
     budget: ByteBudget | None = None,
 ) -> None:
-    """Download execution ``n``'s result (a muxed video, or a zip with stems) and record it. Every
+    """Stream execution ``n``'s result (a muxed video, or a zip with stems) into the output store and
+    record it; a run again after a crash finds it there and fetches nothing (``store_output``). Every
     execution's download spends the one output ``budget`` of the job."""
     request = _request(job)
     execid = job.provider_ids[exec_key(n)]
@@ -253,10 +256,13 @@ def fetch_output(
     url = result.body.get("url") if result else None
     if not isinstance(url, str) or not url:
         raise JobRejected(f"execution {execid} finished without a download URL", provider=PROVIDER)
-    stem = f"{request.output_file_name or 'music'}_{n}"
-    dest = output_path(artifact_dir, job.id, stem, request.output_suffix)
-    download = aimi.client.download(url, dest, max_bytes=aimi.settings.max_output_bytes, budget=budget)
-    output = Output(path=str(download.path.resolve()), bytes=download.bytes, sha256=download.sha256)
+    key = store_key(job.id, f"{request.output_file_name or 'music'}_{n}", request.output_suffix)
+    max_bytes = aimi.settings.max_output_bytes
+
+    def fetch(into: Sink[Stored]) -> Stored:
+        return aimi.client.download(url, into, max_bytes=max_bytes, budget=budget)
+
+    output = store_output(outputs, key, fetch, budget=budget).output()
     store.set_data(job.id, output_key(n), output.model_dump(mode="json"))
 
 

@@ -8,23 +8,22 @@ Responses parse leniently: a new field never fails a job.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from storage import Sink
 from worker.providers.aistudios.api import ENDPOINTS, PROVIDER, error_code, unwrap
 from worker.providers.aistudios.tokens import SharedToken, TokenAuth, TokenSource
 from worker.providers.errors import ProviderUnavailable
 from worker.providers.http import (
     ByteBudget,
-    Download,
     make_http_client,
     send_with_connect_retry,
     snippet,
-    stream_to_file,
+    stream_into,
 )
 
 if TYPE_CHECKING:
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 RESOLUTIONS: Final = frozenset({"4k", "1080", "720", "480"})
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
+_SinkT = TypeVar("_SinkT")
 
 
 class _Lenient(BaseModel):
@@ -186,11 +186,12 @@ class AIStudiosClient:
         """``GET /api/odin/v3/model``: the avatar catalogue with each avatar's outfits."""
         return self._parse("models", self._call("models"), _ModelsData).models
 
-    def download(self, url: str, dest: Path, *, max_bytes: int, budget: ByteBudget | None = None) -> Download:
-        """Stream a render's ``download_url`` to ``dest`` atomically; no token goes to the storage host."""
-        return stream_to_file(
-            self._http, url, dest, max_bytes=max_bytes, provider=self.provider, budget=budget
-        )
+    def download(
+        self, url: str, into: Sink[_SinkT], *, max_bytes: int, budget: ByteBudget | None = None
+    ) -> _SinkT:
+        """Stream a render's ``download_url`` into ``into`` (a file, the output store); no token goes to the
+        storage host."""
+        return stream_into(self._http, url, into, max_bytes=max_bytes, provider=self.provider, budget=budget)
 
     def _render_options(
         self, resolution: str | None, webhook_url: str | None, workspace_id: str | None

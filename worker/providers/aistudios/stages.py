@@ -10,16 +10,17 @@ have reached AI Studios (``requested``) is sent again only if the project is sti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from schemas import JobRecord, JobStatus, Output
 from schemas.avatar import AvatarRequest
+from storage import OutputStore, Sink, Stored
 from worker.app import app
 from worker.context import Context
 from worker.follow import Followed, followed_end
 from worker.limits import Gate, Pool, RateBudget
-from worker.names import output_path
+from worker.names import output_key
 from worker.outcomes import Stop
+from worker.output_store import store_output
 from worker.providers.aistudios.client import AIStudiosClient, Progress
 from worker.providers.aistudios.settings import AIStudiosSettings
 from worker.providers.aistudios.spec import RENDERS, REQUESTS, SPEC
@@ -147,32 +148,33 @@ def fetch_video(
     ai: AIStudios,
     waits: Waits,
     gate: Gate,
-    artifact_dir: Path,
+    outputs: OutputStore,
     *,
     budget: ByteBudget | None = None,
 ) -> Output:
-    """Download the rendered video into ``artifact_dir/<job id>/`` (within the job's output ``budget``);
-    a redelivery downloads it again. The
+    """Stream the rendered video into the output store as ``<job id>/<name>`` (within the job's output
+    ``budget``); a run again after a crash finds it there and fetches nothing (``store_output``). The
     URL comes from the end the sweep recorded; if that is gone or refused, progress is asked again."""
     request = _request(job)
     project_id = job.provider_ids[PROJECT]
-    dest = output_path(artifact_dir, job.id, request.output_file_name or project_id, ".mp4")
+    key = output_key(job.id, request.output_file_name or project_id, ".mp4")
     max_bytes = ai.settings.max_output_bytes
     result = waits.result(PROVIDER, project_id)
     url = result.body.get("downloadUrl") if result and result.state == "ended" else None
-    download = None
-    if isinstance(url, str) and url:
-        try:
-            download = ai.client.download(url, dest, max_bytes=max_bytes, budget=budget)
-        except (AuthFailed, NotFound):
-            download = None
-    if download is None:
+
+    def fetch(into: Sink[Stored]) -> Stored:
+        if isinstance(url, str) and url:
+            try:
+                return ai.client.download(url, into, max_bytes=max_bytes, budget=budget)
+            except (AuthFailed, NotFound):
+                pass
         with gate.calling(ai.rate):
             progress = ai.client.progress(project_id)
         if not progress.download_url:
             raise JobRejected("the render ended without a downloadUrl", provider=PROVIDER)
-        download = ai.client.download(progress.download_url, dest, max_bytes=max_bytes, budget=budget)
-    return Output(path=str(download.path.resolve()), bytes=download.bytes, sha256=download.sha256)
+        return ai.client.download(progress.download_url, into, max_bytes=max_bytes, budget=budget)
+
+    return store_output(outputs, key, fetch, budget=budget).output()
 
 
 @app.task(bind=True, base=Stage, name="genq.aistudios.create", stage="create")
@@ -193,8 +195,6 @@ def download(self: Stage, job_id: str) -> str:
 
     def finish(job: JobRecord, gate: Gate) -> list[Output]:
         budget = self.output_budget(job.id)
-        return [
-            fetch_video(job, AIStudios.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir, budget=budget)
-        ]
+        return [fetch_video(job, AIStudios.of(ctx), ctx.waits, gate, ctx.outputs, budget=budget)]
 
     return self.perform(job_id, finish)

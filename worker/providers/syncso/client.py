@@ -23,10 +23,10 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter, ValidationError, model_validator
 
+from storage import Sink
 from worker.providers.errors import ConcurrencyLimited, ProviderError, ProviderUnavailable, RateLimited
 from worker.providers.http import (
     ByteBudget,
-    Download,
     build_error,
     error_class_for_status,
     make_http_client,
@@ -35,7 +35,7 @@ from worker.providers.http import (
     request_secrets,
     send_with_connect_retry,
     snippet,
-    stream_to_file,
+    stream_into,
 )
 from worker.providers.syncso.resources import (
     Asset,
@@ -57,6 +57,7 @@ _IDEMPOTENCY_KEY_RE: Final = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 _CONCURRENCY_CODES: Final = frozenset({"concurrency_limit_reached", "batch_concurrency_limit_reached"})
 
 _ModelT = TypeVar("_ModelT")
+_SinkT = TypeVar("_SinkT")
 
 
 class GenerationStatus(StrEnum):
@@ -432,12 +433,11 @@ class SyncSoClient:
         return rows
 
     def download_output(
-        self, url: str, dest: Path, *, max_bytes: int, budget: ByteBudget | None = None
-    ) -> Download:
-        """Stream a generation's signed ``output_url`` to ``dest`` atomically, without the API key."""
-        return stream_to_file(
-            self._http, url, dest, max_bytes=max_bytes, provider=self.provider, budget=budget
-        )
+        self, url: str, into: Sink[_SinkT], *, max_bytes: int, budget: ByteBudget | None = None
+    ) -> _SinkT:
+        """Stream a generation's signed ``output_url`` into ``into`` (a file, the output store), without
+        the API key."""
+        return stream_into(self._http, url, into, max_bytes=max_bytes, provider=self.provider, budget=budget)
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         response = send_with_connect_retry(self._http, request, provider=self.provider)

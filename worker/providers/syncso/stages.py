@@ -14,12 +14,14 @@ from typing import Any
 
 from schemas import JobError, JobRecord, JobStatus, LipsyncRequest, Output
 from schemas.lipsync_wire import generation_body
+from storage import OutputStore, Sink, Stored
 from worker.app import app
 from worker.follow import Followed, followed_end
 from worker.inputs import open_local
 from worker.limits import Gate
-from worker.names import output_path
+from worker.names import output_key
 from worker.outcomes import Done, Stop
+from worker.output_store import store_output
 from worker.providers.errors import AuthFailed, BadRequest, JobRejected, NotFound
 from worker.providers.http import ByteBudget
 from worker.providers.syncso.account import SyncSo
@@ -168,44 +170,39 @@ def fetch_output(
     sync: SyncSo,
     waits: Waits,
     gate: Gate,
-    artifact_dir: Path,
+    outputs: OutputStore,
     *,
     budget: ByteBudget | None = None,
 ) -> Output:
-    """Download the finished video into ``artifact_dir/<job id>/`` (within the job's output ``budget``);
-    a redelivery downloads it again.
+    """Stream the finished video into the output store as ``<job id>/<name>`` (within the job's output
+    ``budget``); a run again after a crash finds it there and fetches nothing (``store_output``).
     The output URL comes from the end the sweep or webhook recorded; only if that is gone, or its
     signed URL was refused (it expires), is the generation asked for again."""
     generation_id = job.provider_ids[GENERATION]
     assert isinstance(job.request, LipsyncRequest)
     suffix = "." + (job.request.options.output_format or "mp4")
-    dest = output_path(artifact_dir, job.id, job.request.output_file_name or generation_id, suffix)
+    key = output_key(job.id, job.request.output_file_name or generation_id, suffix)
     max_bytes = sync.settings.max_output_bytes
     result = waits.result(PROVIDER, generation_id)
     generation = Generation.model_validate(result.body) if result and result.state == "ended" else None
-    download = None
-    if generation is not None and generation.output_url:
-        try:
-            download = sync.client.download_output(
-                generation.output_url, dest, max_bytes=max_bytes, budget=budget
-            )
-        except (AuthFailed, NotFound):
-            download = None
-    if download is None:
+
+    def fetch(into: Sink[Stored]) -> Stored:
+        nonlocal generation
+        if generation is not None and generation.output_url:
+            try:
+                return sync.client.download_output(
+                    generation.output_url, into, max_bytes=max_bytes, budget=budget
+                )
+            except (AuthFailed, NotFound):
+                pass
         with gate.calling(sync.other_rate):
             generation = sync.client.get_generation(generation_id)
         if not generation.output_url:
             raise JobRejected("generation completed without an outputUrl", provider=PROVIDER)
-        download = sync.client.download_output(
-            generation.output_url, dest, max_bytes=max_bytes, budget=budget
-        )
-    assert generation is not None
-    return Output(
-        path=str(download.path.resolve()),
-        bytes=download.bytes,
-        sha256=download.sha256,
-        duration_s=generation.output_duration,
-    )
+        return sync.client.download_output(generation.output_url, into, max_bytes=max_bytes, budget=budget)
+
+    stored = store_output(outputs, key, fetch, budget=budget)
+    return stored.output(duration_s=generation.output_duration if generation is not None else None)
 
 
 @app.task(bind=True, base=Stage, name="genq.syncso.upload", stage="upload")
@@ -238,7 +235,7 @@ def download(self: Stage, job_id: str) -> str:
 
     def finish(job: JobRecord, gate: Gate) -> list[Output]:
         budget = self.output_budget(job.id)
-        return [fetch_output(job, SyncSo.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir, budget=budget)]
+        return [fetch_output(job, SyncSo.of(ctx), ctx.waits, gate, ctx.outputs, budget=budget)]
 
     return self.perform(job_id, finish)
 
