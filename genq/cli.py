@@ -14,6 +14,7 @@ from producers.cli import (
     Exit,
     cancel,
     dead,
+    get,
     redis_option,
     replay,
     status,
@@ -214,6 +215,7 @@ main.add_command(watch)
 main.add_command(cancel)
 main.add_command(dead)
 main.add_command(replay)
+main.add_command(get)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ line per problem on stderr and status 2, never a traceback.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
@@ -13,6 +14,7 @@ import time
 import unicodedata
 from datetime import datetime
 from enum import IntEnum
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -22,8 +24,9 @@ from rich.live import Live
 from rich.table import Table
 
 from producers.producer import InvalidRequest, JobNotFound, Producer
-from schemas import JobRecord, JobStatus, ParkedWait
+from schemas import JobRecord, JobStatus, Output, ParkedWait
 from schemas.caps import Caps, json_bytes, setting
+from storage import StoreError
 
 
 class Exit(IntEnum):
@@ -230,9 +233,9 @@ def no_such_job(job_id: str) -> InvalidInput:
     return InvalidInput([f"{job_id}: no such job (records are kept 7 days after the job ends)"])
 
 
-def _get(producer: Producer, job_id: str) -> JobRecord:
+def _get(producer: Producer, job_id: str, *, presign: bool = True) -> JobRecord:
     try:
-        return producer.get(job_id)
+        return producer.get(job_id, presign=presign)
     except JobNotFound:
         raise no_such_job(job_id) from None
 
@@ -259,7 +262,10 @@ def render(record: JobRecord, parked: list[ParkedWait] | None = None) -> Table:
     for name, value in record.provider_ids.items():
         table.add_row(f"{name} id", value, "", "")
     for output in record.outputs:
-        table.add_row("output", output.path, "", f"{output.bytes} bytes sha256 {output.sha256[:16]}…")
+        where = (
+            output.store_url if output.store_url and not output.store_url.startswith("file:") else output.path
+        )
+        table.add_row("output", where, "", f"{output.bytes} bytes sha256 {output.sha256[:16]}…")
     if record.error:
         e = record.error
         where = " ".join(str(x) for x in (e.provider, e.status_code, e.code) if x is not None)
@@ -352,3 +358,49 @@ def replay(job_id: str, redis_url: str) -> None:
     except InvalidRequest as exc:
         raise click.ClickException(exc.problems[0]) from None
     click.echo(f"{job_id} {record.status.value}")
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("-o", "--output-dir", "output_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=".", show_default=True, help="Where the files go (created if need be).")  # fmt: skip
+@redis_option
+def get(job_id: str, output_dir: Path, redis_url: str) -> None:
+    """Download a job's outputs into a directory, from wherever its output store is (an S3 bucket, with
+    this host's GENQ_OUTPUTS__ settings; a file store on this host). Each file's size and SHA-256 are
+    checked against the job record before it takes its name. Prints one path per output; exit 1 if the
+    job has no outputs or one cannot be read or does not match."""
+    producer = Producer(redis_url)
+    record = _get(producer, job_id, presign=False)
+    if not record.outputs:
+        click.echo(f"genq: job {job_id} has no outputs (it is {record.status.value})", err=True)
+        sys.exit(Exit.ENDED_BADLY)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for n, output in enumerate(record.outputs):
+        name = Path(output.path).name
+        dest = output_dir / (name if name not in ("", ".", "..") else f"output_{n}")
+        try:
+            _fetch(producer, output, dest)
+        except (StoreError, OSError, ValueError) as exc:
+            message = exc.message if isinstance(exc, StoreError) else str(exc)
+            click.echo(f"genq: {output.store_url or output.path}: {message}", err=True)
+            sys.exit(Exit.ENDED_BADLY)
+        click.echo(str(dest))
+
+
+def _fetch(producer: Producer, output: Output, dest: Path) -> None:
+    """Write ``output`` to ``dest`` whole, or not at all: through ``<dest>.part``, checked, renamed."""
+    part = dest.with_name(dest.name + ".part")
+    digest, count = hashlib.sha256(), 0
+    try:
+        with part.open("wb") as fh:
+            for chunk in producer.read_output(output):
+                digest.update(chunk)
+                count += len(chunk)
+                fh.write(chunk)
+        if (count, digest.hexdigest()) != (output.bytes, output.sha256):
+            raise ValueError(f"read {count} bytes, sha256 {digest.hexdigest()}; the record says "
+                             f"{output.bytes} bytes, sha256 {output.sha256}")  # fmt: skip
+        part.replace(dest)
+    finally:
+        part.unlink(missing_ok=True)

@@ -19,13 +19,23 @@ from pydantic import ValidationError
 from redis.connection import AbstractConnection, Connection
 from redis.exceptions import NoScriptError
 
-from schemas import JOB_REQUEST, SUBMITTABLE, JobRecord, JobRequest, JobStatus, LipsyncRequest, ParkedWait
+from schemas import (
+    JOB_REQUEST,
+    SUBMITTABLE,
+    JobRecord,
+    JobRequest,
+    JobStatus,
+    LipsyncRequest,
+    Output,
+    ParkedWait,
+)
 from schemas import layout as L
 from schemas.caps import Caps, json_bytes, over, setting
 from schemas.inputs import InputRefused, open_input, roots_from_env
 from schemas.lipsync_batch import LipsyncBatchRequest
 from schemas.lipsync_wire import BATCH_MAX_FILE_BYTES, BATCH_MAX_RECORDS, BATCH_MIN_RECORDS, batch_file
 from schemas.wire import task_message, task_messages
+from storage import OutputSettings, OutputStore, StoreError, store_for
 
 _SUBMIT_IDEMPOTENT_LUA = """
 local existing = redis.call('GET', KEYS[1])
@@ -214,12 +224,21 @@ def _redis_mapping(fields: dict[str, str]) -> Mapping[Any, Any]:
 class Producer:
     """Submits jobs to Redis and reads their records. Thread-safe (redis-py pools its connections). It
     keeps one connection of the pool for submits (unless the pool holds a single one) until ``close``.
-    What a submit may ask for is ``caps`` (default: ``GENQ_CAPS__…``, read once here)."""
+    What a submit may ask for is ``caps`` (default: ``GENQ_CAPS__…``, read once here). Outputs in an S3
+    store are presigned with ``outputs`` (default: ``GENQ_OUTPUTS__…``, the store's endpoint and a key that
+    may read it; presigning is computed here, no request is sent)."""
 
     def __init__(
-        self, redis_url: str | None = None, *, client: redis.Redis | None = None, caps: Caps | None = None
+        self,
+        redis_url: str | None = None,
+        *,
+        client: redis.Redis | None = None,
+        caps: Caps | None = None,
+        outputs: OutputSettings | None = None,
     ) -> None:
         self.caps = Caps.from_env() if caps is None else caps
+        self._outputs = outputs
+        self._stores: dict[str, OutputStore] = {}
         if client is None:
             if redis_url is None:
                 raise ValueError("give redis_url or client")
@@ -469,12 +488,44 @@ class Producer:
         fields = L.new_job_fields(job_id, text, request.kind, request.tenant, now)
         return fields, task_message(L.START_TASK, [job_id], queue), queue
 
-    def get(self, job_id: str) -> JobRecord:
-        """The job's current record; ``JobNotFound`` if there is none."""
+    def get(self, job_id: str, *, presign: bool = True) -> JobRecord:
+        """The job's current record; ``JobNotFound`` if there is none. With ``presign``, each output in an
+        S3 store carries a short-lived ``download_url`` (``presigned``)."""
         raw = self.redis.hgetall(L.job_key(job_id))
         if not raw:
             raise JobNotFound(job_id)
-        return L.record_from_fields(job_id, raw)
+        record = L.record_from_fields(job_id, raw)
+        return self.presigned(record) if presign and record.outputs else record
+
+    def presigned(self, record: JobRecord) -> JobRecord:
+        """``record`` with a presigned GET URL (``GENQ_OUTPUTS__PRESIGN_EXPIRES_S``, 15 minutes) on each
+        output in an S3 store: whoever gets it downloads the output with no credentials. An output in a
+        file store keeps its path only; one this process has no credentials for keeps no URL."""
+        return record.model_copy(update={"outputs": [self._presigned(o) for o in record.outputs]})
+
+    def _presigned(self, output: Output) -> Output:
+        if not output.store_url or not output.store_url.startswith("s3://"):
+            return output
+        try:
+            url = self.store_for(output.store_url).presign(output.store_url)
+        except StoreError:
+            return output
+        return output.model_copy(update={"download_url": url})
+
+    def store_for(self, store_url: str) -> OutputStore:
+        """A store that reads ``store_url`` with this process's output settings (one per bucket)."""
+        where = store_url.split("/", 3)[2] if store_url.startswith("s3://") else "file"
+        with self._kept_lock:
+            if where not in self._stores:
+                settings = self._outputs or OutputSettings.from_env()[0]
+                self._stores[where] = store_for(store_url, settings, Path())
+            return self._stores[where]
+
+    def read_output(self, output: Output) -> Iterator[bytes]:
+        """The output's bytes, from wherever its store is (``StoreError`` if this host cannot reach it:
+        another host's file store, an S3 store without credentials)."""
+        store_url = output.store_url or Path(output.path).resolve().as_uri()  # records from before stores
+        return self.store_for(store_url).read(store_url)
 
     def parked(self, record: JobRecord) -> list[ParkedWait]:
         """The job's stages parked until a provider job ends: what each waits for, since when, and

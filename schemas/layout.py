@@ -47,6 +47,9 @@ JOB_TTL_S = 7 * 24 * 3600
 # state key (``download``, ``download[2]``) -> bytes. Its sum is held to GENQ_CAPS__MAX_JOB_OUTPUT_BYTES
 # (worker/outputs.py). Expires JOB_TTL_S after its last write, as the job's record after its end.
 OUTPUT_BYTES_KEY = PREFIX + "outbytes:{job_id}"
+# Held by the worker that sweeps an output store (worker/retention.py) until its next sweep is due, so
+# one worker sweeps each store per period; ``{store}`` names the store without credentials.
+OUTPUT_SWEEP_KEY = PREFIX + "outputs:sweep:{store}"
 
 # The first task of every job, and the queue each kind runs on. Queues are per provider, so a fleet
 # scales each provider's workers on their own.
@@ -189,6 +192,10 @@ def job_key(job_id: str) -> str:
 
 def output_bytes_key(job_id: str) -> str:
     return OUTPUT_BYTES_KEY.format(job_id=job_id)
+
+
+def output_sweep_key(store: str) -> str:
+    return OUTPUT_SWEEP_KEY.format(store=store)
 
 
 def run_key(job_id: str, state: str) -> str:

@@ -1,6 +1,7 @@
 """A worker bootstep that runs genq's background loops in threads of the worker's main process: the
 schedule's mover and the heartbeat (every worker), the status sweeps (a thread per account; only the
-holder of each account's lease sends requests) and the reconciler (only the holder of its lease). None
+holder of each account's lease sends requests), the reconciler (only the holder of its lease) and the
+output store's retention (a lifecycle rule put once, or a sweep by one worker at a time). None
 holds anything of a job: they work on what Redis holds. It also starts the main process's metrics
 flusher (pool processes start their own, worker/metrics.py)."""
 
@@ -16,6 +17,7 @@ from worker.context import Context, watchers
 from worker.heartbeat import Heartbeat
 from worker.metrics import start_flushing, stop_flushing
 from worker.reconcile import Reconciler
+from worker.retention import OutputRetention
 from worker.schedule import Mover
 from worker.settings import get_settings
 from worker.sweep import Sweeper
@@ -29,7 +31,7 @@ class Background(bootsteps.StartStopStep):
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
-        self.loops: list[Mover | Sweeper | Heartbeat | Reconciler] = []
+        self.loops: list[Mover | Sweeper | Heartbeat | Reconciler | OutputRetention] = []
         self.threads: list[threading.Thread] = []
 
     def start(self, worker: Any) -> None:
@@ -54,6 +56,7 @@ class Background(bootsteps.StartStopStep):
             ),
             Heartbeat(ctx.redis, worker.app, every_s=runs.heartbeat_s, lease_s=ctx.settings.run_lease_s),
             Reconciler.of(ctx, queues),
+            OutputRetention(ctx.redis, ctx.outputs, every_s=ctx.settings.outputs.sweep_every_s),
         ]
         self.threads = [
             threading.Thread(target=loop.run, name=f"genq-{_name(loop)}", daemon=True) for loop in self.loops
@@ -70,6 +73,6 @@ class Background(bootsteps.StartStopStep):
         stop_flushing()  # and again at worker shutdown, for the pool's last runs
 
 
-def _name(loop: Mover | Sweeper | Heartbeat | Reconciler) -> str:
+def _name(loop: Mover | Sweeper | Heartbeat | Reconciler | OutputRetention) -> str:
     kind = type(loop).__name__.lower()
     return f"{kind}-{loop.watcher.provider}" if isinstance(loop, Sweeper) else kind
