@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -111,33 +108,6 @@ def test_wrong_credentials_and_a_missing_bucket_are_clear_permanent_errors(s3: S
     missing = S3Store(output_settings(s3, prefix).model_copy(update={"url": "s3://no-such-bucket/x"}))
     with pytest.raises(StoreRefused, match="has no bucket 'no-such-bucket'"):
         missing.sink("job/a.mp4")
-
-
-class _Unavailable(BaseHTTPRequestHandler):
-    def _answer(self) -> None:
-        body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-        self.send_response(503)
-        self.send_header("Content-Type", "application/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _answer
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def unavailable() -> Iterator[str]:
-    """An S3 endpoint that answers every request 503 SlowDown."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_a_store_answering_503_is_a_retryable_error(s3: S3Server, prefix: str, unavailable: str) -> None:
