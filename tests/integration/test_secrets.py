@@ -1,6 +1,7 @@
 """No secret in a broker message, a stored value, a log line (workers, webhook receiver, Flower) or
-Flower's API: every provider's credentials, both webhook secrets, the per-job AI Studios webhook token
-and the shared AI Studios access token, with one job of each kind and webhooks delivered.
+Flower's API: every provider's credentials, both webhook secrets, the per-job AI Studios webhook token,
+the shared AI Studios access token and the S3 output store's secret key, with one job of each kind (its
+outputs in the S3 store) and webhooks delivered.
 
 Every message body is base64 (kombu's Redis transport) and a DUMP payload may be compressed, so values
 are read with the command of their type and every base64 message body in them is decoded before the
@@ -26,6 +27,7 @@ import redis
 
 from genq.processes import free_port, start_flower, start_webhooks, stop, wait_http
 from genq.redis_server import EmbeddedRedis
+from genq.s3_server import S3Server
 from producers import Producer
 from schemas import JobStatus
 from schemas import layout as L
@@ -81,12 +83,13 @@ def values(client: redis.Redis) -> Iterator[tuple[str, str]]:
             yield key, decoded(text)
 
 
-def test_no_secret_in_messages_stored_values_logs_or_flower(
+def test_no_secret_in_messages_stored_values_logs_or_flower(  # noqa: PLR0917
     workers: Callable[..., subprocess.Popen[bytes]],
     own_redis: EmbeddedRedis,
     env: dict[str, str],
     sim: Sim,
     tmp_path: Path,
+    s3: S3Server,
 ) -> None:
     seen: list[str] = []
     monitor_client = redis.Redis.from_url(own_redis.url, socket_timeout=None)  # redis-py 8: 5 s by default
@@ -109,6 +112,7 @@ def test_no_secret_in_messages_stored_values_logs_or_flower(
         "GENQ_SYNCSO__WEBHOOK_SECRET": SYNCSO_WEBHOOK_SECRET,
         "GENQ_AISTUDIOS__WEBHOOK_SECRET": AISTUDIOS_WEBHOOK_SECRET,
         "GENQ_WEBHOOKS__BASE_URL": f"http://127.0.0.1:{hooks_port}",
+        **s3.env("secrets"),  # outputs go to the S3 store: its secret key must stay out of sight too
     }
     flower = start_flower({**env, **secrets_env}, port=port, log_path=tmp_path / "flower.log")
     receiver = start_webhooks({**env, **secrets_env}, port=hooks_port, log_path=tmp_path / "webhooks.log")
@@ -121,7 +125,9 @@ def test_no_secret_in_messages_stored_values_logs_or_flower(
         wait_http(f"http://127.0.0.1:{hooks_port}/health", timeout_s=30)
         time.sleep(1.0)  # Flower subscribes to events once it runs
         jobs = [producer.submit(LIPSYNC), producer.submit(AVATAR), producer.submit(music(video))]
-        assert [producer.wait(j, timeout_s=60).status for j in jobs] == [JobStatus.SUCCEEDED] * 3
+        ended = [producer.wait(j, timeout_s=60) for j in jobs]
+        assert [r.status for r in ended] == [JobStatus.SUCCEEDED] * 3
+        assert all(o.store_url and o.store_url.startswith("s3://") for r in ended for o in r.outputs)
         lipsync, avatar, music_job = jobs
 
         def flower_tasks() -> str:
@@ -142,7 +148,7 @@ def test_no_secret_in_messages_stored_values_logs_or_flower(
     assert len(tokens) == 1  # the AI Studios token is shared through Redis: it must not travel elsewhere
     job_token = webhook_token(AISTUDIOS_WEBHOOK_SECRET, avatar)
     credentials = (SIM_KEY, AISTUDIOS_APP, AISTUDIOS_KEY, AIMI_KEY, SYNCSO_WEBHOOK_SECRET,
-                   AISTUDIOS_WEBHOOK_SECRET, job_token)  # fmt: skip
+                   AISTUDIOS_WEBHOOK_SECRET, job_token, s3.secret_access_key)  # fmt: skip
     monitored = [decoded(c) for c in seen]
     stored = list(values(producer.redis))
     logs = {name: (tmp_path / f"{name}.log").read_text().splitlines() for name in ("secrets", "webhooks",
