@@ -82,6 +82,8 @@ def _services(
                  INPUT_ROOTS_ENV: str(run_dir / "media")}  # fmt: skip
         for demo in demos:
             extra |= demo.env(sim.base_url)
+        # The output store, if the shell names one (GENQ_OUTPUTS__URL=s3://…): else files under the run.
+        extra |= {k: v for k, v in os.environ.items() if k.upper().startswith("GENQ_OUTPUTS__")}
         env = worker_env(redis_url, artifact_dir=run_dir / "artifacts", extra=extra)
         receiver = start_webhooks(env, port=webhooks_port, log_path=run_dir / "webhooks.log")
         stack.callback(stop, receiver)
@@ -175,7 +177,9 @@ def _follow(producer: Producer, ids: list[str], settings: Settings, timeout_s: f
 
 
 def _summary(records: list[JobRecord], artifact_dir: Path) -> Table:
-    table = Table(title=f"genq demo: outputs under {artifact_dir}", title_justify="left")
+    in_s3 = any((o.store_url or "").startswith("s3://") for r in records for o in r.outputs)
+    where = "in the S3 store (genq get <job> fetches them)" if in_s3 else f"under {artifact_dir}"
+    table = Table(title=f"genq demo: outputs {where}", title_justify="left")
     table.add_column("job", no_wrap=True)
     table.add_column("kind")
     table.add_column("status")
@@ -184,7 +188,9 @@ def _summary(records: list[JobRecord], artifact_dir: Path) -> Table:
     for r in records:
         end = r.finished_at or r.updated_at
         duration = f"{(end - r.created_at).total_seconds():.1f} s"
-        if r.outputs:
+        if r.outputs and in_s3:
+            detail = r.outputs[0].store_url or r.outputs[0].path
+        elif r.outputs:
             detail = str(Path(r.outputs[0].path).relative_to(artifact_dir))
         else:
             detail = r.error.message if r.error else ""
