@@ -35,6 +35,7 @@ SECURITY_FIXES = {
     "idna": ("3.6", "3.7"),
     "certifi": ("2024.6.2", "2024.7.4"),
     "pillow": ("10.2.0", "10.3.0"),
+    "urllib3": ("2.6.2", "2.6.3"),
 }
 # What is in a virtual environment without being a dependency of genq.
 NOT_LOCKED = {"pip", "setuptools", "wheel"}

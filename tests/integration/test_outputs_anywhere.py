@@ -122,6 +122,16 @@ def test_two_workers_with_disks_of_their_own_store_outputs_a_producer_process_fe
             assert output.content_type == content_type
             assert output.download_url is None  # never stored: only a reader's copy has one
     assert {o.content_type for o in records[5].outputs} == {"application/zip"}
+
+    # `genq get` fetches a job's outputs from the bucket into a directory, checked against the record.
+    got = subprocess.run([sys.executable, "-m", "genq", "get", records[5].id, "-o", str(tmp_path / "got")],
+                         env=env, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    paths = [Path(line) for line in got.stdout.split()]
+    assert [p.name for p in paths] == ["stems_0.zip", "stems_1.zip"]
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths] == [
+        o.sha256 for o in records[5].outputs
+    ]
     assert len(keys_under(s3, prefix + "/")) == 2 + 2 + 2 + 2
     assert uploads_under(s3, prefix + "/") == []
     assert not list((tmp_path / "disk-one").rglob("*.mp4")) and not list(
