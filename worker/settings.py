@@ -108,7 +108,7 @@ class Settings(BaseSettings, ProviderSections):
     # another worker: a dead worker's stage runs again within about this long (plus a quarter of it, how
     # often workers look). A live worker's heartbeat keeps its messages however long their stages run.
     # Delays do not depend on it: they wait in the Redis-side schedule.
-    visibility_timeout_s: int = Field(30, gt=0)
+    visibility_timeout_s: int = Field(20, gt=0)
     retry: RetrySettings = RetrySettings()
     limits: LimitsSettings = LimitsSettings()
     waits: WaitSettings = WaitSettings()
