@@ -115,7 +115,9 @@ class Sweeper:
     def run(self) -> None:
         watcher = self.watcher
         while not self.stopped.is_set():
-            pause_s = min(1.0, self.lease_s / 3)
+            # Look at least as often as a parked id may be checked: one parked a moment ago waits no
+            # longer for its first check than the check interval says.
+            pause_s = min(1.0, self.lease_s / 3, watcher.check_interval_s)
             try:
                 if self.holds(watcher):
                     pause_s = min(pause_s, self.sweep(watcher))
@@ -143,7 +145,8 @@ class Sweeper:
         while not self.stopped.is_set():
             next_check_s = self.waits.counts(provider, account).next_check_s
             if next_check_s is None or next_check_s > 0:
-                return 1.0 if next_check_s is None else min(1.0, next_check_s)
+                idle_s = min(1.0, watcher.check_interval_s)
+                return idle_s if next_check_s is None else min(idle_s, next_check_s)
             if not self._turn(watcher):
                 return 0.0
             # Ids due within half a check interval go along: pages stay full, and each job is still
