@@ -19,7 +19,7 @@ from worker.providers.registry import specs
 from worker.providers.spec import ProviderSpec, load
 from worker.schedule import Schedule
 from worker.sections import ProviderSettings
-from worker.settings import Settings, get_settings
+from worker.settings import Settings, get_settings, redis_client
 from worker.store import JobStore
 from worker.sweep import Watcher
 from worker.waits import Waits
@@ -36,7 +36,7 @@ class Context:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url)
+        return redis_client(self.settings)
 
     @cached_property
     def store(self) -> JobStore:

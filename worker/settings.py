@@ -4,7 +4,8 @@
 named after it: ``GENQ_SYNCSO__API_KEY``, ``GENQ_AISTUDIOS__BASE_URL`` (each provider's section is its
 own module, ``worker/providers/<name>/settings.py``, and ``registry.ProviderSections`` lists them).
 Every provider base URL is a setting, so the same workers talk to the real API or to a simulator.
-Secrets are ``SecretStr``: they print as ``**********`` in reprs and logs.
+Secrets are ``SecretStr``: they print as ``**********`` in reprs and logs; the Redis URL, which may
+hold a password, is a ``RedisUrl`` and prints without it (``redis://***@host:6379/0``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, Field, model_validator
+import redis
+from pydantic import BaseModel, Field, FilePath, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.redis_url import RedisUrl, tls_options
 from worker.limits import LimitsSettings
 from worker.providers.registry import ProviderSections
 
@@ -87,7 +90,10 @@ class Settings(BaseSettings, ProviderSections):
     # One Redis is the broker, the result backend, the job store and the budgets: a submit writes a job's
     # record and its first message in one transaction, and the limiter pushes a woken stage's message in
     # the same script that grants its slot, so they cannot live on different servers.
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # A secret: it may carry the password (shown redacted everywhere). rediss:// is TLS, the server's
+    # certificate verified against redis_ca_file (else the system's CAs).
+    redis_url: RedisUrl = RedisUrl("redis://127.0.0.1:6379/0")
+    redis_ca_file: FilePath | None = None
     artifact_dir: Path = Path("artifacts")
     # The directories local input files may be in (like PATH: `/data/in:/mnt/media`); none: every local
     # input is refused. Checked at submit (producers read the same variable) and before every stage.
@@ -117,6 +123,22 @@ class Settings(BaseSettings, ProviderSections):
     def run_lease_s(self) -> float:
         """How long a stage run's lease lasts after its worker's last heartbeat."""
         return self.visibility_timeout_s * 0.75
+
+    @property
+    def redis_tls(self) -> dict[str, Any]:
+        """redis-py's TLS keywords for ``redis_url`` (none for redis://), also Celery's broker_use_ssl."""
+        ca_file = str(self.redis_ca_file) if self.redis_ca_file else None
+        return tls_options(self.redis_url.get_secret_value(), ca_file)
+
+    def with_redis_url(self, url: str) -> Settings:
+        """These settings with another Redis (``--redis-url`` of a command)."""
+        return self.model_copy(update={"redis_url": RedisUrl(url)})
+
+
+def redis_client(settings: Settings, **options: Any) -> redis.Redis:
+    """A client of the settings' Redis (TLS verified for rediss://); ``options`` go to redis-py."""
+    url = settings.redis_url.get_secret_value()
+    return redis.Redis.from_url(url, **settings.redis_tls, **options)
 
 
 @lru_cache(maxsize=1)
