@@ -76,6 +76,27 @@ class WebhookSettings(BaseModel):
         return None if not self.base_url else f"{self.base_url.rstrip('/')}/{provider}"
 
 
+class TimeLimitSettings(BaseModel):
+    """How long one run of a stage may take (Celery's soft and hard time limits, prefork pool). A run
+    past its soft limit is stopped where it is and retried like a network error (``genq_stage_timeout``),
+    up to ``retry.max_retries``, then the job fails; one still running ``grace_s`` later is killed with
+    its process and the job fails (dead-lettered). Waits are not runs: a parked stage holds no limit."""
+
+    # Stages that make a few API calls (create, a status check, analyses, a plan): a call is at most
+    # its connect and read timeouts (5 s + 30 s by default), and a 20 MB multipart create fits too.
+    api_s: float = Field(300.0, gt=0)
+    # Stages that move a file: downloads of outputs (up to 5 GiB), media-library uploads, Aimi chunks
+    # (30 MB each, read from the source and sent on).
+    transfer_s: float = Field(3600.0, gt=0)
+    # The hard limit is the soft one plus this: time to record the retry or the failure.
+    grace_s: float = Field(30.0, gt=0)
+    # Task name -> soft limit (s), overriding its kind's (JSON: {"genq.syncso.download": 7200}).
+    tasks: dict[str, float] = {}
+
+    def soft_s(self, task: str, transfer: bool) -> float:
+        return self.tasks.get(task, self.transfer_s if transfer else self.api_s)
+
+
 class RetrySettings(BaseModel):
     max_retries: int = Field(8, ge=0)
     backoff_base_s: float = Field(2.0, gt=0)
@@ -108,6 +129,7 @@ class Settings(BaseSettings, ProviderSections):
     waits: WaitSettings = WaitSettings()
     runs: RunSettings = RunSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    time_limits: TimeLimitSettings = TimeLimitSettings()
 
     @model_validator(mode="after")
     def _heartbeat_within_visibility(self) -> Self:
