@@ -117,14 +117,13 @@ def limits(as_json: bool, prometheus: bool, redis_url: str) -> None:
 
     from rich.console import Console
 
-    from genq.report import backlog, backlog_tables, budget_table
+    from genq.report import backlog_tables, budget_table, in_use
     from worker.context import Context
-    from worker.limits.report import prometheus_text, snapshot
+    from worker.limits.report import prometheus_text
     from worker.settings import get_settings
 
     ctx = Context(get_settings().with_redis_url(redis_url))
-    states = snapshot(ctx.limiter, ctx.budgets_in_use)
-    waits, scheduled = backlog(ctx)
+    states, waits, scheduled = in_use(ctx)
     if prometheus:
         click.echo(prometheus_text(states, waits, scheduled), nl=False)
         return

@@ -91,14 +91,16 @@ class Reconciler:
 
     @classmethod
     def of(cls, ctx: Context, queues: Sequence[str]) -> Reconciler:
-        """The reconciler of the providers ``ctx``'s settings use, over ``queues``."""
+        """The reconciler over ``queues`` and every provider's pools and wait namespaces: whichever
+        worker leads it (a sync.so worker may hold no AI Studios credentials), it sees every job's parked
+        stages, and so never takes a job parked with another provider for lost."""
         runs = ctx.settings.runs
         return cls(
             ctx.redis,
             ctx.limiter,
-            ctx.budgets_in_use.pools,
+            ctx.budgets.pools,
             queues=queues,
-            wait_namespaces=[w.provider for w in watchers(ctx)],
+            wait_namespaces=[w.provider for w in watchers(ctx, configured_only=False)],
             stale_s=runs.stale_s,
             every_s=runs.reconcile_every_s,
             lease_s=runs.leader_lease_s,

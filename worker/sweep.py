@@ -112,9 +112,13 @@ class Sweeper:
 
     def run(self) -> None:
         watcher = self.watcher
+        registered = False
         while not self.stopped.is_set():
             pause_s = min(1.0, self.lease_s / 3)
             try:
+                if not registered:  # for the reports of services that hold no credentials
+                    self.redis.hset(L.ACCOUNTS_KEY, watcher.provider, watcher.account)
+                    registered = True
                 if self.holds(watcher):
                     pause_s = min(pause_s, self.sweep(watcher))
             except redis.RedisError:

@@ -14,9 +14,13 @@ from producers import Producer
 from schemas import StageState, StageStatus
 from schemas import layout as L
 from schemas.wire import task_message
+from worker.context import Context
 from worker.limits import Pool, RedisLimiter, Waiter
+from worker.providers.registry import specs
 from worker.reconcile import Reconciler
+from worker.settings import Settings
 from worker.store import JobStore
+from worker.waits import Waits
 
 LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
            "audio": "https://x.test/a.wav"}  # fmt: skip
@@ -105,3 +109,26 @@ def test_after_a_restart_unacked_messages_no_heartbeat_renewed_go_back(scratch: 
     assert (back["argsrepr"], back["redelivered"]) == ("['j-orphan']", True)
     assert scratch.hkeys(L.UNACKED) == [b"t-alive"]
     assert rec.restore_after_restart() == 0  # dealt with: nothing more until the next restart
+
+
+def test_a_reconciler_without_a_providers_credentials_still_sees_its_parked_jobs(
+    scratch_url: str, scratch: redis.Redis
+) -> None:
+    """In compose each worker holds only its own provider's keys, and any of them may lead the
+    reconciler: an AI Studios worker must not take a lipsync job parked with sync.so (a wait, or a full
+    pool) for lost and push its steps again."""
+    settings = Settings(syncso={"api_key": ""}, aimi={"api_key": ""}).with_redis_url(scratch_url)
+    assert [s.name for s in specs(settings, configured_only=True)] == ["aistudios"]
+    ctx = Context(settings)
+    waiting, throttled = started(scratch_url, scratch), started(scratch_url, scratch)
+    Waits(scratch).park("syncso", settings.syncso.account, "gen-1", job=waiting, stage="wait",
+                        queue="syncso", message="m", check_in_s=60, deadline_in_s=600)  # fmt: skip
+    [pool] = [p for p in ctx.budgets.pools_of("syncso") if p.name == "syncso.generations"]
+    for n in range(pool.size):
+        assert ctx.limiter.acquire(pool, Waiter(f"other-{n}", "", 0.0, "syncso", "m"))
+    assert not ctx.limiter.acquire(pool, Waiter(throttled, "", 0.0, "syncso", "m"))  # parked for a slot
+    rec = Reconciler.of(ctx, ["default", "syncso", "aistudios", "aimi"])
+    rec.stale_s = 0.0
+    for _ in range(3):
+        assert rec.repush_lost() == 0
+    assert scratch.llen("syncso") == 0
