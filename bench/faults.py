@@ -49,7 +49,7 @@ from simulators.syncso.config import SyncSoSimConfig
 from worker.app import PROVIDER_QUEUES
 from worker.context import Context
 from worker.reconcile import Reconciler
-from worker.settings import Settings
+from worker.settings import RunSettings, Settings
 
 OUT = Path(__file__).parent / "out"
 SIM_KEY = "bench-faults-key"
@@ -76,6 +76,15 @@ WORKER_ENV = {
     "GENQ_RUNS__HEARTBEAT_S": "0.5",
     "GENQ_RUNS__STALE_S": "3",
     "GENQ_RUNS__RECONCILE_EVERY_S": "1",
+}
+# The defaults of the visibility timeout, the heartbeat and the reconciler (its stale_s and pass interval):
+# recovery from a Redis restart is measured as a fleet configured by default gets it.
+_RUNS = RunSettings()
+DEFAULT_RUNS = {
+    "GENQ_VISIBILITY_TIMEOUT_S": str(Settings.model_fields["visibility_timeout_s"].default),
+    "GENQ_RUNS__HEARTBEAT_S": str(_RUNS.heartbeat_s),
+    "GENQ_RUNS__STALE_S": str(_RUNS.stale_s),
+    "GENQ_RUNS__RECONCILE_EVERY_S": str(_RUNS.reconcile_every_s),
 }
 FAST_SIM = {"api_key": SIM_KEY, "pending_s": 0.1, "processing_s": 0.3, "duration_jitter": 0.0,
             "plan": "scale", "create_rate_limit": 100_000, "other_rate_limit": 100_000}  # fmt: skip
@@ -257,12 +266,13 @@ def storm(sim: SimulatorServer, workdir: Path, *, jobs: int = 200, timeout_s: fl
 def redis_restart(sim: SimulatorServer, workdir: Path, *, jobs: int = 60, timeout_s: float = 240) -> Outcome:
     """SIGKILL Redis once a third of the generations exist (the submits are in the AOF, the workers'
     latest writes may not be), restart it from its AOF 1 s later; ``timeout_s`` counts from when Redis
-    answers again. The pool lease keeps its default (GENQ_LIMITS__LEASE_TTL_S, 180 s): a slot whose release
-    was lost comes back through the reconciler, not by lapsing."""
+    answers again. The pool lease (GENQ_LIMITS__LEASE_TTL_S, 180 s), the visibility timeout and the
+    reconciler keep their defaults: a slot whose release was lost and a run whose message was lost come
+    back through the reconciler, within two of its passes, not by a lease lapsing."""
     reset(sim, processing_s=2.0)
     with Rig(workdir / "redis", sim) as rig:
-        rig.worker("redis-a", concurrency=8)
-        rig.worker("redis-b", concurrency=8)
+        rig.worker("redis-a", concurrency=8, **DEFAULT_RUNS)
+        rig.worker("redis-b", concurrency=8, **DEFAULT_RUNS)
         started = time.monotonic()
         ids = rig.producer.submit_many([lipsync(i) for i in range(jobs)])
         rig.redis.wait_aof_written()  # the submits are durable; what the workers write next may not be

@@ -160,12 +160,16 @@ def metrics(host: str, port: int, redis_url: str) -> None:
 def webhooks(host: str, port: int) -> None:
     """Receive providers' webhook deliveries (POST /syncso, POST /aistudios ...) and wake the parked
     stages. Providers are told its URL by GENQ_WEBHOOKS__BASE_URL; it reads the same GENQ_ settings as
-    the workers (Redis, webhook secrets). No access log: webhook URLs carry per-job tokens."""
+    the workers (Redis, webhook secrets) and its caps (GENQ_WEBHOOKS__MAX_BODY_BYTES, BODY_TIMEOUT_S,
+    MAX_CONCURRENCY). No access log: webhook URLs carry per-job tokens."""
     import uvicorn
 
-    from worker.webhooks import create_app
+    from worker.settings import get_settings
+    from worker.webhooks import create_app, server_options
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", access_log=False, lifespan="off")
+    settings = get_settings()
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, log_level="info", **server_options(settings.webhooks))
 
 
 for _spec in PROVIDERS.values():  # each provider's account commands (sync.so: estimate, models, assets)

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from producers.producer import InvalidRequest, JobNotFound, Producer
 from schemas import JobRecord, JobStatus, ParkedWait
+from schemas.caps import Caps, json_bytes, setting
 
 
 class Exit(IntEnum):
@@ -167,13 +168,18 @@ def load_requests(text: str) -> list[dict[str, Any]]:
         raise InvalidInput(exc.problems) from None
 
 
-def read_text(file: IO[Any]) -> str:
-    """The whole of FILE; bytes that are not UTF-8 end the command with status 2."""
+def read_text(file: IO[Any], max_bytes: int | None = None) -> str:
+    """The whole of FILE; bytes that are not UTF-8, or more than ``max_bytes`` of them (what one submit
+    may hold, ``GENQ_CAPS__MAX_SUBMIT_BYTES``; the rest is not read), end the command with status 2."""
     try:
-        text: str = file.read()
+        text: str = file.read() if max_bytes is None else file.read(max_bytes + 1)
     except UnicodeDecodeError as exc:
         name = getattr(file, "name", "input")
         raise InvalidInput([f"{name}: not UTF-8 text (byte {exc.start}: {exc.reason})"]) from None
+    # A character is at least a byte: more characters than the cap are more bytes too.
+    if max_bytes is not None and (len(text) > max_bytes or json_bytes(text) > max_bytes):
+        raise InvalidInput([f"submit: more than {max_bytes} bytes; at most {max_bytes} in one call "
+                            f"({setting('max_submit_bytes')})"])  # fmt: skip
     return text
 
 
@@ -200,10 +206,11 @@ def submit(file: IO[Any], idempotency_key: str | None, batch: bool, redis_url: s
     """Submit the job(s) in FILE (a JSON object, an array, or JSON lines; - reads stdin); print their ids.
     Exit 2, with one "invalid: <where>: <problem>" line per problem, if anything is invalid: then
     nothing is stored or enqueued."""
-    requests = load_requests(read_text(file))
+    caps = Caps.from_env()
+    requests = load_requests(read_text(file, caps.max_submit_bytes))
     if idempotency_key is not None and (batch or len(requests) != 1):
         raise click.UsageError("--idempotency-key takes exactly one job")
-    producer = Producer(redis_url)
+    producer = Producer(redis_url, caps=caps)
     try:
         if batch:
             submitted = producer.submit_batch(requests, request_ids=_request_ids(requests))

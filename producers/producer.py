@@ -21,7 +21,8 @@ from redis.exceptions import NoScriptError
 
 from schemas import JOB_REQUEST, SUBMITTABLE, JobRecord, JobRequest, JobStatus, LipsyncRequest, ParkedWait
 from schemas import layout as L
-from schemas.inputs import outside_roots, roots_from_env
+from schemas.caps import Caps, json_bytes, over, setting
+from schemas.inputs import InputRefused, open_input, roots_from_env
 from schemas.lipsync_batch import LipsyncBatchRequest
 from schemas.lipsync_wire import BATCH_MAX_FILE_BYTES, BATCH_MAX_RECORDS, BATCH_MIN_RECORDS, batch_file
 from schemas.redis_url import CA_FILE_ENV, tls_options
@@ -129,10 +130,28 @@ def validate(
     *,
     check_files: bool = True,
     input_roots: Sequence[Path] | None = None,
+    caps: Caps | None = None,
 ) -> JobRequest:
-    """Parse and check a request; raise ``InvalidRequest`` with one line per bad field. With
-    ``check_files``, local inputs must lie under ``input_roots`` (default: ``GENQ_INPUT_ROOTS``), exist
-    and fit the provider's size limit."""
+    """Parse and check a request; raise ``InvalidRequest`` with one line per bad field. Its JSON and its
+    lists must fit ``caps`` (default: ``GENQ_CAPS__…``). With ``check_files``, local inputs must lie under
+    ``input_roots`` (default: ``GENQ_INPUT_ROOTS``), exist and fit the provider's size limit."""
+    return _validated(request, check_files, input_roots, Caps.from_env() if caps is None else caps).request
+
+
+@dataclass(frozen=True)
+class _Valid:
+    """A request that passed ``validate``, with its JSON as it is stored."""
+
+    request: JobRequest
+    json: str
+
+
+def _validated(
+    request: JobRequest | Mapping[str, Any],
+    check_files: bool,
+    input_roots: Sequence[Path] | None,
+    caps: Caps,
+) -> _Valid:
     if not isinstance(request, Mapping | JobRequest):
         raise InvalidRequest([f"request: must be a JSON object, not {type(request).__name__}"])
     try:
@@ -141,26 +160,31 @@ def validate(
         raise InvalidRequest([_problem(err) for err in exc.errors()]) from None
     if parsed.kind not in SUBMITTABLE:
         raise InvalidRequest([f"kind: {parsed.kind!r} is made by genq and cannot be submitted"])
+    text = parsed.model_dump_json()
+    size = json_bytes(text)
+    too_large = over("request", size, "bytes of JSON", caps.max_request_bytes, "max_request_bytes")
+    problems = parsed.over_caps(caps) + ([too_large] if too_large else [])
+    if problems:
+        raise InvalidRequest(problems)
     local = parsed.local_files() if check_files else {}
     if local:
         roots = roots_from_env() if input_roots is None else tuple(input_roots)
-        outside = outside_roots(local, roots)
-        if outside:
-            raise InvalidRequest(outside)
-        problems = [_file_problem(field, Path(path), parsed.max_local_file_bytes)
-                    for field, path in local.items()]  # fmt: skip
-        if any(problems):
-            raise InvalidRequest([p for p in problems if p])
-    return parsed
+        problems = [p for field, path in local.items() if (p := _file_problem(field, path, roots, parsed))]
+        if problems:
+            raise InvalidRequest(problems)
+    return _Valid(parsed, text)
 
 
-def _file_problem(field: str, path: Path, max_bytes: int | None) -> str | None:
+def _file_problem(field: str, path: str, roots: Sequence[Path], request: JobRequest) -> str | None:
+    """What is wrong with a local input, opened as the workers open it (``open_input``)."""
     try:
-        if not path.is_file():
-            return f"{field}: no such file: {path}"
-        size = path.stat().st_size
+        with open_input(path, roots, field=field) as file:
+            size = os.fstat(file.fileno()).st_size
+    except InputRefused as exc:
+        return str(exc)
     except OSError as exc:
         return f"{field}: cannot read {path}: {exc.strerror}"
+    max_bytes = request.max_local_file_bytes
     if max_bytes is not None and size > max_bytes:
         return f"{field}: {path} is {size} bytes; the provider takes files of at most {max_bytes} bytes"
     return None
@@ -190,13 +214,20 @@ def _redis_mapping(fields: dict[str, str]) -> Mapping[Any, Any]:
 
 class Producer:
     """Submits jobs to Redis and reads their records. Thread-safe (redis-py pools its connections). It
-    keeps one connection of the pool for submits (unless the pool holds a single one) until ``close``."""
+    keeps one connection of the pool for submits (unless the pool holds a single one) until ``close``.
+    What a submit may ask for is ``caps`` (default: ``GENQ_CAPS__…``, read once here)."""
 
     def __init__(
-        self, redis_url: str | None = None, *, client: redis.Redis | None = None, ca_file: str | None = None
+        self,
+        redis_url: str | None = None,
+        *,
+        client: redis.Redis | None = None,
+        caps: Caps | None = None,
+        ca_file: str | None = None,
     ) -> None:
         """``redis_url`` (or a ``client``); a rediss:// server's certificate is verified against
         ``ca_file``, by default ``$GENQ_REDIS_CA_FILE``, else the system's CAs."""
+        self.caps = Caps.from_env() if caps is None else caps
         if client is None:
             if redis_url is None:
                 raise ValueError("give redis_url or client")
@@ -211,13 +242,13 @@ class Producer:
 
     def submit(self, request: JobRequest | Mapping[str, Any], idempotency_key: str | None = None) -> str:
         """Validate, store and enqueue one job; return its id. A repeated key returns the first job's id."""
-        parsed = validate(request)
+        valid = self._validated(request)
         if idempotency_key is None:
-            return self._store([parsed])[0]
+            return self._store([valid])[0]
         if not idempotency_key or len(idempotency_key) > 256:
             raise InvalidRequest(["idempotency_key: must be 1 to 256 characters"])
         job_id = new_job_id()
-        fields, message, queue = self._prepare(job_id, parsed)
+        fields, message, queue = self._prepare(job_id, valid.request, valid.json)
         flat = [x for pair in fields.items() for x in pair]
         keys = [L.idempotency_key(idempotency_key), L.job_key(job_id), queue]
         result = self._submit_idempotent(keys=keys, args=[job_id, L.JOB_TTL_S, message, *flat])
@@ -225,19 +256,36 @@ class Producer:
 
     def submit_many(self, requests: Iterable[JobRequest | Mapping[str, Any]]) -> list[str]:
         """Submit many jobs, in one script call per chunk of 500 (each chunk all or nothing). All are
-        validated first: one bad request refuses the whole call and nothing is enqueued."""
-        parsed: list[JobRequest] = []
+        validated first: one bad request refuses the whole call and nothing is enqueued, and so do more
+        jobs, or more bytes of requests in all, than the caps allow (``GENQ_CAPS__MAX_JOBS_PER_SUBMIT``,
+        ``GENQ_CAPS__MAX_SUBMIT_BYTES``)."""
+        caps = self.caps
+        valid: list[_Valid] = []
         problems: list[str] = []
+        total_bytes = 0
         for index, request in enumerate(requests):
+            if index == caps.max_jobs_per_submit:  # the rest is not even read
+                raise InvalidRequest([f"submit: more than {index} jobs; at most {index} in one call "
+                                      f"({setting('max_jobs_per_submit')})"])  # fmt: skip
             try:
-                parsed.append(validate(request))
+                valid.append(self._validated(request))
             except InvalidRequest as exc:
                 problems += [f"[{index}] {p}" for p in exc.problems]
+                continue
+            total_bytes += json_bytes(valid[-1].json)
+        too_large = over(
+            "submit", total_bytes, "bytes of requests", caps.max_submit_bytes, "max_submit_bytes"
+        )
+        if too_large:
+            problems.append(too_large)
         if problems:
             raise InvalidRequest(problems)
-        return self._store(parsed)
+        return self._store(valid)
 
-    def _store(self, requests: Sequence[JobRequest]) -> list[str]:
+    def _validated(self, request: JobRequest | Mapping[str, Any], *, check_files: bool = True) -> _Valid:
+        return _validated(request, check_files, None, self.caps)
+
+    def _store(self, requests: Sequence[_Valid]) -> list[str]:
         """Store validated requests as new jobs with their first messages and return their ids: one
         script call per chunk of ``_CHUNK`` jobs (every record with its message, or nothing), all on one
         connection. Each chunk is built while Redis runs the one before it, whose reply is read only
@@ -315,10 +363,10 @@ class Producer:
         conn.retry.call_with_retry(send_again, lambda _: conn.disconnect())  # type: ignore[no-untyped-call]
         return call.ids
 
-    def _call(self, requests: Sequence[JobRequest]) -> _Call:
+    def _call(self, requests: Sequence[_Valid]) -> _Call:
         """The submit script's call that stores ``requests`` as new jobs with their first messages."""
         ids = _new_job_ids(len(requests))
-        job_queues = [L.QUEUE_FOR_KIND[request.kind] for request in requests]
+        job_queues = [L.QUEUE_FOR_KIND[valid.request.kind] for valid in requests]
         messages = task_messages(
             L.START_TASK, [([job_id], q) for job_id, q in zip(ids, job_queues, strict=True)]
         )
@@ -327,8 +375,8 @@ class Producer:
         group_args: list[str | int] = []
         runs: list[int] = []  # group, count, group, count ...
         job_args: list[str] = []
-        for request, queue, message in zip(requests, job_queues, messages, strict=True):
-            kind, tenant = request.kind, request.tenant or ""
+        for valid, queue, message in zip(requests, job_queues, messages, strict=True):
+            kind, tenant = valid.request.kind, valid.request.tenant or ""
             group = groups.get((kind, tenant))
             if group is None:
                 group = groups[kind, tenant] = len(groups) + 1
@@ -337,7 +385,7 @@ class Producer:
                 runs[-1] += 1
             else:
                 runs += (group, 1)
-            job_args += (request.model_dump_json(), message)
+            job_args += (valid.json, message)
         args = [len(queues), L.now_iso(), len(groups), len(runs) // 2, *group_args, *runs, *job_args]
         return _Call(ids, [*queues, *(L.job_key(job_id) for job_id in ids)], args)
 
@@ -351,11 +399,14 @@ class Producer:
         record, output and error; the batch (its own record, ``batch_id``) sends them as one batch file
         and maps each result row back to its job. ``request_ids`` (default: the job ids) are the
         batch file's ids, e.g. the caller's own keys. Everything is checked first, including the batch
-        file's size: a batch sync.so would refuse is refused here and nothing is stored."""
+        file's size: a batch sync.so would refuse is refused here and nothing is stored, and so is one of
+        more jobs than ``GENQ_CAPS__MAX_BATCH_JOBS``."""
+        count = len(requests)
+        if count > self.caps.max_batch_jobs or count > BATCH_MAX_RECORDS:  # the jobs are not even read
+            raise InvalidRequest([self._batch_count_problem(count)])
         parsed, problems = self._batch_members(requests)
-        if not BATCH_MIN_RECORDS <= len(parsed) <= BATCH_MAX_RECORDS:
-            problems.append(f"batch: {len(parsed)} jobs; a sync.so batch takes {BATCH_MIN_RECORDS} to "
-                            f"{BATCH_MAX_RECORDS} (submit fewer jobs one by one)")  # fmt: skip
+        if len(parsed) < BATCH_MIN_RECORDS:
+            problems.append(self._batch_count_problem(len(parsed)))
         if problems:
             raise InvalidRequest(problems)
         job_ids = [new_job_id() for _ in parsed]
@@ -381,15 +432,20 @@ class Producer:
             pipe.execute()
         return BatchSubmission(batch_id, job_ids)
 
-    @staticmethod
+    def _batch_count_problem(self, count: int) -> str:
+        if count > self.caps.max_batch_jobs and self.caps.max_batch_jobs < BATCH_MAX_RECORDS:
+            return f"batch: {count} jobs; at most {self.caps.max_batch_jobs} ({setting('max_batch_jobs')})"
+        return (f"batch: {count} jobs; a sync.so batch takes {BATCH_MIN_RECORDS} to {BATCH_MAX_RECORDS} "
+                "(submit fewer jobs one by one)")  # fmt: skip
+
     def _batch_members(
-        requests: Sequence[JobRequest | Mapping[str, Any]],
+        self, requests: Sequence[JobRequest | Mapping[str, Any]]
     ) -> tuple[list[LipsyncRequest], list[str]]:
         parsed: list[LipsyncRequest] = []
         problems: list[str] = []
         for index, request in enumerate(requests):
             try:
-                member = validate(request, check_files=False)
+                member = self._validated(request, check_files=False).request
             except InvalidRequest as exc:
                 problems += [f"[{index}] {p}" for p in exc.problems]
                 continue
@@ -413,10 +469,13 @@ class Producer:
             problems = [_problem(err).replace("request: ", "batch: ", 1) for err in exc.errors()]
             raise InvalidRequest(problems) from None
 
-    def _prepare(self, job_id: str, request: JobRequest) -> tuple[dict[str, str], str, str]:
+    def _prepare(
+        self, job_id: str, request: JobRequest, request_json: str | None = None
+    ) -> tuple[dict[str, str], str, str]:
         queue = L.QUEUE_FOR_KIND[request.kind]
         now = L.now_iso()
-        fields = L.new_job_fields(job_id, request.model_dump_json(), request.kind, request.tenant, now)
+        text = request.model_dump_json() if request_json is None else request_json
+        fields = L.new_job_fields(job_id, text, request.kind, request.tenant, now)
         return fields, task_message(L.START_TASK, [job_id], queue), queue
 
     def get(self, job_id: str) -> JobRecord:

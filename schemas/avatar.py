@@ -12,10 +12,11 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError, to_json
 
 from schemas.avatar_project import Name, Orientation, Project, SpokenText, at, refuse
 from schemas.base import HttpUrl, JobRequestBase
+from schemas.caps import Caps, over
 
 Resolution = Literal["4k", "1080", "720", "480"]
 
@@ -126,6 +127,21 @@ class AvatarRequest(JobRequestBase):
         if self.background_image is not None and self.background_color is not None:
             errors.append(at((), "give at most one of background_image or background_color", None))
         return errors
+
+    def over_caps(self, caps: Caps) -> list[str]:
+        if self.project is None:
+            return []
+        scenes = self.project.scenes
+        problems = [over("project.scenes", len(scenes), "scenes", caps.max_scenes, "max_scenes")]
+        problems += [
+            over(f"project.scenes.{i}.clips", len(scene.clips), "clips", caps.max_clips, "max_clips")
+            for i, scene in enumerate(scenes[: caps.max_scenes])  # past it, the scenes' line says enough
+        ]
+        if self.project.dictionary is not None:
+            size = len(to_json(self.project.dictionary))
+            problems.append(over("project.dictionary", size, "bytes of JSON", caps.max_dictionary_bytes,
+                                 "max_dictionary_bytes"))  # fmt: skip
+        return [p for p in problems if p]
 
     def to_project(self) -> dict[str, Any]:
         """The v3 project JSON to create and export: the given ``project`` (with ``name`` when set

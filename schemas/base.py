@@ -9,6 +9,8 @@ from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from schemas.caps import Caps
+
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
@@ -54,3 +56,8 @@ class JobRequestBase(Strict):
     def local_files(self) -> dict[str, str]:
         """The local paths this request reads, by field name (the producer checks they exist)."""
         return {}
+
+    def over_caps(self, caps: Caps) -> list[str]:
+        """One ``<field>: <problem>`` line per list of this request longer than its cap (the producer
+        checks the request's bytes itself)."""
+        return []

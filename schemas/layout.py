@@ -43,6 +43,10 @@ REDIS_RUN_ID_KEY = PREFIX + "redis:run_id"
 REPAIRS_KEY = PREFIX + "metrics:repairs"
 UNACKED_INDEX = "unacked_index"
 JOB_TTL_S = 7 * 24 * 3600
+# The bytes each download of a job has written or will write (its Content-Length), a hash: the stage's
+# state key (``download``, ``download[2]``) -> bytes. Its sum is held to GENQ_CAPS__MAX_JOB_OUTPUT_BYTES
+# (worker/outputs.py). Expires JOB_TTL_S after its last write, as the job's record after its end.
+OUTPUT_BYTES_KEY = PREFIX + "outbytes:{job_id}"
 
 # The first task of every job, and the queue each kind runs on. Queues are per provider, so a fleet
 # scales each provider's workers on their own.
@@ -181,6 +185,10 @@ def queue_for_task(task: str) -> str:
 
 def job_key(job_id: str) -> str:
     return JOB_KEY.format(job_id=job_id)
+
+
+def output_bytes_key(job_id: str) -> str:
+    return OUTPUT_BYTES_KEY.format(job_id=job_id)
 
 
 def run_key(job_id: str, state: str) -> str:

@@ -15,6 +15,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from schemas.base import HttpUrl, JobRequestBase, Strict, is_local_path, media_source
+from schemas.caps import Caps, over
 
 # An input already in the account's media library is named ``asset:<id>``.
 ASSET_PREFIX = "asset:"
@@ -226,3 +227,12 @@ class LipsyncRequest(JobRequestBase):
 
     def local_files(self) -> dict[str, str]:
         return {name: s for name, s in self.sources().items() if is_local_path(s)}
+
+    def over_caps(self, caps: Caps) -> list[str]:
+        boxes = self.options.active_speaker_detection and self.options.active_speaker_detection.bounding_boxes
+        problems = [
+            over("options.active_speaker_detection.bounding_boxes", len(boxes or ()), "bounding boxes",
+                 caps.max_bounding_boxes, "max_bounding_boxes"),
+            over("segments", len(self.segments or ()), "segments", caps.max_segments, "max_segments"),
+        ]  # fmt: skip
+        return [p for p in problems if p]

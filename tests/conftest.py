@@ -75,6 +75,8 @@ WORKER_ENV = {
     "GENQ_SYNCSO__OTHER_RATE__LIMIT": "1000",
     "GENQ_SYNCSO__OTHER_RATE__PERIOD_S": "1",
     "GENQ_LIMITS__SWEEP_INTERVAL_S": "0.2",
+    # The tests' source videos are served on loopback, which the egress policy refuses unless allowed.
+    "GENQ_EGRESS__ALLOW": "127.0.0.0/8,::1",
 }
 
 

@@ -11,7 +11,7 @@ from celery import Celery
 from kombu import Queue
 
 from schemas import layout as L
-from worker import metrics
+from worker import kombu_fix, metrics
 from worker.background import Background
 from worker.limits.sweeper import LimiterSweep
 from worker.providers.registry import PROVIDERS
@@ -77,4 +77,5 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
+kombu_fix.install()
 app = create_app()

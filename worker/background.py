@@ -48,6 +48,7 @@ class Background(bootsteps.StartStopStep):
                     lease_s=waits.sweep_lease_s,
                     horizon_s=ctx.settings.limits.horizon_s,
                     pause_s=ctx.settings.limits.pause_s,
+                    max_pause_s=ctx.settings.limits.max_retry_after_s,
                 )
                 for watcher in sweeps
             ),

@@ -16,6 +16,7 @@ import redis
 
 from schemas import layout as L
 from worker.limits import Budgets, Limiter, RedisLimiter, Unlimited
+from worker.providers.egress import Egress
 from worker.providers.registry import PROVIDERS, specs
 from worker.providers.spec import ProviderSpec, load
 from worker.schedule import Schedule
@@ -64,6 +65,11 @@ class Context:
     def budgets_in_use(self) -> Budgets:
         """The budgets of the providers whose credentials are set here: the ones this process sweeps."""
         return budgets_from(self.settings, configured_only=True)
+
+    @cached_property
+    def egress(self) -> Egress:
+        """What fetches the URLs jobs name (source videos): the egress policy's one connection pool."""
+        return Egress(self.settings.egress)
 
     def section(self, spec: ProviderSpec[S, Any]) -> S:
         return spec.section(self.settings)

@@ -2,12 +2,15 @@
 clock meant for something else. One worker at a time runs it (a Redis lease, like the status sweep).
 Every ``reconcile_every_s`` it:
 
-- **puts lost step runs back.** A running job that has not moved for ``stale_s`` and has no message
-  anywhere (its queue, kombu's unacknowledged messages, the schedule, a parked wait, a pool's parked
-  callers), two passes in a row, gets the runs its step graph says are due (``Graph.frontier``) pushed
-  again. A message pushed twice is harmless: a run of a stage that advanced is skipped.
+- **puts lost step runs back.** A running job that has not moved for ``stale_s`` (or since a Redis restart
+  the reconciler saw) and has no message anywhere (its queue, kombu's unacknowledged messages, the
+  schedule, a parked wait, a pool's parked callers), two passes in a row, gets the runs its step graph
+  says are due (``Graph.frontier``) pushed again. A message pushed twice is harmless: a run of a stage
+  that advanced is skipped.
 - **frees pool slots no step holds.** A lease whose job has ended, or whose step that lets go of the
   pool is done, is released (which wakes a parked caller), instead of waiting out its time to live.
+- **checks again what a sweep held when Redis restarted.** Parked ids a status sweep had claimed may have
+  lost the write of their next check: each is due again within one check interval, not ``claim_hold_s``.
 - **brings back messages nobody holds after Redis restarted.** Redis restarted from its append-only
   file may have lost the acknowledgement of a message some worker had finished: kombu would give it
   back only after the visibility timeout. Once every live worker's heartbeat has beaten since the
@@ -69,6 +72,7 @@ class Reconciler:
         every_s: float,
         lease_s: float,
         heartbeat_s: float,
+        sweeps: Sequence[tuple[str, str, float]] = (),
         holder: str | None = None,
     ) -> None:
         self.redis = client
@@ -77,6 +81,9 @@ class Reconciler:
         self.pools = list(pools)
         self.queues = list(queues)
         self.wait_namespaces = list(wait_namespaces)
+        # (wait namespace, account or "" when this worker has no credentials for it, check interval) of
+        # each provider's status sweep.
+        self.sweeps = list(sweeps)
         self.stale_s = stale_s
         self.every_s = every_s
         self.lease_s = lease_s
@@ -87,6 +94,7 @@ class Reconciler:
         self._repush = client.register_script(source("repush"))
         self._suspects: set[str] = set()  # running jobs found with no message on the last pass
         self._restarted_at: float | None = None  # when a Redis restart was seen, until it is dealt with
+        self._restart_ms = 0  # the last restart this reconciler saw (the Redis server's clock, ms)
         self.total = Repairs()
 
     @classmethod
@@ -95,12 +103,17 @@ class Reconciler:
         worker leads it (a sync.so worker may hold no AI Studios credentials), it sees every job's parked
         stages, and so never takes a job parked with another provider for lost."""
         runs = ctx.settings.runs
+        sweeps = watchers(ctx, configured_only=False)  # every provider's: no credentials needed
+        # The accounts this worker sweeps; "" for a provider it has no credentials of (the account its
+        # workers registered is read when needed, see _check_claimed_again).
+        accounts = {w.provider: w.account for w in watchers(ctx)}
         return cls(
             ctx.redis,
             ctx.limiter,
             ctx.budgets.pools,
             queues=queues,
-            wait_namespaces=[w.provider for w in watchers(ctx, configured_only=False)],
+            wait_namespaces=[w.provider for w in sweeps],
+            sweeps=[(w.provider, accounts.get(w.provider, ""), w.check_interval_s) for w in sweeps],
             stale_s=runs.stale_s,
             every_s=runs.reconcile_every_s,
             lease_s=runs.leader_lease_s,
@@ -146,9 +159,11 @@ class Reconciler:
     # Lost step runs.
 
     def repush_lost(self) -> int:
-        seconds, micros = self.redis.time()
-        now_ms = seconds * 1000 + micros // 1000
-        cutoff = now_ms - round(self.stale_s * 1000)
+        """Push again the due runs of each running job that has no message anywhere, two passes in a
+        row, and has not moved for ``stale_s`` or since a Redis restart (whose lost writes are what
+        left it so: no need to wait out ``stale_s`` then)."""
+        now_ms = self._now_ms()
+        cutoff = max(now_ms - round(self.stale_s * 1000), self._restart_ms)
         stale = [
             L.text(j)
             for j in self.redis.zrangebyscore(L.RUNNING_KEY, "-inf", cutoff, start=0, num=CANDIDATES)
@@ -260,7 +275,9 @@ class Reconciler:
         seen = self.redis.getset(L.REDIS_RUN_ID_KEY, run_id)
         if seen is not None and L.text(seen) != run_id:
             self._restarted_at = time.time()
+            self._restart_ms = self._now_ms()
             log.warning("Redis restarted (run id %s, was %s)", run_id, L.text(seen))
+            self._check_claimed_again()
         if self._restarted_at is None or time.time() < self._restarted_at + 2 * self.heartbeat_s:
             return 0
         cutoff, self._restarted_at = self._restarted_at, None
@@ -271,6 +288,27 @@ class Reconciler:
                 "after the Redis restart: %d messages no worker holds put back on their queues", restored
             )
         return restored
+
+    def _check_claimed_again(self) -> None:
+        """Parked ids a status sweep had claimed when Redis went away may have lost the write that
+        scheduled their next check: each due later than one check interval from now is due then."""
+        now_ms = self._now_ms()
+        registered = {L.text(k): L.text(v) for k, v in self.redis.hgetall(L.ACCOUNTS_KEY).items()}
+        for namespace, known, interval_s in self.sweeps:
+            account = known or registered.get(namespace)
+            if not account:
+                continue
+            due_key = L.wait_keys(namespace)[2] + account
+            next_ms = now_ms + round(interval_s * 1000)
+            held = [L.text(i) for i in self.redis.zrangebyscore(due_key, f"({next_ms}", "+inf")]
+            if held:
+                self.redis.zadd(due_key, dict.fromkeys(held, next_ms), xx=True)
+                log.warning("after the Redis restart: %d parked %s id(s) held for a check are due again in "
+                            "%.1f s", len(held), namespace, interval_s)  # fmt: skip
+
+    def _now_ms(self) -> int:
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     def _restore(self, tag: str) -> int:
         """kombu's ``restore_by_tag``: back to the front of its queue, marked redelivered, in one step."""

@@ -16,8 +16,11 @@ def backoff_s(attempt: int, *, base_s: float, cap_s: float, rng: random.Random |
     return step / 2 + (rng or random).uniform(0, step / 2)
 
 
-def throttle_delay_s(error: Throttled, attempt: int, *, base_s: float, cap_s: float) -> float:
-    """How long a throttled call waits: the provider's Retry-After when it gave one, else backoff."""
+def throttle_delay_s(
+    error: Throttled, attempt: int, *, base_s: float, cap_s: float, max_retry_after_s: float
+) -> float:
+    """How long a throttled call waits: the provider's Retry-After when it gave one (at most
+    ``max_retry_after_s`` and ``cap_s``), else backoff."""
     if error.retry_after_s is not None:
-        return min(cap_s, max(0.0, error.retry_after_s)) + random.uniform(0, 0.25)
+        return min(cap_s, max_retry_after_s, max(0.0, error.retry_after_s)) + random.uniform(0, 0.25)
     return backoff_s(attempt, base_s=base_s, cap_s=cap_s)

@@ -24,8 +24,10 @@ import redis
 from pydantic import BaseModel, Field, FilePath, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.caps import Caps
 from schemas.redis_url import RedisUrl, tls_options
 from worker.limits import LimitsSettings
+from worker.providers.egress import EgressSettings
 from worker.providers.registry import ProviderSections
 
 log = logging.getLogger(__name__)
@@ -66,11 +68,21 @@ class RunSettings(BaseModel):
 
 
 class WebhookSettings(BaseModel):
-    """Where providers deliver webhooks: the public URL of `genq webhooks`. Unset: genq polls only."""
+    """Where providers deliver webhooks: the public URL of `genq webhooks` (unset: genq polls only), and
+    what the receiver spends on a sender before it knows whether the delivery is genuine."""
 
     base_url: str | None = None
     # Deliveries signed longer ago than this are refused (replays).
     tolerance_s: float = Field(300.0, gt=0)
+    # A body over this many bytes is refused (413) unread: by its Content-Length, or as it arrives when it
+    # has none (chunked). A provider's delivery is a few kilobytes.
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    # The whole body must arrive within this long after the request's headers, else 408: a sender that
+    # trickles its body holds a slot for this long at most.
+    body_timeout_s: float = Field(10.0, gt=0)
+    # Deliveries handled at once; one more is answered 503 at once (a lost delivery costs only latency:
+    # the status sweep sees the end). `genq webhooks` also keeps at most this many connections open.
+    max_concurrency: int = Field(64, gt=0)
 
     def url_for(self, provider: str) -> str | None:
         return None if not self.base_url else f"{self.base_url.rstrip('/')}/{provider}"
@@ -130,6 +142,11 @@ class Settings(BaseSettings, ProviderSections):
     runs: RunSettings = RunSettings()
     webhooks: WebhookSettings = WebhookSettings()
     time_limits: TimeLimitSettings = TimeLimitSettings()
+    # What one submit may ask for (producers read the same GENQ_CAPS__ variables) and what one job's
+    # outputs may take together (schemas/caps.py).
+    caps: Caps = Caps()
+    # What a worker may fetch of the URLs a job names (worker/providers/egress.py).
+    egress: EgressSettings = EgressSettings()
 
     @model_validator(mode="after")
     def _heartbeat_within_visibility(self) -> Self:

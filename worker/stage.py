@@ -54,9 +54,11 @@ from schemas import JobError, JobRecord, Output, StageState, StageStatus
 from schemas.inputs import outside_roots, parse_roots
 from worker.context import Context, get_context
 from worker.graph import branch_of, run_message, state_key
+from worker.inputs import refused
 from worker.limits import Gate, Parked
 from worker.outcomes import Done, JobFailed, Later, Stop, Wait
-from worker.providers.errors import BadRequest, InfrastructureError, InternalError, ProviderError, Throttled
+from worker.outputs import OutputBudget
+from worker.providers.errors import InfrastructureError, InternalError, ProviderError, Throttled
 from worker.providers.registry import graph_for
 from worker.retry import backoff_s, throttle_delay_s
 
@@ -144,8 +146,9 @@ class Stage(Task):  # type: ignore[type-arg]
             store.set_stage(job_id, self.state_key, _moved(state, StageStatus.DONE, str(stop), ended=True))
             return f"stopped: {stop}"
         except Throttled as exc:
-            retry = self.ctx.settings.retry
-            delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=retry.backoff_cap_s)
+            retry, most_s = self.ctx.settings.retry, self.ctx.settings.limits.max_retry_after_s
+            delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=retry.backoff_cap_s,
+                                     max_retry_after_s=most_s)  # fmt: skip
             store.set_stage(job_id, self.state_key, _moved(state, StageStatus.THROTTLED, str(exc)))
             return self._later(job_id, delay, None, str(exc))
         except ProviderError as exc:
@@ -175,11 +178,13 @@ class Stage(Task):  # type: ignore[type-arg]
         return "done" if outcome in ("advanced", "ended", "joined") else f"done ({outcome})"
 
     def _check_inputs(self, job: JobRecord) -> None:
-        """Refuse a job whose local inputs are not under the input roots (symlinks resolved now)."""
+        """Refuse a job whose local inputs are not under the input roots (symlinks resolved now), before
+        anything is sent. What reads a file opens it again with ``worker.inputs.open_local``, which checks
+        what it opened: a link swapped after this check is refused there."""
         roots = parse_roots(self.ctx.settings.input_roots)
         problems = outside_roots(job.request.local_files(), roots)
         if problems:
-            raise BadRequest("; ".join(problems), provider="genq", code="genq_input_refused")
+            raise refused("; ".join(problems))
 
     @property
     def branch(self) -> int | None:
@@ -196,6 +201,12 @@ class Stage(Task):  # type: ignore[type-arg]
         """Who holds this run's slots and turns: the job, or ``<job id>:<branch>`` for a branch, so that
         a job's parallel branches hold one slot each."""
         return job_id if self.branch is None else f"{job_id}:{self.branch}"
+
+    def output_budget(self, job_id: str) -> OutputBudget:
+        """What this run's download may write of the job's outputs (``GENQ_CAPS__MAX_JOB_OUTPUT_BYTES``,
+        shared by the job's downloads)."""
+        cap = self.ctx.settings.caps.max_job_output_bytes
+        return OutputBudget(self.ctx.redis, job_id, self.state_key, cap, provider=self.provider)
 
     def run_key(self, job_id: str) -> str:
         """Names this stage's one pending run of the job (or of its branch) in the schedule."""

@@ -92,6 +92,7 @@ class Sweeper:
         lease_s: float,
         horizon_s: float,
         pause_s: float,
+        max_pause_s: float = 300.0,
         holder: str | None = None,
     ) -> None:
         self.redis = client
@@ -101,6 +102,7 @@ class Sweeper:
         self.lease_s = lease_s
         self.horizon_s = horizon_s
         self.pause_s = pause_s  # a 429 without Retry-After pauses the budget this long
+        self.max_pause_s = max_pause_s  # and no Retry-After pauses it longer than this
         self.holder = holder or holder_id()
         self.stopped = threading.Event()
         self._lease = client.register_script(source("lease"))
@@ -179,7 +181,7 @@ class Sweeper:
         try:
             found = watcher.check(page)
         except Throttled as exc:
-            pause_s = exc.retry_after_s or self.pause_s
+            pause_s = min(exc.retry_after_s or self.pause_s, self.max_pause_s)
             self.limiter.pause(watcher.rate, pause_s)
             self._due_again(watcher, page, in_s=pause_s)
             log.warning("sweep of %s throttled: %s", provider, exc)

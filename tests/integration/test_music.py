@@ -214,7 +214,7 @@ def test_a_video_gone_before_the_upload_fails_the_job_naming_it_and_starts_nothi
 
     assert record.status is JobStatus.FAILED
     assert record.error is not None
-    assert f"video: cannot read {video}" in record.error.message
+    assert record.error.message == f"video: no such file: {video}"
     # The worker may have begun the upload before the file went (a race the test does not control); no
     # chunk of it was acknowledged, the upload never completed, and nothing ran.
     assert not any(c["outcome"] == "acked" for upload in uploads(sim) for c in upload["chunks"])
@@ -236,3 +236,31 @@ def test_a_chunk_refused_as_too_large_fails_the_job_with_the_providers_message(
     assert record.error.stage == "upload_chunk[0]"
     assert "chunk exceeds the 30 MB limit" in record.error.message
     assert sim.stats("aimi")["executions_started"] == 0
+
+
+def test_executions_whose_outputs_together_pass_the_job_cap_fail_the_job_and_leave_no_partial_file(
+    producer: Producer, sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each output (256 KiB) is within every cap alone, and two of them within the job's; the third
+    execution's download would pass it. The downloads run in parallel and share one budget."""
+    from schemas.caps import Caps  # noqa: PLC0415
+    from worker.context import get_context  # noqa: PLC0415 (the in-process worker's own context)
+
+    settings = get_context().settings
+    monkeypatch.setattr(settings, "caps", Caps(max_job_output_bytes=600_000))
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(os.urandom(MB))
+    record = producer.wait(producer.submit(music(video, executions=3)), timeout_s=60)
+
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None
+    assert record.error.stage.startswith("download[")
+    assert record.error.code == "output_too_large"
+    assert record.error.message == (
+        "the job's outputs would be 786432 bytes; one job may write at most 600000 "
+        "(GENQ_CAPS__MAX_JOB_OUTPUT_BYTES)"
+    )
+    written = list((settings.artifact_dir / record.id).iterdir())
+    assert not [path.name for path in written if path.suffix == ".part"]
+    assert len(written) <= 2
+    assert sum(path.stat().st_size for path in written) <= 600_000

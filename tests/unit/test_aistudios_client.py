@@ -5,12 +5,14 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from worker.providers.aistudios.api import ENDPOINTS, error_class, unwrap
 from worker.providers.aistudios.client import AIStudiosClient, AvatarModel, Progress, Project
+from worker.providers.aistudios.webhook import webhook_token, webhook_url
 from worker.providers.errors import (
     AuthFailed,
     BadRequest,
@@ -397,6 +399,42 @@ def test_error_messages_never_echo_the_token(make_client) -> None:
         client.models()
     assert "***" in info.value.message
     assert_no_secret(info.value)
+
+
+HOOK_TOKEN = webhook_token("aistudios-unit-webhook-secret", "job-7")
+HOOK_URL = webhook_url("https://hooks.example.com/aistudios", "aistudios-unit-webhook-secret", "job-7")
+
+
+@pytest.mark.parametrize(
+    ("call", "answer"),
+    [
+        # the create call knows the URL it sent: the token is scrubbed wherever the answer quotes it
+        ("create", respond(400, fail("INVALID_PROJECT", f"webhookUrl {HOOK_URL} is unreachable"))),
+        ("create", respond(422, fail("INVALID_PROJECT", f"callback token {HOOK_TOKEN} was refused"))),
+        ("export", respond(502, f"<html>upstream error: {{'webhookUrl': '{HOOK_URL}'}}</html>".encode())),
+        ("export", respond(400, f"bad webhookUrl={quote(str(HOOK_URL), safe='')}".encode())),
+        # the progress call does not: the token= parameter is scrubbed from any error
+        ("progress", respond(200, fail("RENDER_FAILED", f"could not notify {HOOK_URL}"))),
+        (
+            "progress",
+            respond(500, b"upstream: " + json.dumps({"url": HOOK_URL}).replace("=", "\\u003d").encode()),
+        ),
+    ],
+)
+def test_an_error_that_echoes_the_jobs_webhook_token_never_repeats_it(
+    make_client, call: str, answer: Handler
+) -> None:
+    client = make_client(answer)
+    invoke = {
+        "create": lambda: client.create_project(PROJECT, export=True, webhook_url=HOOK_URL),
+        "export": lambda: client.export("p-1", webhook_url=HOOK_URL),
+        "progress": lambda: client.progress("p-1"),
+    }[call]
+    with pytest.raises(ProviderError) as info:
+        invoke()
+    for text in (str(info.value), repr(info.value), info.value.message, *map(str, info.value.args)):
+        assert HOOK_TOKEN not in text
+    assert "***" in info.value.message
 
 
 def test_unwrap_redacts_given_secrets_without_a_request_header() -> None:

@@ -24,7 +24,6 @@ from genq.cli import main
 from producers import InvalidRequest, Producer, validate
 from producers.cli import parse_requests
 from producers.producer import new_job_id
-from schemas import JobRequest
 from tests.unit.test_fuzz_requests import FUZZ, JSON, REQUESTS
 
 UNREACHABLE = "redis://127.0.0.1:1/0"  # never dialled: the stand-in answers instead
@@ -40,15 +39,15 @@ class StandInProducer(Producer):
         super().__init__(client=redis.Redis.from_url(UNREACHABLE))  # never dialled
         self.stored: dict[str, str] = {}  # job id -> the request JSON its record would hold
 
-    def _store(self, requests: Sequence[JobRequest]) -> list[str]:
+    def _store(self, requests: Sequence[Any]) -> list[str]:  # each request valid, with its JSON
         ids = [new_job_id() for _ in requests]
-        self.stored |= {job_id: r.model_dump_json() for job_id, r in zip(ids, requests, strict=True)}
+        self.stored |= {job_id: valid.json for job_id, valid in zip(ids, requests, strict=True)}
         return ids
 
 
 def submit(text: str) -> tuple[Result, StandInProducer]:
     producer = StandInProducer()
-    with mock.patch("producers.cli.Producer", lambda url: producer):
+    with mock.patch("producers.cli.Producer", lambda url, **options: producer):
         result = CliRunner().invoke(main, ["submit", "-", "--redis-url", UNREACHABLE], input=text)
     return result, producer
 

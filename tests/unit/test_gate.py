@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +12,7 @@ from worker.context import budgets_from
 from worker.limits import Gate, MemoryLimiter, Parked, Pool, RateBudget, Unlimited
 from worker.limits.report import prometheus_text, snapshot
 from worker.outcomes import Later
-from worker.providers.errors import ConcurrencyLimited, RateLimited
+from worker.providers.errors import ConcurrencyLimited, RateLimited, SourceUnavailable
 from worker.settings import LimitsSettings, Settings
 
 POOL = Pool("syncso.generations", 1, 60.0)
@@ -58,6 +59,27 @@ def test_rate_429_pauses_the_rate_for_everyone() -> None:
     assert limiter.state(CREATE).paused_until is not None
     with pytest.raises(Later):  # another job's turn comes after the pause too
         gate(limiter, "b").turn(CREATE)
+
+
+def test_a_retry_after_of_a_day_pauses_a_budget_for_max_retry_after_s_only() -> None:
+    limiter, now = MemoryLimiter(), time.time()
+    with pytest.raises(Later) as later, gate(limiter, "a").calling(CREATE):
+        raise RateLimited("slow down", provider="syncso", retry_after_s=86400.0)
+    assert later.value.countdown_s <= LIMITS.max_retry_after_s + 1
+    paused_until = limiter.state(CREATE).paused_until
+    assert paused_until is not None and paused_until <= now + LIMITS.max_retry_after_s + 1
+    limiter = MemoryLimiter()
+    with pytest.raises(Parked), gate(limiter, "a").calling(CREATE, POOL):
+        raise ConcurrencyLimited("too many", provider="syncso", retry_after_s=86400.0)
+    paused_until = limiter.state(POOL).paused_until
+    assert paused_until is not None and paused_until <= now + LIMITS.max_retry_after_s + 1
+
+
+def test_a_sources_429_inside_a_provider_call_passes_through_and_pauses_nothing() -> None:
+    limiter = MemoryLimiter()
+    with pytest.raises(SourceUnavailable), gate(limiter, "a").calling(CREATE):
+        raise SourceUnavailable("source GET https://x/v.mp4: 429 Too Many Requests", status_code=429)
+    assert limiter.state(CREATE).paused_until is None
 
 
 def test_concurrency_429_pauses_the_pool_and_parks_the_holder() -> None:

@@ -319,6 +319,62 @@ def test_stream_to_file_at_exactly_the_cap_succeeds(make_client, tmp_path: Path)
     assert download.bytes == 100
 
 
+class _Budget:
+    """A job's output budget as a download sees it: records what it is told, refuses past ``cap``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.told: list[int] = []
+
+    def __call__(self, written_bytes: int) -> None:
+        self.told.append(written_bytes)
+        if written_bytes > self.cap:
+            raise OutputTooLarge(
+                f"over the job's cap of {self.cap}", provider="genq", code="output_too_large"
+            )
+
+
+def test_stream_to_file_tells_the_budget_the_declared_length_before_writing(
+    make_client, tmp_path: Path
+) -> None:
+    budget = _Budget(cap=100)
+    client = make_client(lambda request: httpx.Response(200, content=b"x" * 101))
+    with pytest.raises(OutputTooLarge, match="job's cap"):
+        stream_to_file(client, SIGNED_URL, tmp_path / "v.mp4", max_bytes=1000, provider="p", budget=budget)
+    assert budget.told == [101]
+    assert _files_in(tmp_path) == []
+
+
+def test_stream_to_file_tells_the_budget_its_count_as_it_grows(make_client, tmp_path: Path) -> None:
+    """Without a Content-Length, every 8 MiB and at the end; the download stops once the budget refuses,
+    and leaves no partial file."""
+    mib = 1024 * 1024
+    chunks = [b"m" * mib] * 20
+    budget = _Budget(cap=100 * mib)
+    client = make_client(lambda request: httpx.Response(200, stream=_Stream(chunks)))
+    download = stream_to_file(
+        client, SIGNED_URL, tmp_path / "v.mp4", max_bytes=1000 * mib, provider="p", budget=budget
+    )
+    assert download.bytes == 20 * mib
+    assert budget.told == [8 * mib, 16 * mib, 20 * mib]
+
+    budget = _Budget(cap=12 * mib)
+    client = make_client(lambda request: httpx.Response(200, stream=_Stream(chunks)))
+    with pytest.raises(OutputTooLarge):
+        stream_to_file(
+            client, SIGNED_URL, tmp_path / "w.mp4", max_bytes=1000 * mib, provider="p", budget=budget
+        )
+    assert budget.told == [8 * mib, 16 * mib]
+    assert _files_in(tmp_path) == ["v.mp4"]
+
+
+def test_stream_to_file_with_a_declared_length_tells_the_budget_once(make_client, tmp_path: Path) -> None:
+    budget = _Budget(cap=100)
+    client = make_client(lambda request: httpx.Response(200, content=b"x" * 100))
+    stream_to_file(client, SIGNED_URL, tmp_path / "v.mp4", max_bytes=100, provider="p", budget=budget)
+    assert budget.told == [100]
+
+
 @pytest.mark.parametrize(
     ("status_code", "expected"),
     [

@@ -132,3 +132,58 @@ def test_a_reconciler_without_a_providers_credentials_still_sees_its_parked_jobs
     for _ in range(3):
         assert rec.repush_lost() == 0
     assert scratch.llen("syncso") == 0
+
+
+def test_after_a_restart_a_job_not_moved_since_is_repaired_without_waiting_out_stale_s(
+    scratch_url: str, scratch: redis.Redis
+) -> None:
+    job_id = started(scratch_url, scratch)  # its message was among the writes the restart lost
+    rec = reconciler(scratch, stale_s=3600.0)
+    assert (rec.repush_lost(), rec.repush_lost()) == (0, 0)  # not stale for an hour: left alone
+    scratch.set(L.REDIS_RUN_ID_KEY, "the-run-before")  # as a Redis restarted from its AOF has it
+    time.sleep(0.01)
+    assert rec.reconcile().messages == 0  # the restart is seen; first sighting of the job
+    assert rec.reconcile().messages == 1  # the second: pushed again, though it is not stale_s old
+    [message] = queued(scratch)
+    assert message["argsrepr"] == f"['{job_id}']"
+
+
+def test_after_a_restart_ids_a_sweep_held_for_a_check_are_due_again_within_one_interval(
+    scratch: redis.Redis,
+) -> None:
+    waits = Waits(scratch)
+    for pid in ("held", "parked"):
+        waits.park("syncso", "acct", pid, job=f"j-{pid}", stage="wait", queue="syncso", message="m",
+                   check_in_s=0.0 if pid == "held" else 5.0, deadline_in_s=600)  # fmt: skip
+    assert waits.claim_due("syncso", "acct", 1, hold_s=30.0) == ["held"]  # then Redis went away
+    due_key = L.wait_keys("syncso")[2] + "acct"
+    parked_due = scratch.zscore(due_key, "parked")
+    rec = Reconciler(scratch, RedisLimiter(scratch), [POOL], queues=["syncso"], wait_namespaces=["syncso"],
+                     stale_s=30, every_s=1, lease_s=5, heartbeat_s=0.05,
+                     sweeps=[("syncso", "acct", 10.0)])  # fmt: skip
+    scratch.set(L.REDIS_RUN_ID_KEY, "the-run-before")
+    rec.restore_after_restart()
+    seconds, _ = scratch.time()
+    held_in_s = (scratch.zscore(due_key, "held") or 0) / 1000 - seconds
+    assert 9 <= held_in_s <= 11  # one check interval, not the 30 s hold
+    assert scratch.zscore(due_key, "parked") == parked_due  # due sooner already: left as it was
+
+
+def test_after_a_restart_a_sweep_this_worker_has_no_credentials_for_is_found_by_its_registered_account(
+    scratch: redis.Redis,
+) -> None:
+    """A worker without sync.so's key leads the reconciler: the account sync.so's workers registered
+    names the due set whose held ids are made due again."""
+    waits = Waits(scratch)
+    waits.park("syncso", "acct", "held", job="j-held", stage="wait", queue="syncso", message="m",
+               check_in_s=0.0, deadline_in_s=600)  # fmt: skip
+    assert waits.claim_due("syncso", "acct", 1, hold_s=30.0) == ["held"]
+    scratch.hset(L.ACCOUNTS_KEY, "syncso", "acct")  # as sync.so's workers' sweeps do
+    rec = Reconciler(scratch, RedisLimiter(scratch), [POOL], queues=["syncso"], wait_namespaces=["syncso"],
+                     stale_s=30, every_s=1, lease_s=5, heartbeat_s=0.05,
+                     sweeps=[("syncso", "", 10.0), ("aimi", "", 5.0)])  # fmt: skip
+    scratch.set(L.REDIS_RUN_ID_KEY, "the-run-before")
+    rec.restore_after_restart()
+    seconds, _ = scratch.time()
+    held_in_s = (scratch.zscore(L.wait_keys("syncso")[2] + "acct", "held") or 0) / 1000 - seconds
+    assert 9 <= held_in_s <= 11

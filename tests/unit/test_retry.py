@@ -43,9 +43,14 @@ def test_what_is_retryable(error: E.ProviderError, retryable: bool) -> None:
 )
 def test_throttle_honours_retry_after_within_the_cap(retry_after_s: float, low: float, high: float) -> None:
     error = E.RateLimited("429", provider="p", retry_after_s=retry_after_s)
-    assert low <= throttle_delay_s(error, 0, base_s=1.0, cap_s=60.0) <= high
+    assert low <= throttle_delay_s(error, 0, base_s=1.0, cap_s=60.0, max_retry_after_s=300.0) <= high
+
+
+def test_a_retry_after_of_a_day_is_honoured_for_max_retry_after_s_only() -> None:
+    error = E.RateLimited("429", provider="p", retry_after_s=86400.0)
+    assert 300.0 <= throttle_delay_s(error, 0, base_s=1.0, cap_s=3600.0, max_retry_after_s=300.0) <= 300.25
 
 
 def test_throttle_without_retry_after_backs_off() -> None:
     error = E.ConcurrencyLimited("429", provider="p")
-    assert 4.0 <= throttle_delay_s(error, 2, base_s=2.0, cap_s=60.0) <= 8.0
+    assert 4.0 <= throttle_delay_s(error, 2, base_s=2.0, cap_s=60.0, max_retry_after_s=300.0) <= 8.0

@@ -14,6 +14,7 @@ import redis
 from schemas import layout as L
 from tests.conftest import until
 from worker.limits import RateBudget, RedisLimiter
+from worker.providers.errors import RateLimited
 from worker.sweep import Sweeper
 from worker.waits import WaitResult, Waits
 
@@ -84,3 +85,26 @@ def test_a_running_sweep_registers_its_account_for_services_without_credentials(
     finally:
         sweeper.stop()
         thread.join(5)
+
+
+@dataclass
+class Throttling(Broken):
+    """A watcher whose provider answers 429 with a Retry-After of a day."""
+
+    def check(self, ids: Sequence[str]) -> Mapping[str, WaitResult | None]:
+        self.calls += 1
+        raise RateLimited("slow down", provider="syncso", retry_after_s=86400.0)
+
+
+def test_a_retry_after_of_a_day_pauses_the_sweep_for_max_pause_s_only(scratch: redis.Redis) -> None:
+    waits, watcher = Waits(scratch), Throttling()
+    park(waits, watcher, "gen-3")
+    limiter = RedisLimiter(scratch)
+    sweeper = Sweeper(scratch, limiter, watcher, lease_s=5, horizon_s=30, pause_s=1, max_pause_s=300)
+    now = float(scratch.time()[0])
+    sweeper.sweep(watcher)
+    assert watcher.calls == 1
+    paused_until = limiter.state(watcher.rate).paused_until
+    assert paused_until is not None and paused_until <= now + 302
+    next_check_s = waits.counts(watcher.provider, watcher.account).next_check_s
+    assert next_check_s is not None and next_check_s <= 301

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -416,9 +417,9 @@ def test_create_multipart_streams_files_and_sends_nested_fields_as_json(make_cli
         return httpx.Response(201, json=generation_json())
 
     client = make_client(handler)
-    generation = client.create_generation(
-        body, idempotency_key="genq-job-2", files={"video": video, "audio": audio}
-    )
+    with video.open("rb") as video_file, audio.open("rb") as audio_file:
+        files = {"video": video_file, "audio": audio_file}
+        generation = client.create_generation(body, idempotency_key="genq-job-2", files=files)
 
     assert generation.id == "gen-1"
     [request] = seen
@@ -453,7 +454,8 @@ def test_create_multipart_resends_whole_files_after_a_connect_retry(make_client,
         return httpx.Response(201, json=generation_json())
 
     client = make_client(handler)
-    client.create_generation({"model": "lipsync-2"}, idempotency_key="k", files={"video": video})
+    with video.open("rb") as file:
+        client.create_generation({"model": "lipsync-2"}, idempotency_key="k", files={"video": file})
     assert len(calls) == 2
 
 
@@ -467,7 +469,7 @@ def test_create_rejects_malformed_idempotency_keys(make_client, key: str) -> Non
 def test_create_rejects_unknown_file_fields(make_client, tmp_path: Path) -> None:
     client = make_client(respond(201, generation_json()))
     with pytest.raises(ValueError, match="unsupported file fields"):
-        client.create_generation(CREATE_BODY, idempotency_key="k", files={"subtitle": tmp_path / "x.srt"})
+        client.create_generation(CREATE_BODY, idempotency_key="k", files={"subtitle": io.BytesIO(b"1")})
 
 
 def test_create_idempotency_outcome_unknown_is_retryable(make_client) -> None:

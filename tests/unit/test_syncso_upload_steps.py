@@ -28,7 +28,7 @@ class FakeClient:
         self.calls.append("ticket")
         return UploadTicket(upload_url="https://up.test/put", url=f"https://files.test/{file_name}")
 
-    def put_upload(self, ticket: UploadTicket, path: Path, content_type: str) -> None:
+    def put_upload(self, ticket: UploadTicket, stream: object, content_type: str) -> None:
         self.calls.append("put")
 
     def create_asset(self, url: str, asset_type: str, name: str) -> Asset:
@@ -65,7 +65,7 @@ def run(client: FakeClient, store: FakeStore, video: Path, *, turn_taken: bool =
     if turn_taken:
         limiter.take_turn(other, "someone-else", horizon_s=120)
     sync = SyncSo(client, SyncSoSettings(max_upload_bytes=10), Pool("syncso.generations", 3, 60.0),  # type: ignore[arg-type]
-                  Pool("syncso.batches", 1, 60.0), fast, other, fast, None)  # fmt: skip
+                  Pool("syncso.batches", 1, 60.0), fast, other, fast, None, (video.parent,))  # fmt: skip
     gate = Gate(limiter, LimitsSettings(horizon_s=120), job, lambda: ("syncso", "rerun"))
     return upload_inputs(job, store, sync, gate)  # type: ignore[arg-type]
 

@@ -33,6 +33,8 @@ def test_any_of_several_v1_values_may_match_while_a_secret_is_rotated() -> None:
         ("v1=abc", NOW, "malformed"),
         (f"t=soon,v1={sign(SECRET, NOW, BODY)}", NOW, "malformed"),
         (f"t={NOW},t={NOW},v1={sign(SECRET, NOW, BODY)}", NOW, "malformed"),
+        (f"t=\u00b2,v1={sign(SECRET, NOW, BODY)}", NOW, "malformed"),  # str.isdigit() says yes, int() no
+        (f"t={'1' * 5000},v1={sign(SECRET, NOW, BODY)}", NOW, "malformed"),  # past int()'s digit limit
         (header(secret="whsec_other"), NOW, "does not match"),
         (header(body=b"{}"), NOW, "does not match"),
         (f"t={NOW + 1},v1={sign(SECRET, NOW, BODY)}", NOW, "does not match"),  # the timestamp is signed too

@@ -88,8 +88,17 @@ class LimitsSettings(BaseModel):
     horizon_s: float = Field(30.0, gt=0)
     # A 429 without Retry-After pauses its budget this long.
     pause_s: float = Field(5.0, gt=0)
+    # The longest Retry-After genq honours anywhere (a budget's pause, a sweep's, a throttled stage's
+    # re-run): a longer one, or an HTTP-date further ahead, counts as this long, so that no answer can
+    # stop an account for a day.
+    max_retry_after_s: float = Field(300.0, gt=0)
     # How often each worker reclaims lapsed leases and wakes parked stages.
     sweep_interval_s: float = Field(1.0, gt=0)
     # Celery's own per-worker `rate_limit` per task name (e.g. {"genq.syncso.create": "1/s"}); only for
     # comparison with genq's global budgets (bench/ratelimit.py): it does not hold across workers.
     celery_rate_limits: dict[str, str] = Field(default_factory=dict)
+
+    def pause_for(self, retry_after_s: float | None) -> float:
+        """How long a 429 pauses its budget: its Retry-After (else ``pause_s``), at most
+        ``max_retry_after_s``."""
+        return min(retry_after_s or self.pause_s, self.max_retry_after_s)

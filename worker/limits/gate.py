@@ -70,13 +70,15 @@ class Gate:
 
     @contextmanager
     def calling(self, rate: RateBudget, pool: Pool | None = None) -> Iterator[None]:
-        """One provider call under ``rate`` (and, for a create, ``pool``). A 429 pauses the budget it
-        names for every worker, and this stage waits its turn again."""
+        """One provider call under ``rate`` (and, for a create, ``pool``). A provider's 429 pauses the
+        budget it names for every worker (for its Retry-After, at most ``max_retry_after_s``), and this
+        stage waits its turn again. A source's answer (``SourceError``, never ``Throttled``) passes
+        through: it is its own job's, not the provider's."""
         self.turn(rate)
         try:
             yield
         except ConcurrencyLimited as exc:
-            pause_s = exc.retry_after_s or self.settings.pause_s
+            pause_s = self.settings.pause_for(exc.retry_after_s)
             if pool is None:
                 raise Later(pause_s, str(exc), status=StageStatus.THROTTLED) from exc
             self.limiter.pause(pool, pause_s)
@@ -84,7 +86,7 @@ class Gate:
             self.hold(pool)  # parks: the pool is paused
             raise Later(pause_s, str(exc), status=StageStatus.THROTTLED) from exc
         except RateLimited as exc:
-            pause_s = exc.retry_after_s or self.settings.pause_s
+            pause_s = self.settings.pause_for(exc.retry_after_s)
             self.limiter.pause(rate, pause_s)
             self.turn(rate)  # a turn after the pause
             raise Later(pause_s, str(exc), status=StageStatus.THROTTLED) from exc

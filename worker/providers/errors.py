@@ -6,7 +6,21 @@ Callers write ``except Throttled`` or ``except ProviderUnavailable``; they never
 
 from __future__ import annotations
 
-from typing import ClassVar
+import re
+from typing import ClassVar, Final
+
+# A credential in a URL's query that a provider may echo in an error body: genq's per-job webhook token
+# (AI Studios: ``<base>/aistudios?job=<id>&token=<hmac>``), any ``*token`` and a signed URL's signature,
+# with ``=`` plain, percent-encoded or JSON-escaped. The value runs to the next separator.
+_QUERY_CREDENTIAL: Final = re.compile(
+    r"(?i)((?<![a-z0-9])[a-z0-9_.-]*(?:token|signature)(?:=|%3d|\\u003d))[^&\s\"'<>\\#;,]+"
+)
+
+
+def scrub_tokens(text: str) -> str:
+    """``text`` with the value of every token or signature query parameter replaced by ``***``. Every
+    ``ProviderError`` message goes through it, so no error stored in a job or logged repeats one."""
+    return _QUERY_CREDENTIAL.sub(r"\1***", text)
 
 
 class ProviderError(Exception):
@@ -23,6 +37,7 @@ class ProviderError(Exception):
         code: str | None = None,
         request_id: str | None = None,
     ) -> None:
+        message = scrub_tokens(message)
         super().__init__(message)
         self.message = message
         self.provider = provider
@@ -97,3 +112,31 @@ class InfrastructureError(ProviderError):
 class InternalError(ProviderError):
     """Anything else a stage raised: a bug. The job fails at once and goes to the dead-letter set, so
     it can be replayed once the bug is fixed. ``provider`` is ``"genq"``."""
+
+
+SOURCE = "source"  # ``provider`` of a SourceError: the job's own input, not a provider
+
+
+class SourceError(ProviderError):
+    """A URL the job named (a music job's source video) failed or was refused: the job's input, not a
+    provider's answer. Never ``Throttled``: a source's 429 or 5xx retries or fails its own job and never
+    pauses a provider's budget. ``provider`` is ``"source"``; the message names the URL without its query
+    and never quotes what the source sent."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None) -> None:
+        super().__init__(message, provider=SOURCE, status_code=status_code, code=code)
+
+
+class SourceUnavailable(SourceError):
+    """The source failed in a way that may pass (a 429, a 5xx, a cut or stalled connection): the stage
+    is retried with backoff, spending a retry of its own job."""
+
+    retryable = True
+
+
+class SourceRefused(SourceError):
+    """The source cannot be used (a 4xx, a host that ignores ``Range``, a size over the cap): permanent."""
+
+
+class EgressRefused(SourceRefused):
+    """The egress policy refused a URL or an address (worker/providers/egress.py)."""

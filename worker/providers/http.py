@@ -6,7 +6,8 @@
   every other transport failure becomes ``ProviderUnavailable`` for the caller's task retry.
 - ``error_class_for_status`` / ``build_error``: the status → error table that provider clients refine
   with what their error bodies say (e.g. rate vs concurrency 429s).
-- ``stream_to_file``: download a signed output URL to disk atomically, with a size cap and a sha256.
+- ``stream_to_file``: download a signed output URL to disk atomically, with a size cap and a sha256, and
+  tell a ``ByteBudget`` (the job's cap over all its outputs) how much it writes.
 
 Nothing here puts a request header or a URL's query string (signed URLs carry credentials there) into
 an error message.
@@ -70,6 +71,10 @@ _ERROR_BODY_PREFIX_BYTES: Final = 4096
 _COUNTED_ERROR_BODY_BYTES: Final = 64 * 1024
 
 ErrorCode = Callable[[httpx.Response], str | None]
+# Told how many bytes a download will have written: the declared Content-Length before the body, then
+# the running count every _BUDGET_STEP_BYTES, and the final count. Raises OutputTooLarge to stop it.
+ByteBudget = Callable[[int], None]
+_BUDGET_STEP_BYTES: Final = 8 * 1024 * 1024
 
 
 _T = TypeVar("_T")
@@ -305,8 +310,17 @@ def _unavailable(
     return ProviderUnavailable(message, provider=provider)
 
 
-def stream_to_file(client: httpx.Client, url: str, dest: Path, *, max_bytes: int, provider: str) -> Download:
-    """Download ``url`` to ``dest`` atomically; at most ``max_bytes`` bytes.
+def stream_to_file(
+    client: httpx.Client,
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    provider: str,
+    budget: ByteBudget | None = None,
+) -> Download:
+    """Download ``url`` to ``dest`` atomically; at most ``max_bytes`` bytes, and at most what ``budget``
+    (if given) allows.
 
     ``url`` is a signed absolute URL (S3/GCS-style). The request is built from scratch with
     ``httpx.Request`` rather than ``client.build_request``, so none of the client's default headers
@@ -316,7 +330,8 @@ def stream_to_file(client: httpx.Client, url: str, dest: Path, *, max_bytes: int
     Redirects are followed: they hop only between storage hosts, and carry the same bare headers.
 
     Bytes go to ``dest`` + ``.part`` while being hashed and counted, then are fsynced and renamed onto
-    ``dest``. A ``Content-Length`` over the cap, or a running count over it, raises ``OutputTooLarge``.
+    ``dest``. A ``Content-Length`` over the cap, or a running count over it, raises ``OutputTooLarge``;
+    so does ``budget``, told the declared length first and then the count as it grows.
     Error statuses map like API errors (an expired signature is a 403, i.e. ``AuthFailed``: fetch the
     generation again for a fresh URL). The ``.part`` file is removed on any failure.
     """
@@ -331,7 +346,9 @@ def stream_to_file(client: httpx.Client, url: str, dest: Path, *, max_bytes: int
     try:
         response = _send_download(client, request, provider)
         try:
-            count_bytes, sha256 = _write_body(response, part, max_bytes=max_bytes, provider=provider)
+            count_bytes, sha256 = _write_body(
+                response, part, max_bytes=max_bytes, provider=provider, budget=budget
+            )
         finally:
             response.close()
         os.replace(part, dest)
@@ -378,10 +395,15 @@ def _download_error(response: httpx.Response, provider: str) -> ProviderError:
     )
 
 
-def _write_body(response: httpx.Response, part: Path, *, max_bytes: int, provider: str) -> tuple[int, str]:
+def _write_body(
+    response: httpx.Response, part: Path, *, max_bytes: int, provider: str, budget: ByteBudget | None
+) -> tuple[int, str]:
     declared_bytes = _content_length(response)
     if declared_bytes is not None and declared_bytes > max_bytes:
         raise _too_large(f"Content-Length {declared_bytes} exceeds the cap of {max_bytes} bytes", provider)
+    told = 0
+    if budget is not None and declared_bytes is not None:
+        budget(told := declared_bytes)
     digest = hashlib.sha256()
     count_bytes = 0
     with part.open("wb") as fh:
@@ -390,6 +412,8 @@ def _write_body(response: httpx.Response, part: Path, *, max_bytes: int, provide
                 count_bytes += len(chunk)
                 if count_bytes > max_bytes:
                     raise _too_large(f"download exceeds the cap of {max_bytes} bytes", provider)
+                if budget is not None and count_bytes >= told + _BUDGET_STEP_BYTES:
+                    budget(told := count_bytes)
                 digest.update(chunk)
                 fh.write(chunk)
         except httpx.RequestError as exc:
@@ -402,6 +426,8 @@ def _write_body(response: httpx.Response, part: Path, *, max_bytes: int, provide
         raise ProviderUnavailable(
             f"download truncated: {count_bytes} of {declared_bytes} bytes", provider=provider
         )
+    if budget is not None and count_bytes != told:
+        budget(count_bytes)
     return count_bytes, digest.hexdigest()
 
 

@@ -1,9 +1,9 @@
 """Aimi Sync client (Surface A, reference 1.5): chunked upload, analysis, plan, execution, status, output.
 
 Every API call is a POST with ``Authorization: Bearer <token>``, added per request and never set on the
-``httpx.Client``: downloads and source reads (``source.py``) are built bare, so no token can reach a
-storage or source host. Errors come from ``models.raise_for_response``; only fast connection failures
-are retried here.
+``httpx.Client``: downloads are built bare, so no token can reach a storage host. Source videos are not
+read here: ``source.py`` reads them through the egress policy, on a connection pool of their own. Errors
+come from ``models.raise_for_response``; only fast connection failures are retried here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter
 
-from worker.providers.aimi import source
 from worker.providers.aimi.models import (
     PROVIDER,
     AnalysisReply,
@@ -31,6 +30,7 @@ from worker.providers.aimi.models import (
     raise_for_response,
 )
 from worker.providers.http import (
+    ByteBudget,
     Download,
     make_http_client,
     parse_body,
@@ -186,18 +186,11 @@ class AimiClient:
         Aimi asks for at most one poll per execution every 5 s; the caller keeps that pace."""
         return self._parse(self._call("status", json_body={"execid": execid}), Execution)
 
-    def download(self, url: str, dest: Path, *, max_bytes: int) -> Download:
+    def download(self, url: str, dest: Path, *, max_bytes: int, budget: ByteBudget | None = None) -> Download:
         """Stream a finished execution's ``url`` to ``dest`` atomically; no token goes to the storage host."""
-        return stream_to_file(self._http, url, dest, max_bytes=max_bytes, provider=self.provider)
-
-    def fetch_range(self, url: str, start: int, end: int) -> Iterator[bytes]:
-        """Bytes ``start`` to ``end`` (inclusive) of a source video at ``url``, without the token, ready
-        to pass to ``upload_chunk``; see ``source.fetch_range`` for how a host that ignores Range fares."""
-        return source.fetch_range(self._http, url, start, end)
-
-    def content_length(self, url: str) -> int:
-        """Size in bytes of a source video at ``url`` (HEAD, else a one-byte range GET)."""
-        return source.content_length(self._http, url)
+        return stream_to_file(
+            self._http, url, dest, max_bytes=max_bytes, provider=self.provider, budget=budget
+        )
 
     def _call(
         self,

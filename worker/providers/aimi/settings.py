@@ -26,6 +26,9 @@ class AimiSettings(ProviderSettings):
     # Aimi: chunks of at most 30 MB. Decimal megabytes, the smaller reading, so that no chunk is refused
     # whichever Aimi means.
     max_chunk_bytes: int = Field(30_000_000, gt=0)
+    # The largest source video uploaded (a URL's declared size, a local file's size), refused before any
+    # chunk is cut. Aimi documents no limit for a whole video: genq's own, at most 179 chunks of 30 MB.
+    max_source_bytes: int = Field(5 * 1024**3, gt=0)
     # Every API call spends this budget, status polls included.
     rate: RateBudgetSettings = RateBudgetSettings(limit=600)
 

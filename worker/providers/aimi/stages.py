@@ -69,10 +69,12 @@ def wait(self: Stage, job_id: str, n: int) -> str:
 @app.task(bind=True, base=Stage, name="genq.aimi.download", stage="download", transfer=True)
 def download(self: Stage, job_id: str, n: int) -> str:
     ctx = self.ctx
-    artifact_dir = ctx.settings.artifact_dir
+    artifact_dir, budget = ctx.settings.artifact_dir, self.output_budget(job_id)
     return self.perform(
         job_id,
-        lambda job, gate: steps.fetch_output(job, ctx.store, Aimi.of(ctx), ctx.waits, artifact_dir, n=n),
+        lambda job, gate: steps.fetch_output(
+            job, ctx.store, Aimi.of(ctx), ctx.waits, artifact_dir, n=n, budget=budget
+        ),
     )
 
 

@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import math
 import mimetypes
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from schemas import JobRecord, JobStatus, Output, is_local_path
+from schemas.inputs import parse_roots
 from schemas.music import MusicRequest
 from worker.context import Context
 from worker.follow import Followed, recorded_end
+from worker.inputs import open_local
 from worker.limits import Gate, Pool, RateBudget
+from worker.names import output_path
 from worker.outcomes import Stop
 from worker.providers.aimi.client import AimiClient
 from worker.providers.aimi.settings import AimiSettings
+from worker.providers.aimi.source import SourceReader
 from worker.providers.aimi.spec import EXECUTIONS, REQUESTS, SPEC
-from worker.providers.errors import BadRequest, JobRejected
+from worker.providers.errors import BadRequest, JobRejected, SourceRefused
+from worker.providers.http import ByteBudget
 from worker.store import JobStore
 from worker.waits import Waits
 
@@ -47,17 +53,25 @@ def output_key(n: int) -> str:
 
 @dataclass(frozen=True)
 class Aimi:
-    """What an Aimi stage talks to, and the account's budgets it spends."""
+    """What an Aimi stage talks to, and the account's budgets it spends; ``sources`` reads source videos
+    through the egress policy, outside every Aimi budget."""
 
     client: AimiClient
     settings: AimiSettings
     executions: Pool
     rate: RateBudget
+    input_roots: tuple[Path, ...]  # where local videos may be read (GENQ_INPUT_ROOTS)
+    sources: SourceReader  # what reads a video's URL (the egress policy)
 
     @classmethod
     def of(cls, ctx: Context) -> Aimi:
         return cls(
-            ctx.client(SPEC), ctx.section(SPEC), ctx.budgets.pool(EXECUTIONS), ctx.budgets.rate(REQUESTS)
+            ctx.client(SPEC),
+            ctx.section(SPEC),
+            ctx.budgets.pool(EXECUTIONS),
+            ctx.budgets.rate(REQUESTS),
+            parse_roots(ctx.settings.input_roots),
+            SourceReader(ctx.egress),
         )
 
 
@@ -70,23 +84,22 @@ def _refused(message: str) -> BadRequest:
     return BadRequest(message, provider=PROVIDER)
 
 
-def _source_size(source: str, client: AimiClient) -> int:
+def _source_size(source: str, aimi: Aimi) -> int:
     if is_local_path(source):
-        try:
-            return Path(source).stat().st_size
-        except OSError as exc:
-            raise _refused(f"video: cannot read {source}: {exc.strerror}") from None
-    return client.content_length(source)
+        with open_local(source, aimi.input_roots, field="video") as file:
+            return os.fstat(file.fileno()).st_size
+    return aimi.sources.content_length(source)
 
 
-def _read_range(source: str, start: int, end: int, client: AimiClient) -> Iterator[bytes]:
-    """Bytes ``start..end`` (inclusive) of the video, in pieces: a seek into a local file, or an HTTP
-    Range request to its URL. No worker ever holds more than a piece of it."""
+def _read_range(source: str, start: int, end: int, aimi: Aimi) -> Iterator[bytes]:
+    """Bytes ``start..end`` (inclusive) of the video, in pieces: a seek into a local file (opened once,
+    under the input roots: ``open_local``), or an HTTP Range request to its URL. No worker ever holds
+    more than a piece of it."""
     if not is_local_path(source):
-        yield from client.fetch_range(source, start, end)
+        yield from aimi.sources.fetch_range(source, start, end)
         return
     try:
-        with open(source, "rb") as file:
+        with open_local(source, aimi.input_roots, field="video") as file:
             file.seek(start)
             left = end - start + 1
             while left > 0:
@@ -105,9 +118,12 @@ def start_upload(job: JobRecord, store: JobStore, aimi: Aimi, gate: Gate) -> int
     request = _request(job)
     upload: dict[str, Any] | None = job.data.get("upload")
     if upload is None:
-        size = _source_size(request.video, aimi.client)
+        size = _source_size(request.video, aimi)
         if size <= 0:
             raise _refused(f"video: {request.video} is empty")
+        if size > aimi.settings.max_source_bytes:  # before a chunk is cut, or Aimi is told of it
+            raise SourceRefused(f"video: {size} bytes, over GENQ_AIMI__MAX_SOURCE_BYTES "
+                                f"({aimi.settings.max_source_bytes})", code="source_too_large")  # fmt: skip
         name = Path(request.video.split("?", 1)[0]).name or "video.mp4"
         file_type = mimetypes.guess_type(name)[0] or "video/mp4"
         taskid = job.provider_ids.get(TASK)
@@ -130,7 +146,7 @@ def send_chunk(job: JobRecord, store: JobStore, aimi: Aimi, gate: Gate, index: i
     start = index * int(upload["chunk_bytes"])
     end = min(int(upload["size"]), start + int(upload["chunk_bytes"])) - 1
     with gate.calling(aimi.rate):
-        content = _read_range(_request(job).video, start, end, aimi.client)
+        content = _read_range(_request(job).video, start, end, aimi)
         aimi.client.upload_chunk(job.provider_ids[TASK], index, content, end - start + 1)
     store.set_provider_id(job.id, chunk_key(index), "acknowledged")
 
@@ -220,19 +236,26 @@ def follow_execution(job: JobRecord, aimi: Aimi, waits: Waits, gate: Gate, n: in
 
 
 def fetch_output(
-    job: JobRecord, store: JobStore, aimi: Aimi, waits: Waits, artifact_dir: Path, *, n: int
+    job: JobRecord,
+    store: JobStore,
+    aimi: Aimi,
+    waits: Waits,
+    artifact_dir: Path,
+    *,
+    n: int,
+    budget: ByteBudget | None = None,
 ) -> None:
-    """Download execution ``n``'s result (a muxed video, or a zip with stems) and record it."""
+    """Download execution ``n``'s result (a muxed video, or a zip with stems) and record it. Every
+    execution's download spends the one output ``budget`` of the job."""
     request = _request(job)
     execid = job.provider_ids[exec_key(n)]
     result = waits.result(PROVIDER, execid)
     url = result.body.get("url") if result else None
     if not isinstance(url, str) or not url:
         raise JobRejected(f"execution {execid} finished without a download URL", provider=PROVIDER)
-    name = f"{request.output_file_name or 'music'}_{n}{request.output_suffix}"
-    dest = artifact_dir / job.id / name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    download = aimi.client.download(url, dest, max_bytes=aimi.settings.max_output_bytes)
+    stem = f"{request.output_file_name or 'music'}_{n}"
+    dest = output_path(artifact_dir, job.id, stem, request.output_suffix)
+    download = aimi.client.download(url, dest, max_bytes=aimi.settings.max_output_bytes, budget=budget)
     output = Output(path=str(download.path.resolve()), bytes=download.bytes, sha256=download.sha256)
     store.set_data(job.id, output_key(n), output.model_dump(mode="json"))
 

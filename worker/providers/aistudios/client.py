@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -19,6 +19,7 @@ from worker.providers.aistudios.api import ENDPOINTS, PROVIDER, error_code, unwr
 from worker.providers.aistudios.tokens import SharedToken, TokenAuth, TokenSource
 from worker.providers.errors import ProviderUnavailable
 from worker.providers.http import (
+    ByteBudget,
     Download,
     make_http_client,
     send_with_connect_retry,
@@ -185,9 +186,11 @@ class AIStudiosClient:
         """``GET /api/odin/v3/model``: the avatar catalogue with each avatar's outfits."""
         return self._parse("models", self._call("models"), _ModelsData).models
 
-    def download(self, url: str, dest: Path, *, max_bytes: int) -> Download:
+    def download(self, url: str, dest: Path, *, max_bytes: int, budget: ByteBudget | None = None) -> Download:
         """Stream a render's ``download_url`` to ``dest`` atomically; no token goes to the storage host."""
-        return stream_to_file(self._http, url, dest, max_bytes=max_bytes, provider=self.provider)
+        return stream_to_file(
+            self._http, url, dest, max_bytes=max_bytes, provider=self.provider, budget=budget
+        )
 
     def _render_options(
         self, resolution: str | None, webhook_url: str | None, workspace_id: str | None
@@ -207,8 +210,11 @@ class AIStudiosClient:
             method, path, json=body, headers={"Content-Type": "application/json"}
         )
         response = send_with_connect_retry(self._http, request, auth=self._auth, provider=self.provider)
-        # The token the answer may echo is scrubbed with the request's Authorization header.
-        return unwrap(response, render_status=name == "progress")
+        # The token the answer may echo is scrubbed with the request's Authorization header, and so is the
+        # per-job token of a webhook URL sent (``ProviderError`` also scrubs any ``token=`` it quotes).
+        webhook = str((body or {}).get("webhookUrl") or "")
+        secrets = parse_qs(urlsplit(webhook).query).get("token", [])
+        return unwrap(response, render_status=name == "progress", secrets=secrets)
 
     def _parse(self, name: str, data: Any, model: type[_ModelT]) -> _ModelT:
         # A 2xx we cannot read is the provider misbehaving, not our request being wrong: retry later.

@@ -18,12 +18,14 @@ from worker.app import app
 from worker.context import Context
 from worker.follow import Followed, followed_end
 from worker.limits import Gate, Pool, RateBudget
+from worker.names import output_path
 from worker.outcomes import Stop
 from worker.providers.aistudios.client import AIStudiosClient, Progress
 from worker.providers.aistudios.settings import AIStudiosSettings
 from worker.providers.aistudios.spec import RENDERS, REQUESTS, SPEC
 from worker.providers.aistudios.webhook import webhook_url
 from worker.providers.errors import AuthFailed, JobRejected, NotFound
+from worker.providers.http import ByteBudget
 from worker.stage import Stage
 from worker.store import JobStore
 from worker.waits import WaitResult, Waits
@@ -140,20 +142,28 @@ def follow_render(job: JobRecord, ai: AIStudios, waits: Waits, gate: Gate) -> Wa
     return result
 
 
-def fetch_video(job: JobRecord, ai: AIStudios, waits: Waits, gate: Gate, artifact_dir: Path) -> Output:
-    """Download the rendered video into ``artifact_dir/<job id>/``; a redelivery downloads it again. The
+def fetch_video(
+    job: JobRecord,
+    ai: AIStudios,
+    waits: Waits,
+    gate: Gate,
+    artifact_dir: Path,
+    *,
+    budget: ByteBudget | None = None,
+) -> Output:
+    """Download the rendered video into ``artifact_dir/<job id>/`` (within the job's output ``budget``);
+    a redelivery downloads it again. The
     URL comes from the end the sweep recorded; if that is gone or refused, progress is asked again."""
     request = _request(job)
     project_id = job.provider_ids[PROJECT]
-    dest = artifact_dir / job.id / f"{request.output_file_name or project_id}.mp4"
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = output_path(artifact_dir, job.id, request.output_file_name or project_id, ".mp4")
     max_bytes = ai.settings.max_output_bytes
     result = waits.result(PROVIDER, project_id)
     url = result.body.get("downloadUrl") if result and result.state == "ended" else None
     download = None
     if isinstance(url, str) and url:
         try:
-            download = ai.client.download(url, dest, max_bytes=max_bytes)
+            download = ai.client.download(url, dest, max_bytes=max_bytes, budget=budget)
         except (AuthFailed, NotFound):
             download = None
     if download is None:
@@ -161,7 +171,7 @@ def fetch_video(job: JobRecord, ai: AIStudios, waits: Waits, gate: Gate, artifac
             progress = ai.client.progress(project_id)
         if not progress.download_url:
             raise JobRejected("the render ended without a downloadUrl", provider=PROVIDER)
-        download = ai.client.download(progress.download_url, dest, max_bytes=max_bytes)
+        download = ai.client.download(progress.download_url, dest, max_bytes=max_bytes, budget=budget)
     return Output(path=str(download.path.resolve()), bytes=download.bytes, sha256=download.sha256)
 
 
@@ -182,6 +192,9 @@ def download(self: Stage, job_id: str) -> str:
     ctx = self.ctx
 
     def finish(job: JobRecord, gate: Gate) -> list[Output]:
-        return [fetch_video(job, AIStudios.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir)]
+        budget = self.output_budget(job.id)
+        return [
+            fetch_video(job, AIStudios.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir, budget=budget)
+        ]
 
     return self.perform(job_id, finish)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
-from typing import TYPE_CHECKING
+import math
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -23,9 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from schemas import layout as L
 from worker.providers.aistudios.spec import SPEC
-
-if TYPE_CHECKING:
-    from worker.webhooks import Receiver
+from worker.webhooks import Receiver, Unusable, json_object
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +50,7 @@ async def receive(receiver: Receiver, request: Request) -> Response:
     if not job_id or not hmac.compare_digest(token.encode(), webhook_token(secret, job_id).encode()):
         log.warning("AI Studios webhook refused: bad token")
         return JSONResponse({"error": "bad token"}, status_code=401)
-    try:
-        payload = json.loads(await request.body())
-        progress = float(payload.get("progress", 0)) if isinstance(payload, dict) else -1.0
-    except (ValueError, TypeError):
-        return JSONResponse({"error": "the body is not a progress report"}, status_code=400)
+    progress = _progress(json_object(await request.body()).get("progress", 0))
     if progress < 100:
         return JSONResponse({"ignored": f"progress {progress:g}"}, status_code=202)
     project_id = await run_in_threadpool(receiver.redis.hget, L.job_key(job_id), PROJECT_FIELD)
@@ -65,3 +59,16 @@ async def receive(receiver: Receiver, request: Request) -> Response:
     checking = await receiver.check_now(SPEC.name, L.text(project_id))
     log.info("AI Studios webhook for job %s: progress %g, check now: %s", job_id, progress, checking)
     return JSONResponse({"checking": checking})
+
+
+def _progress(value: Any) -> float:
+    """A report's ``progress`` as a finite number (a number or a numeric string), else ``Unusable``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise Unusable("progress is not a number")
+    try:
+        progress = float(value)
+    except (ValueError, OverflowError):  # OverflowError: an integer of hundreds of digits
+        raise Unusable("progress is not a number") from None
+    if not math.isfinite(progress):
+        raise Unusable("progress is not a finite number")
+    return progress

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from schemas.inputs import parse_roots
 from worker.context import Context
 from worker.limits import Pool, RateBudget
 from worker.providers.syncso.client import SyncSoClient
@@ -21,6 +23,7 @@ class SyncSo:
     other_rate: RateBudget  # every other endpoint
     upload_rate: RateBudget  # POST /v2/assets/upload
     webhook_url: str | None  # where sync.so delivers the end of a generation, if anywhere
+    input_roots: tuple[Path, ...] = ()  # where local inputs may be read (GENQ_INPUT_ROOTS)
 
     @property
     def account(self) -> str:
@@ -38,4 +41,5 @@ class SyncSo:
             b.rate(OTHER),
             b.rate(UPLOAD),
             ctx.settings.webhooks.url_for(SPEC.name),
+            parse_roots(ctx.settings.input_roots),
         )

@@ -13,7 +13,6 @@ import mimetypes
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack
 from datetime import datetime
 from enum import StrEnum, nonmember
 from pathlib import Path
@@ -26,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError, model_validator
 
 from worker.providers.errors import ConcurrencyLimited, ProviderError, ProviderUnavailable, RateLimited
 from worker.providers.http import (
+    ByteBudget,
     Download,
     build_error,
     error_class_for_status,
@@ -276,12 +276,13 @@ class SyncSoClient:
         body: Mapping[str, Any],
         *,
         idempotency_key: str,
-        files: Mapping[str, Path] | None = None,
+        files: Mapping[str, IO[bytes]] | None = None,
     ) -> Generation:
         """``POST /v2/generate``; a 200 replay of an earlier create with the same key is a success.
 
         Without ``files`` the body is sent as JSON. With ``files`` (keys ``video``, ``audio``,
-        ``image``) it is multipart/form-data: each file is streamed from disk, nested values
+        ``image``: files open for reading, named by their ``name``) it is multipart/form-data: each file
+        is streamed from where it is (from its start on every send), nested values
         (``input``, ``options``, ``segments``...) are sent as JSON strings, scalars as text. The same
         ``idempotency_key`` must be reused on every retry of one logical create.
         """
@@ -295,16 +296,12 @@ class SyncSoClient:
         if unknown:
             raise ValueError(f"unsupported file fields {sorted(unknown)}; allowed: {sorted(FILE_FIELDS)}")
         data = {key: _form_value(value) for key, value in body.items() if value is not None}
-        with ExitStack() as stack:
-            parts: dict[str, tuple[str, IO[bytes], str]] = {}
-            for field, path in files.items():
-                content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                parts[field] = (path.name, stack.enter_context(path.open("rb")), content_type)
-            request = self._http.build_request(
-                "POST", "/v2/generate", data=data, files=parts, headers=headers
-            )
-            response = self._send(request)
-        return self._parse(response, _GENERATION)
+        parts: dict[str, tuple[str, IO[bytes], str]] = {}
+        for field, stream in files.items():
+            name = Path(str(stream.name)).name
+            parts[field] = (name, stream, mimetypes.guess_type(name)[0] or "application/octet-stream")
+        request = self._http.build_request("POST", "/v2/generate", data=data, files=parts, headers=headers)
+        return self._parse(self._send(request), _GENERATION)
 
     def get_generation(self, generation_id: str) -> Generation:
         """``GET /v2/generate/{id}``; an unknown id raises ``NotFound``."""
@@ -335,19 +332,20 @@ class SyncSoClient:
         request = self._http.build_request("POST", "/v2/assets/upload", json=payload)
         return self._parse(self._send(request), _TICKET)
 
-    def put_upload(self, ticket: UploadTicket, path: Path, content_type: str) -> None:
-        """PUT the file's bytes to the ticket's signed URL, streamed from disk, with the content type the
-        ticket was asked for and none of the client's headers (the URL is the credential)."""
-        with path.open("rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            request = httpx.Request(
-                "PUT",
-                ticket.upload_url,
-                content=_chunks(stream),
-                headers={"content-type": content_type, "content-length": str(size)},
-                extensions={"timeout": self._http.timeout.as_dict()},
-            )
-            response = send_with_connect_retry(self._http, request, provider=self.provider)
+    def put_upload(self, ticket: UploadTicket, stream: IO[bytes], content_type: str) -> None:
+        """PUT the bytes of ``stream`` (a file open for reading, read from its start) to the ticket's
+        signed URL, with the content type the ticket was asked for and none of the client's headers (the
+        URL is the credential)."""
+        size = os.fstat(stream.fileno()).st_size
+        stream.seek(0)
+        request = httpx.Request(
+            "PUT",
+            ticket.upload_url,
+            content=_chunks(stream),
+            headers={"content-type": content_type, "content-length": str(size)},
+            extensions={"timeout": self._http.timeout.as_dict()},
+        )
+        response = send_with_connect_retry(self._http, request, provider=self.provider)
         raise_for_response(response, provider=self.provider)
 
     def create_asset(self, url: str, asset_type: str, name: str) -> Asset:
@@ -433,9 +431,13 @@ class SyncSoClient:
                 ) from None
         return rows
 
-    def download_output(self, url: str, dest: Path, *, max_bytes: int) -> Download:
+    def download_output(
+        self, url: str, dest: Path, *, max_bytes: int, budget: ByteBudget | None = None
+    ) -> Download:
         """Stream a generation's signed ``output_url`` to ``dest`` atomically, without the API key."""
-        return stream_to_file(self._http, url, dest, max_bytes=max_bytes, provider=self.provider)
+        return stream_to_file(
+            self._http, url, dest, max_bytes=max_bytes, provider=self.provider, budget=budget
+        )
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         response = send_with_connect_retry(self._http, request, provider=self.provider)

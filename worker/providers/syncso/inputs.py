@@ -15,14 +15,15 @@ next run instead of uploading it again; a run re-queued for a rate turn resumes 
 from __future__ import annotations
 
 import mimetypes
+import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 from schemas import JobRecord, LipsyncRequest
 from schemas import layout as L
+from worker.inputs import open_local
 from worker.limits import Gate
-from worker.providers.errors import BadRequest
 from worker.providers.syncso.account import SyncSo
 from worker.providers.syncso.resources import Asset
 from worker.store import JobStore
@@ -94,12 +95,15 @@ class Steps:
 def upload_file(path: Path, sync: SyncSo, gate: Gate, steps: Steps) -> Asset:
     """One file into the media library, under its job's name for it: the upload ticket and the PUT,
     then the registration. A registration that may have reached sync.so (a run died after sending it)
-    is looked up by name before it is sent again."""
+    is looked up by name before it is sent again. The file is opened once, under the input roots
+    (``open_local``), and what is sent is what was opened."""
+    with open_local(path, sync.input_roots, field=steps.field) as file:
+        return _upload(file, path, sync, gate, steps)
+
+
+def _upload(file: IO[bytes], path: Path, sync: SyncSo, gate: Gate, steps: Steps) -> Asset:
     field = steps.field
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise BadRequest(f"cannot read the {field} file {path}: {exc.strerror}", provider="syncso") from None
+    size = os.fstat(file.fileno()).st_size
     name = asset_name(steps.job_id, field)
     if steps.state.get("registering"):
         with gate.calling(sync.other_rate):
@@ -112,7 +116,7 @@ def upload_file(path: Path, sync: SyncSo, gate: Gate, steps: Steps) -> Asset:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         with gate.calling(sync.upload_rate):
             ticket = sync.client.start_upload(name + path.suffix.lower(), content_type, size)
-        sync.client.put_upload(ticket, path, content_type)
+        sync.client.put_upload(ticket, file, content_type)
         url = ticket.url
         steps.record(url=url)
     with gate.calling(sync.other_rate):

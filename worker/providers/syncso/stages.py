@@ -5,6 +5,10 @@ the plain functions above it."""
 
 from __future__ import annotations
 
+import io
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +16,12 @@ from schemas import JobError, JobRecord, JobStatus, LipsyncRequest, Output
 from schemas.lipsync_wire import generation_body
 from worker.app import app
 from worker.follow import Followed, followed_end
+from worker.inputs import open_local
 from worker.limits import Gate
+from worker.names import output_path
 from worker.outcomes import Done, Stop
 from worker.providers.errors import AuthFailed, BadRequest, JobRejected, NotFound
+from worker.providers.http import ByteBudget
 from worker.providers.syncso.account import SyncSo
 from worker.providers.syncso.batch import collect_batch, fail_members, follow_batch, start_batch
 from worker.providers.syncso.client import Generation
@@ -35,26 +42,34 @@ def idempotency_key(job_id: str) -> str:
     return f"genq-{job_id}"
 
 
-def create_body(job: JobRecord, *, max_upload_bytes: int) -> tuple[dict[str, Any], dict[str, Path]]:
-    """The create-generation body, and the local files sent with it (multipart). Inputs uploaded to the
-    media library by the ``upload`` stage are referenced by their asset ids."""
+@contextmanager
+def create_body(
+    job: JobRecord, *, max_upload_bytes: int, roots: Sequence[Path]
+) -> Iterator[tuple[dict[str, Any], dict[str, io.BufferedReader]]]:
+    """The create-generation body, and the local files sent with it (multipart), opened once under the
+    input roots (``open_local``) and closed when the block ends. Inputs uploaded to the media library by
+    the ``upload`` stage are referenced by their asset ids."""
     assert isinstance(job.request, LipsyncRequest)
     assets = job.data.get(ASSETS, {})
     body, files = generation_body(job.request, assets=assets, direct=direct_fields(job.request, assets))
-    return body, {kind: _checked_upload(kind, Path(path), max_upload_bytes) for kind, path in files.items()}
+    with ExitStack() as stack:
+        opened = {
+            kind: stack.enter_context(_checked_upload(kind, path, max_upload_bytes, roots))
+            for kind, path in files.items()
+        }
+        yield body, opened
 
 
-def _checked_upload(kind: str, path: Path, max_bytes: int) -> Path:
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise BadRequest(f"cannot read the {kind} file {path}: {exc.strerror}", provider=PROVIDER) from None
+def _checked_upload(kind: str, path: str, max_bytes: int, roots: Sequence[Path]) -> io.BufferedReader:
+    file = open_local(path, roots, field=kind)
+    size = os.fstat(file.fileno()).st_size
     if size > max_bytes:
+        file.close()
         raise BadRequest(
             f"the {kind} file is {size} bytes; direct upload takes at most {max_bytes}: give a URL instead",
             provider=PROVIDER,
         )
-    return path
+    return file
 
 
 def check_cost(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> float:
@@ -99,12 +114,13 @@ def start_generation(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) 
         return recorded
     assert isinstance(job.request, LipsyncRequest)
     gate.hold(sync.generations)
-    body, files = create_body(job, max_upload_bytes=sync.settings.max_upload_bytes)
-    if sync.webhook_url:
-        body["webhookUrl"] = sync.webhook_url
-    with gate.calling(sync.create_rate, sync.generations):
-        key = idempotency_key(job.id)
-        generation = sync.client.create_generation(body, idempotency_key=key, files=files or None)
+    limit, roots = sync.settings.max_upload_bytes, sync.input_roots
+    with create_body(job, max_upload_bytes=limit, roots=roots) as (body, files):
+        if sync.webhook_url:
+            body["webhookUrl"] = sync.webhook_url
+        with gate.calling(sync.create_rate, sync.generations):
+            key = idempotency_key(job.id)
+            generation = sync.client.create_generation(body, idempotency_key=key, files=files or None)
     return store.record_provider_id(job.id, GENERATION, generation.id)
 
 
@@ -147,24 +163,32 @@ def follow_generation(job: JobRecord, sync: SyncSo, waits: Waits, gate: Gate) ->
     )
 
 
-def fetch_output(job: JobRecord, sync: SyncSo, waits: Waits, gate: Gate, artifact_dir: Path) -> Output:
-    """Download the finished video into ``artifact_dir/<job id>/``; a redelivery downloads it again.
+def fetch_output(
+    job: JobRecord,
+    sync: SyncSo,
+    waits: Waits,
+    gate: Gate,
+    artifact_dir: Path,
+    *,
+    budget: ByteBudget | None = None,
+) -> Output:
+    """Download the finished video into ``artifact_dir/<job id>/`` (within the job's output ``budget``);
+    a redelivery downloads it again.
     The output URL comes from the end the sweep or webhook recorded; only if that is gone, or its
     signed URL was refused (it expires), is the generation asked for again."""
     generation_id = job.provider_ids[GENERATION]
     assert isinstance(job.request, LipsyncRequest)
-    name = (
-        (job.request.output_file_name or generation_id) + "." + (job.request.options.output_format or "mp4")
-    )
-    dest = artifact_dir / job.id / name
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "." + (job.request.options.output_format or "mp4")
+    dest = output_path(artifact_dir, job.id, job.request.output_file_name or generation_id, suffix)
     max_bytes = sync.settings.max_output_bytes
     result = waits.result(PROVIDER, generation_id)
     generation = Generation.model_validate(result.body) if result and result.state == "ended" else None
     download = None
     if generation is not None and generation.output_url:
         try:
-            download = sync.client.download_output(generation.output_url, dest, max_bytes=max_bytes)
+            download = sync.client.download_output(
+                generation.output_url, dest, max_bytes=max_bytes, budget=budget
+            )
         except (AuthFailed, NotFound):
             download = None
     if download is None:
@@ -172,7 +196,9 @@ def fetch_output(job: JobRecord, sync: SyncSo, waits: Waits, gate: Gate, artifac
             generation = sync.client.get_generation(generation_id)
         if not generation.output_url:
             raise JobRejected("generation completed without an outputUrl", provider=PROVIDER)
-        download = sync.client.download_output(generation.output_url, dest, max_bytes=max_bytes)
+        download = sync.client.download_output(
+            generation.output_url, dest, max_bytes=max_bytes, budget=budget
+        )
     assert generation is not None
     return Output(
         path=str(download.path.resolve()),
@@ -211,7 +237,8 @@ def download(self: Stage, job_id: str) -> str:
     ctx = self.ctx
 
     def finish(job: JobRecord, gate: Gate) -> list[Output]:
-        return [fetch_output(job, SyncSo.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir)]
+        budget = self.output_budget(job.id)
+        return [fetch_output(job, SyncSo.of(ctx), ctx.waits, gate, ctx.settings.artifact_dir, budget=budget)]
 
     return self.perform(job_id, finish)
 

@@ -3,16 +3,17 @@
 A delivery counts only if its ``Sync-Signature`` header (``t=<unix time>,v1=<hex HMAC-SHA256 of
 "<t>.<body>" keyed with the whsec_ secret>``) verifies in constant time, its timestamp is within
 ``tolerance_s`` of now, and its signature was not accepted before. Anything else gets 401 and changes
-nothing. An accepted delivery of a terminal generation records its end and wakes the parked stage.
+nothing; so does a signed body that is not a generation (400). An accepted delivery of a terminal
+generation records its end and wakes the parked stage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
-from typing import TYPE_CHECKING
+import re
+from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,11 +21,12 @@ from starlette.responses import JSONResponse, Response
 from worker.providers.syncso.client import GenerationStatus
 from worker.providers.syncso.spec import SPEC
 from worker.waits import WaitResult
-
-if TYPE_CHECKING:
-    from worker.webhooks import Receiver
+from worker.webhooks import Receiver, Unusable, json_object
 
 log = logging.getLogger(__name__)
+
+# A Unix time in seconds: ASCII digits only (str.isdigit also takes "²", which int() refuses).
+_UNIX_TIME: Final = re.compile(r"[0-9]{1,12}")
 
 
 class Refused(Exception):
@@ -47,7 +49,7 @@ def verify_sync_signature(
     values = [(p[0].strip(), p[1].strip()) for p in pairs if len(p) == 2]
     stamps = [v for k, v in values if k == "t"]
     signatures = [v.lower() for k, v in values if k == "v1"]
-    if len(stamps) != 1 or not stamps[0].isdigit() or not signatures:
+    if len(stamps) != 1 or not _UNIX_TIME.fullmatch(stamps[0]) or not signatures:
         raise Refused("malformed Sync-Signature header")
     timestamp = int(stamps[0])
     expected = sign(secret, timestamp, body)
@@ -60,6 +62,8 @@ def verify_sync_signature(
 
 
 async def receive(receiver: Receiver, request: Request) -> Response:
+    """A delivery counts once its signature verifies (else 401); a signed body that is not a generation
+    is 400 (``Unusable``), one of a generation that has not ended 202."""
     secret = SPEC.section(receiver.settings).webhook_secret.get_secret_value()
     if not secret:
         return JSONResponse({"error": "GENQ_SYNCSO__WEBHOOK_SECRET is not set"}, status_code=503)
@@ -72,13 +76,14 @@ async def receive(receiver: Receiver, request: Request) -> Response:
             now=receiver.clock(),
             tolerance_s=receiver.settings.webhooks.tolerance_s,
         )
-        payload = json.loads(body)
-        if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
-            raise Refused("the body is not a generation")
-    except (Refused, ValueError) as exc:
+    except Refused as exc:
         log.warning("sync.so webhook refused: %s", exc)
         return JSONResponse({"error": str(exc)}, status_code=401)
-    if payload.get("status") not in GenerationStatus.TERMINAL:
-        return JSONResponse({"ignored": f"status {payload.get('status')}"}, status_code=202)
+    payload = json_object(body)
+    generation_id, status = payload.get("id"), payload.get("status")
+    if not isinstance(generation_id, str) or not generation_id or not isinstance(status, str):
+        raise Unusable("the body is not a generation (an id and a status)")
+    if status not in GenerationStatus.TERMINAL:
+        return JSONResponse({"ignored": f"status {status}"}, status_code=202)
     result = WaitResult(state="ended", body=payload, source="webhook")
-    return await receiver.resolve_once(SPEC.name, signature, str(payload["id"]), result)
+    return await receiver.resolve_once(SPEC.name, signature, generation_id, result)
