@@ -114,11 +114,15 @@ class Sweeper:
 
     def run(self) -> None:
         watcher = self.watcher
+        registered = False
         while not self.stopped.is_set():
             # Look at least as often as a parked id may be checked: one parked a moment ago waits no
             # longer for its first check than the check interval says.
             pause_s = min(1.0, self.lease_s / 3, watcher.check_interval_s)
             try:
+                if not registered:  # for the reports of services that hold no credentials
+                    self.redis.hset(L.ACCOUNTS_KEY, watcher.provider, watcher.account)
+                    registered = True
                 if self.holds(watcher):
                     pause_s = min(pause_s, self.sweep(watcher))
             except redis.RedisError:
