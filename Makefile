@@ -12,7 +12,8 @@ TEST_PROCESSES ?= 3
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: demo test check lint typecheck unit lock bench bench-inflight bench-faults bench-enqueue bench-outputs fmt clean
+.PHONY: demo test check lint typecheck unit lock bench bench-inflight bench-faults bench-enqueue bench-overhead \
+	bench-outputs fmt clean
 
 # uv itself comes from .ci/uv.txt (its version's hashes, exported from the lock by `make lock`).
 $(BIN)/uv: .ci/uv.txt
@@ -68,6 +69,11 @@ bench-enqueue: $(STAMP)
 # at each lipsync stage; prints lost jobs and duplicate generations (bench/out/faults.md).
 bench-faults: $(STAMP)
 	$(BIN)/python bench/faults.py
+
+# About two minutes: 200 lipsync jobs through genq and through a bare Celery chain making the same sync.so
+# calls, four runs each; prints time, Redis commands and CPU per job and genq / bare (bench/out/overhead.md).
+bench-overhead: $(STAMP)
+	$(BIN)/python -m bench.overhead
 
 # About a minute: a 2 GiB output streamed through one worker into a real S3 server; prints the worker's
 # RSS growth while it streams.

@@ -141,7 +141,7 @@ class Rig:
         self.redis.start()
         self.producer = Producer(self.redis.url)
         syncso = {"api_key": SIM_KEY, "base_url": self.sim.base_url}
-        ctx = Context(Settings(redis_url=self.redis.url, syncso=syncso))  # type: ignore[call-arg]
+        ctx = Context(Settings(redis_url=self.redis.url, syncso=syncso))
         self.reconciler = Reconciler.of(ctx, [DEFAULT_QUEUE, *PROVIDER_QUEUES])
         return self
 

@@ -60,7 +60,8 @@ class Sampler:
     """Samples the RSS of every process of a group every 50 ms; keeps each one's peak."""
 
     def __init__(self, pgid: int) -> None:
-        self.pgid, self.peak = pgid, {}
+        self.pgid = pgid
+        self.peak: dict[int, int] = {}
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import urllib.parse
 from typing import IO, Any
 
 import click
@@ -22,30 +21,11 @@ from producers.cli import (
     watch,
 )
 from schemas import SUBMITTABLE
+from schemas.redis_url import CA_FILE_ENV, password_of, redacted, tls_options
 from worker.providers.registry import PROVIDERS
 from worker.providers.spec import load
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redacted(url: str) -> str:
-    """``url`` with its password (in the user part, or a ``password`` query parameter) as ``***``."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "(the configured URL)"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user, colon, _ = userinfo.partition(":")
-        # redis://secret@host is read as a user name, but is often meant as a password: hide it too.
-        netloc = f"{user}:***@{host}" if colon and user else f"***@{host}"
-    query = urllib.parse.urlencode(
-        [(k, "***" if k.lower() == "password" else v) for k, v in urllib.parse.parse_qsl(parts.query)],
-        safe="*",
-    )
-    # Not urlunsplit: it writes unix:///path as unix:/path.
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 class RedisUnreachable(click.ClickException):
@@ -55,24 +35,13 @@ class RedisUnreachable(click.ClickException):
 
     def __init__(self, url: str, exc: Exception) -> None:
         reason = str(exc) or type(exc).__name__
-        password = _password(url)
+        password = password_of(url)
         if password:
             reason = reason.replace(password, "***")
         super().__init__(f"genq: cannot reach Redis at {redacted(url)}: {reason}")
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(self.message, file=file, err=file is None)
-
-
-def _password(url: str) -> str | None:
-    """What ``redacted`` hides of ``url``: its password, or a lone user name (see there)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
-        lone_user = parts.username if ":" not in userinfo else None
-        return parts.password or lone_user or dict(urllib.parse.parse_qsl(parts.query)).get("password")
-    except ValueError:
-        return None
 
 
 class Genq(click.Group):
@@ -129,7 +98,7 @@ def demo(kind: str, jobs: int, workers: int, concurrency: int, timeout_s: float,
     url = os.environ.get("GENQ_REDIS_URL")
     if url:  # a Redis of the user's: reachable, before any worker starts
         click.get_current_context().meta[REDIS_URL_META] = url
-        redis.Redis.from_url(url).ping()
+        redis.Redis.from_url(url, **tls_options(url, os.environ.get(CA_FILE_ENV))).ping()
     code = run_demo(
         kinds=kinds, jobs=jobs, workers=workers, concurrency=concurrency, timeout_s=timeout_s, keep=keep
     )
@@ -149,14 +118,13 @@ def limits(as_json: bool, prometheus: bool, redis_url: str) -> None:
 
     from rich.console import Console
 
-    from genq.report import backlog, backlog_tables, budget_table
+    from genq.report import backlog_tables, budget_table, in_use
     from worker.context import Context
-    from worker.limits.report import prometheus_text, snapshot
+    from worker.limits.report import prometheus_text
     from worker.settings import get_settings
 
-    ctx = Context(get_settings().model_copy(update={"redis_url": redis_url}))
-    states = snapshot(ctx.limiter, ctx.budgets_in_use)
-    waits, scheduled = backlog(ctx)
+    ctx = Context(get_settings().with_redis_url(redis_url))
+    states, waits, scheduled = in_use(ctx)
     if prometheus:
         click.echo(prometheus_text(states, waits, scheduled), nl=False)
         return
@@ -182,7 +150,7 @@ def metrics(host: str, port: int, redis_url: str) -> None:
     from worker.context import Context
     from worker.settings import get_settings
 
-    ctx = Context(get_settings().model_copy(update={"redis_url": redis_url}))
+    ctx = Context(get_settings().with_redis_url(redis_url))
     ctx.redis.ping()  # an unreachable Redis is the one-line exit 3, not a server that cannot scrape
     serve(ctx, host, port)
 

@@ -30,6 +30,7 @@ from genq.redis_server import redis_for_run
 from producers import Producer
 from schemas import KINDS, JobRecord, JobStatus, StageStatus
 from schemas.inputs import ENV as INPUT_ROOTS_ENV
+from schemas.redis_url import CA_FILE_ENV, redacted
 from simulators.config import SimConfig
 from simulators.demo import Demo
 from simulators.registry import SIMULATORS
@@ -82,6 +83,8 @@ def _services(
                  INPUT_ROOTS_ENV: str(run_dir / "media")}  # fmt: skip
         for demo in demos:
             extra |= demo.env(sim.base_url)
+        if os.environ.get(CA_FILE_ENV):  # a given rediss:// Redis: its CA, for every process
+            extra[CA_FILE_ENV] = os.environ[CA_FILE_ENV]
         # The output store, if the shell names one (GENQ_OUTPUTS__URL=s3://…): else files under the run.
         extra |= {k: v for k, v in os.environ.items() if k.upper().startswith("GENQ_OUTPUTS__")}
         env = worker_env(redis_url, artifact_dir=run_dir / "artifacts", extra=extra)
@@ -97,7 +100,7 @@ def _services(
         stack.callback(stop, flower)
         flower_url = f"http://127.0.0.1:{flower_port}"
         console.print(
-            f"redis      {redis_url}\nsimulator  {sim.base_url}  (stats: {sim.base_url}/_sim/stats)"
+            f"redis      {redacted(redis_url)}\nsimulator  {sim.base_url}  (stats: {sim.base_url}/_sim/stats)"
         )
         console.print(f"webhooks   http://127.0.0.1:{webhooks_port}")
         console.print(f"flower     {flower_url}\nlogs       {run_dir}")

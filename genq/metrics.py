@@ -20,11 +20,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from genq.report import backlog
+from genq.report import in_use
 from schemas import layout as L
 from schemas.wire import SENT_AT_HEADER
 from worker.context import Context
-from worker.limits.report import gauges, snapshot
+from worker.limits.report import gauges
 from worker.metrics import BUCKETS_S
 from worker.providers.registry import PROVIDERS
 
@@ -144,8 +144,7 @@ class GenqCollector:
         yield age
 
     def _budgets(self) -> Iterator[Metric]:
-        waits, scheduled = backlog(self.ctx)
-        for gauge in gauges(snapshot(self.ctx.limiter, self.ctx.budgets_in_use), waits, scheduled):
+        for gauge in gauges(*in_use(self.ctx)):
             names = list(gauge.samples[0][0]) if gauge.samples else []
             family = GaugeMetricFamily(gauge.name, gauge.help, labels=names)
             for labels, value in gauge.samples:

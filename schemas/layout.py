@@ -304,6 +304,10 @@ WAIT_RESULT_TTL_S = JOB_TTL_S
 #   (JSON), for providers that report progress (a render stuck too long fails); expires with the wait.
 WAIT_PROGRESS_KEY = WAIT_KEY + ":progress:{provider_id}"
 SWEEP_LEASE_KEY = PREFIX + "sweep:{provider}:{account}"
+# - ACCOUNTS_KEY hash, wait namespace (``<provider>`` or ``<provider>.<kind>``) -> the account a status
+#   sweep runs for: written by each worker's sweep as it starts, kept until deleted, so that a service
+#   without the credentials (`genq metrics`, `genq limits`) reports the accounts the fleet uses.
+ACCOUNTS_KEY = PREFIX + "accounts"
 # - CLAIMED_KEY set per kind of provider job (e.g. ``syncso.batch``): the ids some genq record owns, so
 #   a record adopting a provider job it found by a search (after a crash) never takes another's.
 CLAIMED_KEY = PREFIX + "claimed:{kind}"

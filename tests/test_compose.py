@@ -1,15 +1,26 @@
-"""compose.yaml: Redis durability, one scalable worker per provider queue, Flower, the webhook receiver,
-the metrics endpoint, the sim profile, every GENQ_ setting of .env passed on, no secrets."""
+"""compose.yaml: Redis durability, its password and memory cap, one scalable worker per provider queue,
+Flower, the webhook receiver, the metrics endpoint, the sim profile, every GENQ_ setting of genq.env
+passed on, no secret written in it, each service given only the secrets it needs, and every published
+port on 127.0.0.1 unless PUBLISH_ADDRESS says otherwise."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 
+from genq.demo import settings_from
+from genq.processes import free_port
+from genq.redis_server import find_redis_binary
+from tests.conftest import until
 from worker.providers.registry import PROVIDERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +35,82 @@ SETTINGS_READERS = [*(f"worker-{queue}" for queue in QUEUES), "webhooks", "metri
 SECRET_NAME = re.compile(r"(API_KEY|USER_KEY|APP_ID|AUTH|PASSWORD|SECRET|TOKEN)$")
 # ${VAR}, ${VAR:?message}, ${VAR?message}, ${VAR:-default} ... and nothing around it.
 ENV_REFERENCE = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*(?:(?::?[?-])[^}]*)?\}$")
+# A user's .env: every secret compose knows of, each value telling whose it is.
+DOT_ENV = {
+    "REDIS_PASSWORD": "redis-pw-0123456789abcdef",
+    "FLOWER_BASIC_AUTH": "admin:flower-pw",
+    "GENQ_SYNCSO__API_KEY": "syncso-key",
+    "GENQ_SYNCSO__WEBHOOK_SECRET": "whsec_syncso",
+    "GENQ_AISTUDIOS__APP_ID": "aistudios-app",
+    "GENQ_AISTUDIOS__USER_KEY": "aistudios-key",
+    "GENQ_AISTUDIOS__WEBHOOK_SECRET": "aistudios-hook",
+    "GENQ_AIMI__API_KEY": "aimi-key",
+    "GENQ_OUTPUTS__ACCESS_KEY_ID": "store-key-id",
+    "GENQ_OUTPUTS__SECRET_ACCESS_KEY": "store-secret",
+}
+STORE_KEYS = {"GENQ_OUTPUTS__ACCESS_KEY_ID", "GENQ_OUTPUTS__SECRET_ACCESS_KEY"}
+# The secrets each service may get, and no other (the Redis URL, with its password, goes to every service
+# that talks to Redis).
+SECRETS_OF = {
+    "redis": {"REDISCLI_AUTH"},
+    "worker-syncso": {"GENQ_SYNCSO__API_KEY", *STORE_KEYS},
+    "worker-aistudios": {
+        "GENQ_AISTUDIOS__APP_ID",
+        "GENQ_AISTUDIOS__USER_KEY",
+        "GENQ_AISTUDIOS__WEBHOOK_SECRET",  # signs each render's webhook URL
+        *STORE_KEYS,
+    },
+    "worker-aimi": {"GENQ_AIMI__API_KEY", *STORE_KEYS},
+    "s3": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},  # its one identity: the workers' store keys
+    "webhooks": {"GENQ_SYNCSO__WEBHOOK_SECRET", "GENQ_AISTUDIOS__WEBHOOK_SECRET"},
+    "metrics": set(),
+    "flower": {"FLOWER_BASIC_AUTH"},
+    "sim": set(),
+}
+PUBLISHED = {"flower": 5555, "webhooks": 8780, "metrics": 9108, "s3": 8333}
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """``value`` as Docker Compose fills it in from ``env`` (.env and the shell): ``${VAR}``,
+    ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?error}``, ``${VAR?error}``, nested, and ``$$``."""
+    out, i = [], 0
+    while i < len(value):
+        if value.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif value.startswith("${", i):
+            depth, j = 1, i + 2
+            while depth:
+                if value.startswith("${", j):
+                    depth, j = depth + 1, j + 2
+                    continue
+                depth -= value[j] == "}"
+                j += 1
+            out.append(_expression(value[i + 2 : j - 1], env))
+            i = j
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
+def _expression(body: str, env: Mapping[str, str]) -> str:
+    match = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(:?[-?])?(.*)", body, re.DOTALL)
+    assert match, body
+    name, operator, rest = match.groups()
+    value = env.get(name)
+    missing = value is None or (value == "" and operator is not None and operator.startswith(":"))
+    if operator and operator.endswith("-"):
+        return interpolate(rest, env) if missing else str(value)
+    if operator and operator.endswith("?"):
+        if missing:
+            raise LookupError(f"{name}: {interpolate(rest, env)}")
+        return str(value)
+    return value or ""
+
+
+def resolved_environment(service: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    return {key: interpolate(value, env) for key, value in environment_of(service).items()}
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +148,67 @@ def test_redis_is_durable_and_never_evicts(services: dict[str, dict[str, Any]]) 
     assert "redis-cli" in " ".join(redis["healthcheck"]["test"])
 
 
+def test_redis_requires_the_password_of_dot_env_and_caps_its_memory(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The redis service's command, filled in from a .env, run for real: it refuses clients without the
+    password, takes at most REDIS_MAXMEMORY (1gb unless set) and never evicts; its health check passes
+    only with the password. Without REDIS_PASSWORD compose refuses to start."""
+    redis_service = services["redis"]
+    with pytest.raises(LookupError, match="REDIS_PASSWORD"):
+        [interpolate(part, {}) for part in redis_service["command"]]
+    command = [interpolate(part, DOT_ENV) for part in redis_service["command"]]
+    assert command[:3] == ["redis-server", "--requirepass", DOT_ENV["REDIS_PASSWORD"]]
+    assert command[command.index("--maxmemory") + 1] == "1gb"
+    maxmemory = redis_service["command"][command.index("--maxmemory") + 1]
+    assert interpolate(maxmemory, {**DOT_ENV, "REDIS_MAXMEMORY": "4gb"}) == "4gb"
+    env = resolved_environment(redis_service, DOT_ENV)
+    assert env == {"REDISCLI_AUTH": DOT_ENV["REDIS_PASSWORD"]}
+
+    port = free_port()
+    binary = str(find_redis_binary())
+    local = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", ""]
+    server = subprocess.Popen([binary, *command[1:], *local], stdout=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, password=DOT_ENV["REDIS_PASSWORD"])
+        until(lambda: _answers(client), 10, "the compose Redis to start")
+        assert client.config_get("maxmemory") == {"maxmemory": str(1024**3)}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port).set("k", "v")
+        client.close()
+        # The health check, as the container runs it (redis-cli, which comes with redis-server).
+        [kind, check] = redis_service["healthcheck"]["test"]
+        assert kind == "CMD-SHELL"
+        if shutil.which("redis-cli") is None:
+            pytest.skip("no redis-cli here to run the health check with")
+        check = check.replace("redis-cli", f"redis-cli -p {port}")
+        path = {"PATH": os.environ["PATH"]}
+        healthy = subprocess.run(["sh", "-c", check], env={**path, **env}, check=False, timeout=10)
+        unhealthy = subprocess.run(["sh", "-c", check], env=path, check=False, timeout=10)
+        # (`redis-cli ping` alone exits 0 on a NOAUTH answer: the check looks for the PONG.)
+        assert (healthy.returncode, unhealthy.returncode) == (0, 1)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
 @pytest.mark.parametrize("queue", QUEUES)
 def test_one_worker_service_per_queue(services: dict[str, dict[str, Any]], queue: str) -> None:
     worker = services[f"worker-{queue}"]
     command = command_of(worker)
     assert re.search(rf"\bcelery -A worker worker -Q {queue}(\s|$)", command), command
     assert f"-n {queue}@%h" in command
-    env = environment_of(worker)
-    assert env["GENQ_REDIS_URL"] == "redis://redis:6379/0"
+    env = resolved_environment(worker, DOT_ENV)
+    assert env["GENQ_REDIS_URL"] == f"redis://:{DOT_ENV['REDIS_PASSWORD']}@redis:6379/0"
     assert env["GENQ_ARTIFACT_DIR"] == "/artifacts"
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
     assert worker["stop_grace_period"] == "60s"
@@ -99,7 +239,6 @@ def test_workers_are_scalable(services: dict[str, dict[str, Any]]) -> None:
 def test_flower(services: dict[str, dict[str, Any]]) -> None:
     flower = services["flower"]
     assert command_of(flower).startswith("celery -A worker flower")
-    assert any(str(port).split(":")[-1] == "5555" for port in flower["ports"])
     assert ENV_REFERENCE.match(environment_of(flower)["FLOWER_BASIC_AUTH"])
 
 
@@ -163,7 +302,10 @@ def test_webhooks_receiver_runs_on_the_workers_redis_with_its_secret(
     receiver = services["webhooks"]
     assert command_of(receiver).startswith("genq webhooks")
     env = environment_of(receiver)
-    assert env["GENQ_REDIS_URL"] == environment_of(services["worker-syncso"])["GENQ_REDIS_URL"]
+    worker_env = environment_of(services["worker-syncso"])
+    assert (env["GENQ_REDIS_URL"], env["GENQ_WEBHOOKS__BASE_URL"]) == (
+        worker_env["GENQ_REDIS_URL"], worker_env["GENQ_WEBHOOKS__BASE_URL"]
+    )  # fmt: skip
     assert ENV_REFERENCE.match(env["GENQ_SYNCSO__WEBHOOK_SECRET"])
     assert ENV_REFERENCE.match(env["GENQ_AISTUDIOS__WEBHOOK_SECRET"])
     assert "GENQ_WEBHOOKS__BASE_URL" in environment_of(services["worker-syncso"])
@@ -183,27 +325,74 @@ def env_files_of(service: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("name", SETTINGS_READERS)
-def test_every_genq_setting_of_dot_env_reaches_the_services_that_read_settings(
+def test_every_genq_setting_of_genq_env_reaches_the_services_that_read_settings(
     services: dict[str, dict[str, Any]], name: str
 ) -> None:
     """A setting compose does not list (GENQ_SYNCSO__CONCURRENCY for PLAN=enterprise) still arrives;
-    .env is optional, so a machine that sets everything in the environment needs none."""
+    genq.env is optional, so a machine that sets everything in the environment needs none. .env, where
+    the secrets are, is never passed whole."""
     files = env_files_of(services[name])
-    assert {"path": ".env", "required": False} in files, files
-    assert environment_of(services[name])["GENQ_REDIS_URL"] == "redis://redis:6379/0"
+    assert files == [{"path": "genq.env", "required": False}], files
+
+
+def test_no_service_gets_dot_env_whole(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        assert all(f["path"] != ".env" for f in env_files_of(service)), f"{name} would get every secret"
+
+
+@pytest.mark.parametrize("name", sorted(SECRETS_OF))
+def test_each_service_gets_only_the_secrets_it_needs(services: dict[str, dict[str, Any]], name: str) -> None:
+    """Filled in from a .env holding every secret: a worker gets its own provider's credentials and no
+    other's, the receiver the webhook secrets, metrics none (it reports the accounts the workers' sweeps
+    register), Flower its login, each Redis client the Redis URL with the password."""
+    env = resolved_environment(services[name], DOT_ENV)
+    secrets = {key for key, value in env.items() if value in DOT_ENV.values()}
+    assert secrets == SECRETS_OF[name], env
+    if "GENQ_REDIS_URL" in env:
+        assert env["GENQ_REDIS_URL"] == f"redis://:{DOT_ENV['REDIS_PASSWORD']}@redis:6379/0"
+
+
+@pytest.mark.parametrize("queue", QUEUES)
+def test_each_worker_is_in_use_for_its_own_provider_only(
+    services: dict[str, dict[str, Any]], queue: str
+) -> None:
+    settings = settings_from(resolved_environment(services[f"worker-{queue}"], DOT_ENV))
+    configured = [name for name in PROVIDERS if getattr(settings, name).configured]
+    assert configured == [queue]
+    assert settings.redis_url.get_secret_value().startswith("redis://:")
+
+
+def test_the_redis_url_comes_from_dot_env(services: dict[str, dict[str, Any]]) -> None:
+    """Another Redis (TLS, managed): GENQ_REDIS_URL in .env is what every Redis client gets."""
+    url = "rediss://default:other-pw@redis.example.com:6380/0"
+    for name in [*SETTINGS_READERS, "flower"]:
+        env = resolved_environment(services[name], {**DOT_ENV, "GENQ_REDIS_URL": url})
+        assert env["GENQ_REDIS_URL"] == url, name
+
+
+@pytest.mark.parametrize(("name", "port"), sorted(PUBLISHED.items()))
+def test_published_ports_listen_on_loopback_unless_told(
+    services: dict[str, dict[str, Any]], name: str, port: int
+) -> None:
+    [published] = services[name]["ports"]
+    assert interpolate(published, {}) == f"127.0.0.1:{port}:{port}"
+    assert interpolate(published, {"PUBLISH_ADDRESS": "0.0.0.0"}) == f"0.0.0.0:{port}:{port}"
+    published_anywhere = [n for n, s in services.items() if "ports" in s]
+    assert sorted(published_anywhere) == sorted(PUBLISHED)  # Redis is reached on compose's network only
 
 
 def test_flower_and_the_simulators_get_no_provider_secrets(services: dict[str, dict[str, Any]]) -> None:
     for name in ("flower", "sim"):
-        assert not env_files_of(services[name]), f"{name} would receive every secret of .env"
+        assert not env_files_of(services[name]), f"{name} would receive every setting of genq.env"
 
 
 def test_metrics(services: dict[str, dict[str, Any]]) -> None:
     metrics = services["metrics"]
     assert command_of(metrics) == "genq metrics --host 0.0.0.0 --port 9108"
-    assert any(str(port).split(":")[-1] == "9108" for port in metrics["ports"])
     assert metrics["depends_on"]["redis"]["condition"] == "service_healthy"
     env = environment_of(metrics)
-    # The budgets it reports are the workers': the same Redis and the same provider accounts.
+    # The budgets it reports are the workers': the same Redis and the same settings, less the secrets.
     for key, value in environment_of(services["worker-syncso"]).items():
-        assert env[key] == value, key
+        if key not in SECRETS_OF["worker-syncso"]:
+            assert env[key] == value, key
+    assert not SECRETS_OF["worker-syncso"] & set(env)

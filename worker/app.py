@@ -37,7 +37,7 @@ def broker_transport_options(visibility_timeout_s: int) -> dict[str, int]:
 
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery("genq", broker=settings.redis_url, include=TASK_MODULES)
+    app = Celery("genq", broker=settings.redis_url.get_secret_value(), include=TASK_MODULES)
     transport = broker_transport_options(settings.visibility_timeout_s)
     app.conf.update(
         task_serializer="json",
@@ -51,6 +51,10 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
+        # rediss://: the server's certificate required and verified (GENQ_REDIS_CA_FILE, else the
+        # system's CAs), not kombu's default for a bare rediss:// URL, CERT_NONE. No result backend, so
+        # no redis_backend_use_ssl.
+        broker_use_ssl=settings.redis_tls or False,
         task_default_queue=L.DEFAULT_QUEUE,
         task_queues=[Queue(name) for name in (L.DEFAULT_QUEUE, *PROVIDER_QUEUES)],
         task_routes={f"genq.{name}.*": {"queue": name} for name in PROVIDER_QUEUES},
@@ -69,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     )
     app.steps["worker"].add(LimiterSweep)
     app.steps["worker"].add(Background)
-    metrics.install(settings.redis_url)
+    metrics.install(settings)
     return app
 
 

@@ -7,21 +7,22 @@ here rather than in the registry, which the settings import."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import Any, TypeVar
 
 import redis
 
+from schemas import layout as L
 from storage import OutputStore, output_store
 from worker.limits import Budgets, Limiter, RedisLimiter, Unlimited
 from worker.providers.egress import Egress
-from worker.providers.registry import specs
+from worker.providers.registry import PROVIDERS, specs
 from worker.providers.spec import ProviderSpec, load
 from worker.schedule import Schedule
 from worker.sections import ProviderSettings
-from worker.settings import Settings, get_settings
+from worker.settings import Settings, get_settings, redis_client
 from worker.store import JobStore
 from worker.sweep import Watcher
 from worker.waits import Waits
@@ -38,7 +39,7 @@ class Context:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url)
+        return redis_client(self.settings)
 
     @cached_property
     def store(self) -> JobStore:
@@ -63,7 +64,7 @@ class Context:
 
     @cached_property
     def budgets_in_use(self) -> Budgets:
-        """The budgets of the providers whose credentials are set: the ones swept and reported."""
+        """The budgets of the providers whose credentials are set here: the ones this process sweeps."""
         return budgets_from(self.settings, configured_only=True)
 
     @cached_property
@@ -88,25 +89,57 @@ class Context:
             return client
 
 
-def budgets_from(settings: Settings, *, configured_only: bool = False) -> Budgets:
-    """Every provider's declared budgets (with ``configured_only``: of the providers in use)."""
+def budgets_from(
+    settings: Settings, *, configured_only: bool = False, names: Collection[str] | None = None
+) -> Budgets:
+    """Every provider's declared budgets (with ``configured_only``: of the providers whose credentials
+    are set; with ``names``: of those providers)."""
     ttl = settings.limits.lease_ttl_s
     return Budgets(
         {
             spec.name: spec.budgets(spec.section(settings), ttl)
             for spec in specs(settings, configured_only=configured_only)
+            if names is None or spec.name in names
         }
     )
 
 
-def watchers(ctx: Context) -> list[Watcher]:
-    """The status sweeps of the providers in use (one per account)."""
+def watchers(ctx: Context, *, configured_only: bool = True) -> list[Watcher]:
+    """The status sweeps of the providers in use here (one per account and kind of provider job); with
+    ``configured_only=False``, of every provider (for their wait namespaces: nothing is sent)."""
     found = []
-    for spec in specs(ctx.settings, configured_only=True):
+    for spec in specs(ctx.settings, configured_only=configured_only):
         for path in spec.watchers:
             build: Callable[[Context], Watcher] = load(path)
             found.append(build(ctx))
     return found
+
+
+def accounts_in_use(ctx: Context) -> dict[str, str]:
+    """Wait namespace -> account, of every provider account in use: those whose credentials these
+    settings hold, and those a worker's status sweep registered in Redis (``ACCOUNTS_KEY``), so that
+    `genq metrics` and `genq limits` report the fleet's accounts without holding their credentials."""
+    registered = {L.text(k): L.text(v) for k, v in ctx.redis.hgetall(L.ACCOUNTS_KEY).items()}
+    found = registered | {w.provider: w.account for w in watchers(ctx)}
+    return {namespace: found[namespace] for namespace in sorted(found, key=_registry_order)}
+
+
+def _provider_of(namespace: str) -> str:
+    """The provider of a wait namespace: ``<provider>`` or ``<provider>.<kind>``."""
+    return namespace.split(".", 1)[0]
+
+
+def _registry_order(namespace: str) -> tuple[int, str]:
+    names = list(PROVIDERS)
+    provider = _provider_of(namespace)
+    return (names.index(provider) if provider in names else len(names), namespace)
+
+
+def providers_in_use(ctx: Context, accounts: Mapping[str, str]) -> list[str]:
+    """The providers (registry order) whose credentials are set here, or with an account in
+    ``accounts`` (a wait namespace is ``<provider>`` or ``<provider>.<kind>``)."""
+    named = {_provider_of(namespace) for namespace in accounts}
+    return [s.name for s in specs(ctx.settings) if s.name in named or s.section(ctx.settings).configured]
 
 
 @cache

@@ -1,7 +1,7 @@
 """Each worker's heartbeat for the messages it holds: while a worker is alive, neither the run lease of a
 stage it runs (``RUN_KEY``) nor the unacknowledged-message entry of a message it took lapses, however
 long the stage runs; when it dies, both lapse, and kombu hands its messages to another worker after
-``visibility_timeout_s`` (genq's default: 30 s, against kombu's one hour).
+``visibility_timeout_s`` (genq's default: 20 s, against kombu's one hour).
 
 kombu keeps each taken message in ``unacked`` and its time in ``unacked_index``, and gives it back to
 its queue once that time is older than the visibility timeout. The heartbeat sets that time to now

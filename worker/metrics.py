@@ -19,7 +19,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import redis
 from celery import Task, signals, states
@@ -27,6 +27,9 @@ from celery.utils.dispatch import Signal
 
 from schemas import layout as L
 from schemas.wire import SENT_AT_HEADER
+
+if TYPE_CHECKING:  # worker.settings imports the providers, whose HTTP clients import this module
+    from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +217,10 @@ def stop_flushing(**_: Any) -> None:
         flusher.stop()
 
 
-def _start_child_flusher(redis_url: str, **_: Any) -> None:
-    start_flushing(redis.Redis.from_url(redis_url))
+def _start_child_flusher(settings: Settings, **_: Any) -> None:
+    from worker.settings import redis_client  # noqa: PLC0415 (see the import of Settings)
+
+    start_flushing(redis_client(settings))
 
 
 def _stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
@@ -244,7 +249,7 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def install(redis_url: str) -> None:
+def install(settings: Settings) -> None:
     """Connect the Celery hooks: stamp each published message's send time, time every genq task run,
     and run a flusher in each pool process (the worker's main process starts its own in the Background
     bootstep), flushed at the process's end and, in the main process, at worker shutdown, after the pool
@@ -253,7 +258,7 @@ def install(redis_url: str) -> None:
         "sent_at": (signals.before_task_publish, _stamp_sent_at),
         "run_started": (signals.task_prerun, _run_started),
         "run_ended": (signals.task_postrun, _run_ended),
-        "process_init": (signals.worker_process_init, partial(_start_child_flusher, redis_url)),
+        "process_init": (signals.worker_process_init, partial(_start_child_flusher, settings)),
         "process_shutdown": (signals.worker_process_shutdown, stop_flushing),
         "worker_shutdown": (signals.worker_shutdown, stop_flushing),
     }

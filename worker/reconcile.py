@@ -81,7 +81,9 @@ class Reconciler:
         self.pools = list(pools)
         self.queues = list(queues)
         self.wait_namespaces = list(wait_namespaces)
-        self.sweeps = list(sweeps)  # (wait namespace, account, check interval) of each status sweep
+        # (wait namespace, account or "" when this worker has no credentials for it, check interval) of
+        # each provider's status sweep.
+        self.sweeps = list(sweeps)
         self.stale_s = stale_s
         self.every_s = every_s
         self.lease_s = lease_s
@@ -97,16 +99,21 @@ class Reconciler:
 
     @classmethod
     def of(cls, ctx: Context, queues: Sequence[str]) -> Reconciler:
-        """The reconciler of the providers ``ctx``'s settings use, over ``queues``."""
+        """The reconciler over ``queues`` and every provider's pools and wait namespaces: whichever
+        worker leads it (a sync.so worker may hold no AI Studios credentials), it sees every job's parked
+        stages, and so never takes a job parked with another provider for lost."""
         runs = ctx.settings.runs
-        sweeps = watchers(ctx)
+        sweeps = watchers(ctx, configured_only=False)  # every provider's: no credentials needed
+        # The accounts this worker sweeps; "" for a provider it has no credentials of (the account its
+        # workers registered is read when needed, see _check_claimed_again).
+        accounts = {w.provider: w.account for w in watchers(ctx)}
         return cls(
             ctx.redis,
             ctx.limiter,
-            ctx.budgets_in_use.pools,
+            ctx.budgets.pools,
             queues=queues,
             wait_namespaces=[w.provider for w in sweeps],
-            sweeps=[(w.provider, w.account, w.check_interval_s) for w in sweeps],
+            sweeps=[(w.provider, accounts.get(w.provider, ""), w.check_interval_s) for w in sweeps],
             stale_s=runs.stale_s,
             every_s=runs.reconcile_every_s,
             lease_s=runs.leader_lease_s,
@@ -286,7 +293,11 @@ class Reconciler:
         """Parked ids a status sweep had claimed when Redis went away may have lost the write that
         scheduled their next check: each due later than one check interval from now is due then."""
         now_ms = self._now_ms()
-        for namespace, account, interval_s in self.sweeps:
+        registered = {L.text(k): L.text(v) for k, v in self.redis.hgetall(L.ACCOUNTS_KEY).items()}
+        for namespace, known, interval_s in self.sweeps:
+            account = known or registered.get(namespace)
+            if not account:
+                continue
             due_key = L.wait_keys(namespace)[2] + account
             next_ms = now_ms + round(interval_s * 1000)
             held = [L.text(i) for i in self.redis.zrangebyscore(due_key, f"({next_ms}", "+inf")]

@@ -4,7 +4,8 @@
 named after it: ``GENQ_SYNCSO__API_KEY``, ``GENQ_AISTUDIOS__BASE_URL`` (each provider's section is its
 own module, ``worker/providers/<name>/settings.py``, and ``registry.ProviderSections`` lists them).
 Every provider base URL is a setting, so the same workers talk to the real API or to a simulator.
-Secrets are ``SecretStr``: they print as ``**********`` in reprs and logs.
+Secrets are ``SecretStr``: they print as ``**********`` in reprs and logs; the Redis URL, which may
+hold a password, is a ``RedisUrl`` and prints without it (``redis://***@host:6379/0``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, Field, model_validator
+import redis
+from pydantic import BaseModel, Field, FilePath, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.caps import Caps
+from schemas.redis_url import RedisUrl, tls_options
 from storage.settings import OutputSettings
 from worker.limits import LimitsSettings
 from worker.providers.egress import EgressSettings
@@ -86,6 +89,27 @@ class WebhookSettings(BaseModel):
         return None if not self.base_url else f"{self.base_url.rstrip('/')}/{provider}"
 
 
+class TimeLimitSettings(BaseModel):
+    """How long one run of a stage may take (Celery's soft and hard time limits, prefork pool). A run
+    past its soft limit is stopped where it is and retried like a network error (``genq_stage_timeout``),
+    up to ``retry.max_retries``, then the job fails; one still running ``grace_s`` later is killed with
+    its process and the job fails (dead-lettered). Waits are not runs: a parked stage holds no limit."""
+
+    # Stages that make a few API calls (create, a status check, analyses, a plan): a call is at most
+    # its connect and read timeouts (5 s + 30 s by default), and a 20 MB multipart create fits too.
+    api_s: float = Field(300.0, gt=0)
+    # Stages that move a file: downloads of outputs (up to 5 GiB), media-library uploads, Aimi chunks
+    # (30 MB each, read from the source and sent on).
+    transfer_s: float = Field(3600.0, gt=0)
+    # The hard limit is the soft one plus this: time to record the retry or the failure.
+    grace_s: float = Field(30.0, gt=0)
+    # Task name -> soft limit (s), overriding its kind's (JSON: {"genq.syncso.download": 7200}).
+    tasks: dict[str, float] = {}
+
+    def soft_s(self, task: str, transfer: bool) -> float:
+        return self.tasks.get(task, self.transfer_s if transfer else self.api_s)
+
+
 class RetrySettings(BaseModel):
     max_retries: int = Field(8, ge=0)
     backoff_base_s: float = Field(2.0, gt=0)
@@ -100,7 +124,10 @@ class Settings(BaseSettings, ProviderSections):
     # One Redis is the broker, the result backend, the job store and the budgets: a submit writes a job's
     # record and its first message in one transaction, and the limiter pushes a woken stage's message in
     # the same script that grants its slot, so they cannot live on different servers.
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # A secret: it may carry the password (shown redacted everywhere). rediss:// is TLS, the server's
+    # certificate verified against redis_ca_file (else the system's CAs).
+    redis_url: RedisUrl = RedisUrl("redis://127.0.0.1:6379/0")
+    redis_ca_file: FilePath | None = None
     artifact_dir: Path = Path("artifacts")
     # The directories local input files may be in (like PATH: `/data/in:/mnt/media`); none: every local
     # input is refused. Checked at submit (producers read the same variable) and before every stage.
@@ -109,12 +136,13 @@ class Settings(BaseSettings, ProviderSections):
     # another worker: a dead worker's stage runs again within about this long (plus a quarter of it, how
     # often workers look). A live worker's heartbeat keeps its messages however long their stages run.
     # Delays do not depend on it: they wait in the Redis-side schedule.
-    visibility_timeout_s: int = Field(30, gt=0)
+    visibility_timeout_s: int = Field(20, gt=0)
     retry: RetrySettings = RetrySettings()
     limits: LimitsSettings = LimitsSettings()
     waits: WaitSettings = WaitSettings()
     runs: RunSettings = RunSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    time_limits: TimeLimitSettings = TimeLimitSettings()
     # What one submit may ask for (producers read the same GENQ_CAPS__ variables) and what one job's
     # outputs may take together (schemas/caps.py).
     caps: Caps = Caps()
@@ -137,6 +165,22 @@ class Settings(BaseSettings, ProviderSections):
     def run_lease_s(self) -> float:
         """How long a stage run's lease lasts after its worker's last heartbeat."""
         return self.visibility_timeout_s * 0.75
+
+    @property
+    def redis_tls(self) -> dict[str, Any]:
+        """redis-py's TLS keywords for ``redis_url`` (none for redis://), also Celery's broker_use_ssl."""
+        ca_file = str(self.redis_ca_file) if self.redis_ca_file else None
+        return tls_options(self.redis_url.get_secret_value(), ca_file)
+
+    def with_redis_url(self, url: str) -> Settings:
+        """These settings with another Redis (``--redis-url`` of a command)."""
+        return self.model_copy(update={"redis_url": RedisUrl(url)})
+
+
+def redis_client(settings: Settings, **options: Any) -> redis.Redis:
+    """A client of the settings' Redis (TLS verified for rediss://); ``options`` go to redis-py."""
+    url = settings.redis_url.get_secret_value()
+    return redis.Redis.from_url(url, **settings.redis_tls, **options)
 
 
 @lru_cache(maxsize=1)

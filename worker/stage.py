@@ -18,6 +18,11 @@ Stage functions stay plain and testable; they signal with return values and exce
 - raise any other ``ProviderError``: fail the job at once with the provider's message.
 A job that fails or is cancelled gives back every concurrency slot it holds.
 
+Every run has a time limit (``GENQ_TIME_LIMITS__``: an API stage's, or a transfer's for a stage that moves
+a file). Past the soft limit the run is stopped where it is and retried like a network error
+(``genq_stage_timeout``), then the job fails; past the hard limit (``grace_s`` later) Celery kills the
+run's process and the job fails at once, recorded by the worker's main process.
+
 A run begins in one Lua step too: it is skipped when the job ended, when the stage advanced before (a
 copy of a message whose run finished), or when another process runs this very message now (a copy
 delivered again while its run is alive: that run holds the stage's run lease, which its worker's
@@ -41,8 +46,9 @@ from typing import Any, NoReturn
 
 import httpx
 import redis
+from billiard.einfo import ExceptionInfo
 from celery import Task
-from celery.exceptions import Ignore, Reject, Retry
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from schemas import JobError, JobRecord, Output, StageState, StageStatus
 from schemas.inputs import outside_roots, parse_roots
@@ -78,10 +84,21 @@ class Stage(Task):  # type: ignore[type-arg]
     # A stage that must keep following the provider job of a cancelled job (to free its slot when the
     # provider job really ends, where the provider has no cancel call).
     follows_cancelled: bool = False
+    # A stage that moves a file (a download, an upload, a chunk): the transfer time limit, not the API one.
+    transfer: bool = False
 
     @property
     def ctx(self) -> Context:
         return get_context()
+
+    # Celery reads both when the worker starts (the prefork pool enforces them; threads and solo do not).
+    @property
+    def soft_time_limit(self) -> float:  # type: ignore[override]
+        return self.ctx.settings.time_limits.soft_s(self.name, self.transfer)
+
+    @property
+    def time_limit(self) -> float:  # type: ignore[override]
+        return self.soft_time_limit + self.ctx.settings.time_limits.grace_s
 
     def perform(self, job_id: str, action: Action) -> str:
         """Run ``action`` for the job as this stage; return what this run did (Flower shows it).
@@ -97,6 +114,12 @@ class Stage(Task):  # type: ignore[type-arg]
             log.warning("%s of job %s: Redis unavailable (%s); the message goes back to the broker",
                         self.name, job_id, exc)  # fmt: skip
             raise Reject(f"Redis unavailable: {exc}", requeue=True) from exc
+        except SoftTimeLimitExceeded as exc:
+            # Past the limit while beginning or recording the run, not in the stage's own work: the run
+            # happens again (a stage that advanced is skipped then).
+            log.warning("%s of job %s: time limit reached outside the stage's work; the message goes "
+                        "back to the broker", self.name, job_id)  # fmt: skip
+            raise Reject("time limit reached while recording the run", requeue=True) from exc
 
     def _perform(self, job_id: str, action: Action) -> str:
         try:
@@ -130,6 +153,8 @@ class Stage(Task):  # type: ignore[type-arg]
             return self._later(job_id, delay, None, str(exc))
         except ProviderError as exc:
             self._failed(job, state, exc)
+        except SoftTimeLimitExceeded:
+            self._failed(job, state, self._timed_out(job_id))
         except (Ignore, Reject, Retry):  # Celery's own control flow
             raise
         except Exception as exc:  # every path ends: see perform
@@ -259,11 +284,41 @@ class Stage(Task):  # type: ignore[type-arg]
         """The provider whose stage this is (task names are ``genq.<provider>.<stage>``)."""
         return self.name.split(".")[1]
 
-    def _release_slots(self, job_id: str) -> None:
+    def _release_slots(self, job_id: str, holder: str | None = None) -> None:
         """Give back every slot this run's holder (the job, or its branch) has in its provider's pools.
         Each branch gives back its own when it runs next and finds the job ended."""
         for pool in self.ctx.budgets.pools_of(self.provider):
-            self.ctx.limiter.release(pool, self.holder(job_id))
+            self.ctx.limiter.release(pool, holder or self.holder(job_id))
+
+    def _timed_out(self, job_id: str) -> ProviderError:
+        """The error of a run stopped at its soft time limit: retried like a network error."""
+        limit = self.soft_time_limit
+        log.warning("%s of job %s ran past its time limit (%g s): stopped", self.name, job_id, limit)
+        return InfrastructureError(
+            f"the stage ran past its time limit of {limit:g} s", provider="genq", code="genq_stage_timeout"
+        )
+
+    def on_failure(
+        self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: ExceptionInfo | None
+    ) -> None:
+        """Celery's hook after a run failed. A run past its hard time limit was killed with its process,
+        so nothing in it recorded the end: the worker's main process fails the job here (dead-lettered,
+        so ``genq replay`` runs it again), and gives back the run's slots."""
+        if isinstance(exc, TimeLimitExceeded) and args:
+            self._killed(str(args[0]), branch_of(args))
+
+    def _killed(self, job_id: str, branch: int | None) -> None:
+        key = state_key(self.stage, branch)
+        message = f"the stage ran past its hard time limit of {self.time_limit:g} s; its process was killed"
+        log.error("%s of job %s: %s", self.name, job_id, message)
+        store = self.ctx.store
+        failed = _moved(store.stage_state(job_id, key), StageStatus.FAILED, message, ended=True)
+        error = JobError(
+            stage=key, message=message, provider="genq", code="genq_stage_timeout", retryable=True
+        )
+        store.fail(job_id, error, dead_letter=True, stage=(key, failed))
+        self._release_slots(job_id, job_id if branch is None else f"{job_id}:{branch}")
+        self.on_failed(job_id, error)
 
     def _unexpected(self, job_id: str, exc: Exception) -> ProviderError:
         """An exception no provider client raised, as the error the job records."""

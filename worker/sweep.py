@@ -114,9 +114,15 @@ class Sweeper:
 
     def run(self) -> None:
         watcher = self.watcher
+        registered = False
         while not self.stopped.is_set():
-            pause_s = min(1.0, self.lease_s / 3)
+            # Look at least as often as a parked id may be checked: one parked a moment ago waits no
+            # longer for its first check than the check interval says.
+            pause_s = min(1.0, self.lease_s / 3, watcher.check_interval_s)
             try:
+                if not registered:  # for the reports of services that hold no credentials
+                    self.redis.hset(L.ACCOUNTS_KEY, watcher.provider, watcher.account)
+                    registered = True
                 if self.holds(watcher):
                     pause_s = min(pause_s, self.sweep(watcher))
             except redis.RedisError:
@@ -143,7 +149,8 @@ class Sweeper:
         while not self.stopped.is_set():
             next_check_s = self.waits.counts(provider, account).next_check_s
             if next_check_s is None or next_check_s > 0:
-                return 1.0 if next_check_s is None else min(1.0, next_check_s)
+                idle_s = min(1.0, watcher.check_interval_s)
+                return idle_s if next_check_s is None else min(idle_s, next_check_s)
             if not self._turn(watcher):
                 return 0.0
             # Ids due within half a check interval go along: pages stay full, and each job is still

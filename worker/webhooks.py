@@ -35,7 +35,7 @@ from starlette.types import Message
 from schemas import layout as L
 from worker.providers.registry import PROVIDERS
 from worker.providers.spec import load
-from worker.settings import Settings, WebhookSettings, get_settings
+from worker.settings import Settings, WebhookSettings, get_settings, redis_client
 from worker.waits import WaitResult, Waits
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ def _with_body(request: Request, body: bytes) -> Request:
 def create_app(settings: Settings | None = None, client: redis.Redis | None = None) -> Starlette:
     """The receiver over the worker settings' Redis (``GENQ_REDIS_URL``) and secrets."""
     settings = settings or get_settings()
-    receiver = Receiver(settings, client or redis.Redis.from_url(settings.redis_url))
+    receiver = Receiver(settings, client or redis_client(settings))
 
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})

@@ -16,10 +16,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from genq.cli import main, redacted
+from genq.cli import main
 from genq.processes import free_port
 from producers import Producer
 from schemas import JobStatus
+from schemas.redis_url import redacted
 from tests.conftest import Services, Sim, until
 from worker.settings import unknown_variables
 

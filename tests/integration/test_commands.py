@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from genq.cli import main
 from genq.processes import free_port, stop, wait_http
 from producers import Producer
 from schemas import JobStatus
+from schemas import layout as L
 from tests.conftest import Services
 from worker.limits import Pool, RedisLimiter, Waiter
 
@@ -117,12 +119,22 @@ def test_limits_shows_every_budget_with_its_state(services: Services) -> None:
         client.close()
 
 
-def test_limits_shows_only_the_budgets_of_providers_whose_credentials_are_set(services: Services) -> None:
-    env = {**_clean_env(), "GENQ_SYNCSO__API_KEY": "only-syncso"}
-    result = subprocess.run([*GENQ, "limits", "--json", "--redis-url", services.redis.url], env=env,
-                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout)
+def test_limits_shows_the_providers_whose_credentials_are_set_or_whose_accounts_workers_sweep(
+    scratch_url: str, scratch: redis.Redis
+) -> None:
+    """A database no worker swept: only what the command's own credentials name. Then a worker's sweep
+    of an AI Studios account registers it, and a command without any credentials (compose's `metrics`
+    gets none) reports that account's budgets and backlog."""
+
+    def limits(**env: str) -> dict[str, Any]:
+        result = subprocess.run([*GENQ, "limits", "--json", "--redis-url", scratch_url],
+                                env={**_clean_env(), **env}, capture_output=True, text=True, timeout=60,
+                                check=False)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        figures: dict[str, Any] = json.loads(result.stdout)
+        return figures
+
+    figures = limits(GENQ_SYNCSO__API_KEY="only-syncso")
     assert {s["name"] for s in figures["budgets"]} == {
         "syncso.create",
         "syncso.other",
@@ -132,3 +144,10 @@ def test_limits_shows_only_the_budgets_of_providers_whose_credentials_are_set(se
     }
     assert [w["provider"] for w in figures["parked"]] == ["syncso", "syncso.batch"]
     assert {q["queue"] for q in figures["scheduled"]} == {"default", "syncso"}
+    assert limits()["budgets"] == []
+
+    scratch.hset(L.ACCOUNTS_KEY, "aistudios", "0123456789ab")  # as a worker's AI Studios sweep does
+    figures = limits()
+    assert {s["name"] for s in figures["budgets"]} == {"aistudios.requests", "aistudios.renders"}
+    assert [(w["provider"], w["account"]) for w in figures["parked"]] == [("aistudios", "0123456789ab")]
+    assert {q["queue"] for q in figures["scheduled"]} == {"default", "aistudios"}

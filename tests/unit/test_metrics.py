@@ -209,7 +209,7 @@ def test_queue_depth_and_the_age_of_its_oldest_message(client: redis.Redis, db_u
     del kept["headers"][SENT_AT_HEADER]  # a woken stage's message, pushed to the tail without one
     client.rpush("aimi", json.dumps(kept))
     client.rpush("aistudios", json.dumps(kept))
-    ctx = Context(get_settings().model_copy(update={"redis_url": db_url}))
+    ctx = Context(get_settings().with_redis_url(db_url))
     collector = GenqCollector(ctx, ["default", "aimi", "aistudios"], clock=lambda: now + 30.0)
     families = {family.name: _samples(family) for family in collector.collect()}
 
@@ -233,7 +233,7 @@ def test_oldest_age_without_messages_or_send_times() -> None:
 
 
 def test_messages_celery_publishes_carry_a_send_time() -> None:
-    M.install(get_settings().redis_url)  # as the worker app does; connecting again changes nothing
+    M.install(get_settings())  # as the worker app does; connecting again changes nothing
     app = Celery("t", broker="memory://")
     app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
     before = time.time()

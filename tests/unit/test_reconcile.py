@@ -14,8 +14,11 @@ from producers import Producer
 from schemas import StageState, StageStatus
 from schemas import layout as L
 from schemas.wire import task_message
+from worker.context import Context
 from worker.limits import Pool, RedisLimiter, Waiter
+from worker.providers.registry import specs
 from worker.reconcile import Reconciler
+from worker.settings import Settings
 from worker.store import JobStore
 from worker.waits import Waits
 
@@ -108,6 +111,29 @@ def test_after_a_restart_unacked_messages_no_heartbeat_renewed_go_back(scratch: 
     assert rec.restore_after_restart() == 0  # dealt with: nothing more until the next restart
 
 
+def test_a_reconciler_without_a_providers_credentials_still_sees_its_parked_jobs(
+    scratch_url: str, scratch: redis.Redis
+) -> None:
+    """In compose each worker holds only its own provider's keys, and any of them may lead the
+    reconciler: an AI Studios worker must not take a lipsync job parked with sync.so (a wait, or a full
+    pool) for lost and push its steps again."""
+    settings = Settings(syncso={"api_key": ""}, aimi={"api_key": ""}).with_redis_url(scratch_url)
+    assert [s.name for s in specs(settings, configured_only=True)] == ["aistudios"]
+    ctx = Context(settings)
+    waiting, throttled = started(scratch_url, scratch), started(scratch_url, scratch)
+    Waits(scratch).park("syncso", settings.syncso.account, "gen-1", job=waiting, stage="wait",
+                        queue="syncso", message="m", check_in_s=60, deadline_in_s=600)  # fmt: skip
+    [pool] = [p for p in ctx.budgets.pools_of("syncso") if p.name == "syncso.generations"]
+    for n in range(pool.size):
+        assert ctx.limiter.acquire(pool, Waiter(f"other-{n}", "", 0.0, "syncso", "m"))
+    assert not ctx.limiter.acquire(pool, Waiter(throttled, "", 0.0, "syncso", "m"))  # parked for a slot
+    rec = Reconciler.of(ctx, ["default", "syncso", "aistudios", "aimi"])
+    rec.stale_s = 0.0
+    for _ in range(3):
+        assert rec.repush_lost() == 0
+    assert scratch.llen("syncso") == 0
+
+
 def test_after_a_restart_a_job_not_moved_since_is_repaired_without_waiting_out_stale_s(
     scratch_url: str, scratch: redis.Redis
 ) -> None:
@@ -141,3 +167,23 @@ def test_after_a_restart_ids_a_sweep_held_for_a_check_are_due_again_within_one_i
     held_in_s = (scratch.zscore(due_key, "held") or 0) / 1000 - seconds
     assert 9 <= held_in_s <= 11  # one check interval, not the 30 s hold
     assert scratch.zscore(due_key, "parked") == parked_due  # due sooner already: left as it was
+
+
+def test_after_a_restart_a_sweep_this_worker_has_no_credentials_for_is_found_by_its_registered_account(
+    scratch: redis.Redis,
+) -> None:
+    """A worker without sync.so's key leads the reconciler: the account sync.so's workers registered
+    names the due set whose held ids are made due again."""
+    waits = Waits(scratch)
+    waits.park("syncso", "acct", "held", job="j-held", stage="wait", queue="syncso", message="m",
+               check_in_s=0.0, deadline_in_s=600)  # fmt: skip
+    assert waits.claim_due("syncso", "acct", 1, hold_s=30.0) == ["held"]
+    scratch.hset(L.ACCOUNTS_KEY, "syncso", "acct")  # as sync.so's workers' sweeps do
+    rec = Reconciler(scratch, RedisLimiter(scratch), [POOL], queues=["syncso"], wait_namespaces=["syncso"],
+                     stale_s=30, every_s=1, lease_s=5, heartbeat_s=0.05,
+                     sweeps=[("syncso", "", 10.0), ("aimi", "", 5.0)])  # fmt: skip
+    scratch.set(L.REDIS_RUN_ID_KEY, "the-run-before")
+    rec.restore_after_restart()
+    seconds, _ = scratch.time()
+    held_in_s = (scratch.zscore(L.wait_keys("syncso")[2] + "acct", "held") or 0) / 1000 - seconds
+    assert 9 <= held_in_s <= 11

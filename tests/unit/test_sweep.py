@@ -4,6 +4,7 @@ busy budget it claims nothing (on the session Redis's scratch database)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import pytest
 import redis
 
 from schemas import layout as L
+from tests.conftest import until
 from worker.limits import RateBudget, RedisLimiter
 from worker.providers.errors import RateLimited
 from worker.sweep import Sweeper
@@ -70,6 +72,19 @@ def test_a_sweep_that_gets_no_turn_claims_nothing(scratch: redis.Redis) -> None:
     assert sweeper.sweep(watcher) == 0.0
     assert scratch.zscore(due_key, "gen-2") == due  # still due as it was: not claimed, not "being checked"
     assert watcher.calls == 0
+
+
+def test_a_running_sweep_registers_its_account_for_services_without_credentials(scratch: redis.Redis) -> None:
+    """`genq metrics` (given no provider key in compose) reports the accounts the workers sweep."""
+    watcher = Broken(account="registered-acct")
+    sweeper = Sweeper(scratch, RedisLimiter(scratch), watcher, lease_s=5, horizon_s=30, pause_s=1)
+    thread = threading.Thread(target=sweeper.run, daemon=True)
+    thread.start()
+    try:
+        until(lambda: scratch.hget(L.ACCOUNTS_KEY, "syncso") == b"registered-acct", 5, "the registration")
+    finally:
+        sweeper.stop()
+        thread.join(5)
 
 
 @dataclass

@@ -20,7 +20,7 @@ def upload_init(self: Stage, job_id: str) -> str:
     return self.perform(job_id, lambda job, gate: steps.start_upload(job, ctx.store, Aimi.of(ctx), gate))
 
 
-@app.task(bind=True, base=Stage, name="genq.aimi.upload_chunk", stage="upload_chunk")
+@app.task(bind=True, base=Stage, name="genq.aimi.upload_chunk", stage="upload_chunk", transfer=True)
 def upload_chunk(self: Stage, job_id: str, index: int) -> str:
     ctx = self.ctx
     return self.perform(job_id, lambda job, gate: steps.send_chunk(job, ctx.store, Aimi.of(ctx), gate, index))
@@ -66,7 +66,7 @@ def wait(self: Stage, job_id: str, n: int) -> str:
     )
 
 
-@app.task(bind=True, base=Stage, name="genq.aimi.download", stage="download")
+@app.task(bind=True, base=Stage, name="genq.aimi.download", stage="download", transfer=True)
 def download(self: Stage, job_id: str, n: int) -> str:
     ctx = self.ctx
     budget = self.output_budget(job_id)

@@ -189,7 +189,7 @@ def wait(self: Stage, job_id: str) -> str:
     return self.perform(job_id, lambda job, gate: follow_render(job, AIStudios.of(ctx), ctx.waits, gate))
 
 
-@app.task(bind=True, base=Stage, name="genq.aistudios.download", stage="download")
+@app.task(bind=True, base=Stage, name="genq.aistudios.download", stage="download", transfer=True)
 def download(self: Stage, job_id: str) -> str:
     ctx = self.ctx
 

@@ -205,7 +205,7 @@ def fetch_output(
     return stored.output(duration_s=generation.output_duration if generation is not None else None)
 
 
-@app.task(bind=True, base=Stage, name="genq.syncso.upload", stage="upload")
+@app.task(bind=True, base=Stage, name="genq.syncso.upload", stage="upload", transfer=True)
 def upload(self: Stage, job_id: str) -> str:
     ctx = self.ctx
     return self.perform(job_id, lambda job, gate: upload_inputs(job, ctx.store, SyncSo.of(ctx), gate))
@@ -229,7 +229,7 @@ def wait(self: Stage, job_id: str) -> str:
     return self.perform(job_id, lambda job, gate: follow_generation(job, SyncSo.of(ctx), ctx.waits, gate))
 
 
-@app.task(bind=True, base=Stage, name="genq.syncso.download", stage="download")
+@app.task(bind=True, base=Stage, name="genq.syncso.download", stage="download", transfer=True)
 def download(self: Stage, job_id: str) -> str:
     ctx = self.ctx
 
