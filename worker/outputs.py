@@ -1,7 +1,7 @@
 """What one job's outputs may take together: ``GENQ_CAPS__MAX_JOB_OUTPUT_BYTES``.
 
 Every download of a job tells its ``OutputBudget`` how many bytes it will have written (the declared
-Content-Length before the body, then its count as it grows: ``worker.providers.http.stream_to_file``).
+Content-Length before the body, then its count as it grows: ``worker.providers.http.stream_into``).
 The budget records that under the download's stage, in one Redis hash per job, and reads the job's
 total in the same transaction, so parallel downloads (a music job's executions) are held to one sum,
 not each to the cap alone. A download over it raises ``OutputTooLarge``: the job fails, and the
