@@ -19,6 +19,7 @@ COPY pyproject.toml uv.lock README.md ./
 COPY schemas ./schemas
 COPY producers ./producers
 COPY worker ./worker
+COPY storage ./storage
 COPY simulators ./simulators
 COPY genq ./genq
 RUN uv sync --locked --no-dev --no-editable && rm -rf /src

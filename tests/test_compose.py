@@ -288,6 +288,15 @@ def test_dockerfile_runs_as_non_root() -> None:
     assert users and users[-1] not in {"root", "0"}
 
 
+def test_the_image_holds_every_package_the_project_ships() -> None:
+    """Each package pyproject.toml ships is copied into the image: one left out imports nowhere."""
+    include = re.search(r"^include = \[(.*)\]", (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    assert include is not None
+    packages = [p.strip().strip('"').rstrip("*") for p in include.group(1).split(",")]
+    copied = re.findall(r"^COPY (\S+) \./\1$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert sorted(packages) == sorted(copied)
+
+
 def test_readme_mentions_every_service(services: dict[str, dict[str, Any]]) -> None:
     if not README.exists():
         pytest.skip("README.md does not exist yet, so the services it documents cannot be checked")
