@@ -62,3 +62,4 @@ def test_rejecting_a_message_on_a_closed_channel(
     with pytest.raises(expected):
         message.reject(requeue=True)
     assert scratch.hlen(L.UNACKED) == 1
+    channel.qos._on_collect.cancel()  # no restore at interpreter exit: the channel stays broken
