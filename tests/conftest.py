@@ -34,6 +34,11 @@ from simulators.syncso.config import SyncSoSimConfig
 if TYPE_CHECKING:
     from worker.limits import Pool
 
+# The smallest job of each kind the simulators run to the end (URL inputs: nothing to upload). Tests
+# derive their own with {**LIPSYNC, ...}; never change these.
+LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
+           "audio": "https://x.test/a.wav"}  # fmt: skip
+AVATAR = {"kind": "avatar", "script": "Hello.", "model": "M000045058", "clothes": "BG00002320"}
 SIM_KEY = "sim-test-key-0123456789"
 # Fast provider timings: a generation takes about 0.3 s.
 FAST_SYNCSO = {"pending_s": 0.1, "processing_s": 0.2, "plan": "scale", "create_rate_limit": 10_000,

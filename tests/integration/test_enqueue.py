@@ -21,17 +21,10 @@ from producers import Producer
 from producers import producer as producer_module
 from schemas import JOB_REQUEST, JobStatus
 from schemas import layout as L
-from tests.conftest import SCRATCH_DB, Services, Sim
+from tests.conftest import AVATAR, LIPSYNC, SCRATCH_DB, Services, Sim
 
 pytestmark = pytest.mark.integration
 
-LIPSYNC = {
-    "kind": "lipsync",
-    "model": "lipsync-2",
-    "video": "https://x.test/v.mp4",
-    "audio": "https://x.test/a.wav",
-}
-AVATAR = {"kind": "avatar", "script": "Hello.", "model": "M000045058", "clothes": "BG00002320"}
 QUEUES = ("syncso", "aistudios")
 
 

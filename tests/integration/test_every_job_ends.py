@@ -19,7 +19,7 @@ import redis
 from producers import Producer
 from schemas import JobRecord, JobStatus
 from schemas import layout as L
-from tests.conftest import Sim
+from tests.conftest import AVATAR, Sim
 from worker.providers.errors import ProviderUnavailable
 from worker.stage import Stage
 from worker.store import JobStore
@@ -35,7 +35,6 @@ FAULTS: dict[str, Callable[[], Exception]] = {
 RETRIED = {"provider 503", "Redis gone", "disk full"}
 URLS = {"video": "https://media.example.com/a.mp4", "audio": "https://media.example.com/a.wav"}
 LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", **URLS}
-AVATAR = {"kind": "avatar", "script": "Hello.", "model": "M000045058", "clothes": "BG00002320"}
 
 
 class Injector:

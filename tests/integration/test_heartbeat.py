@@ -12,13 +12,11 @@ from genq.processes import stop
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus
-from tests.conftest import Sim, until
+from tests.conftest import LIPSYNC, Sim, until
 from tests.integration.conftest import Workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
 
-LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
-           "audio": "https://x.test/a.wav"}  # fmt: skip
 DOWNLOAD = "syncso.download"
 
 

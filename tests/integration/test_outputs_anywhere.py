@@ -23,19 +23,12 @@ from schemas import JobRecord, JobStatus
 from simulators.aimi.execution import mp4_bytes, zip_bytes
 from simulators.aistudios.render import output_stream
 from simulators.syncso.provider import output_chunks
-from tests.conftest import Sim, until
+from tests.conftest import AVATAR, LIPSYNC, Sim, until
 from tests.integration.conftest import Workers, keys_under, uploads_under
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MIB = 1024 * 1024
-LIPSYNC = {
-    "kind": "lipsync",
-    "model": "lipsync-2",
-    "video": "https://x.test/v.mp4",
-    "audio": "https://x.test/a.wav",
-}
-AVATAR = {"kind": "avatar", "script": "Hello.", "model": "M000045058", "clothes": "BG00002320"}
 # Fetches every output of the jobs named on stdin through its presigned URL, with no credentials and
 # from a directory of its own; prints {job id: [[name, bytes, sha256, content type], ...]}.
 PRODUCER_SCRIPT = """

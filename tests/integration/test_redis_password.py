@@ -18,15 +18,13 @@ from genq.processes import free_port, start_flower, stop, wait_http, worker_env
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus
-from tests.conftest import WORKER_ENV, Services, Sim, until
+from tests.conftest import LIPSYNC, WORKER_ENV, Services, Sim, until
 from tests.integration.conftest import Workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "pw-0f9c2b7e41d84a6b-redis"
-LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
-           "audio": "https://x.test/a.wav"}  # fmt: skip
 
 
 @pytest.fixture

@@ -19,13 +19,11 @@ from genq.processes import stop, worker_env
 from genq.redis_server import EmbeddedRedis, RedisServerError, TlsFiles, find_redis_binary
 from producers import Producer
 from schemas import JobStatus
-from tests.conftest import WORKER_ENV, Sim, until
+from tests.conftest import LIPSYNC, WORKER_ENV, Sim, until
 from tests.integration.conftest import Workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
-           "audio": "https://x.test/a.wav"}  # fmt: skip
 PASSWORD = "tls-test-redis-password-0123"
 
 

@@ -25,7 +25,6 @@ GOOD = {
     "video": "https://x.test/v.mp4",
     "audio": "https://x.test/a.wav",
 }
-AVATAR = {"kind": "avatar", "script": "Hello.", "model": "M000045058", "clothes": "BG00002320"}
 
 
 def _queued_and_stored(client: redis.Redis) -> tuple[int, int]:

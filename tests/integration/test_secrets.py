@@ -31,18 +31,11 @@ from genq.s3_server import S3Server
 from producers import Producer
 from schemas import JobStatus
 from schemas import layout as L
-from tests.conftest import AIMI_KEY, AISTUDIOS_APP, AISTUDIOS_KEY, SIM_KEY, Sim, until
+from tests.conftest import AIMI_KEY, AISTUDIOS_APP, AISTUDIOS_KEY, AVATAR, LIPSYNC, SIM_KEY, Sim, until
 from worker.providers.aistudios.webhook import webhook_token
 
 pytestmark = pytest.mark.integration
 
-LIPSYNC = {
-    "kind": "lipsync",
-    "model": "lipsync-2",
-    "video": "https://x.test/v.mp4",
-    "audio": "https://x.test/a.wav",
-}
-AVATAR = {"kind": "avatar", "script": "Hello.", "model": "M000045058", "clothes": "BG00002320"}
 SYNCSO_WEBHOOK_SECRET = "whsec_secrets_test_0123456789abcdef"
 AISTUDIOS_WEBHOOK_SECRET = "aistudios-secrets-test-0123456789abcdef"
 # A message body as it appears in a value or, escaped, in a MONITOR line.

@@ -12,13 +12,11 @@ import pytest
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobStatus, StageStatus
-from tests.conftest import Sim
+from tests.conftest import LIPSYNC, Sim
 from tests.integration.conftest import Workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
-           "audio": "https://x.test/a.wav"}  # fmt: skip
 CREATE = "syncso.create"
 # Calls may take 60 s before the client gives up: only the time limit can stop a 20 s hold.
 LIMITS = {"GENQ_TIME_LIMITS__API_S": "2", "GENQ_TIME_LIMITS__GRACE_S": "10",

@@ -9,11 +9,10 @@ import redis
 from producers import Producer
 from schemas import JobStatus, Output, StageState, StageStatus
 from schemas import layout as L
+from tests.conftest import LIPSYNC
 from worker.store import JobStore
 
 MUSIC = {"kind": "music", "video": "https://x.test/v.mp4", "executions": 2}
-LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
-           "audio": "https://x.test/a.wav"}  # fmt: skip
 DONE = StageState(status=StageStatus.DONE)
 
 

@@ -14,6 +14,7 @@ from producers import Producer
 from schemas import StageState, StageStatus
 from schemas import layout as L
 from schemas.wire import task_message
+from tests.conftest import LIPSYNC
 from worker.context import Context
 from worker.limits import Pool, RedisLimiter, Waiter
 from worker.providers.registry import specs
@@ -22,8 +23,6 @@ from worker.settings import Settings
 from worker.store import JobStore
 from worker.waits import Waits
 
-LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
-           "audio": "https://x.test/a.wav"}  # fmt: skip
 POOL = Pool("syncso.generations", 2, 180.0)
 
 

@@ -12,11 +12,9 @@ import redis
 from producers import Producer
 from schemas import JobError, JobStatus
 from schemas import layout as L
+from tests.conftest import LIPSYNC
 from worker.store import JobStore
 from worker.waits import WaitResult, Waits
-
-LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
-           "audio": "https://x.test/a.wav"}  # fmt: skip
 
 
 def _error(message: str) -> JobError:

@@ -15,6 +15,7 @@ import redis
 from producers import Producer
 from schemas import JOB_REQUEST, JobError, JobRecord, JobStatus, LipsyncBatchRequest, StageState, StageStatus
 from schemas import layout as L
+from tests.conftest import LIPSYNC
 from worker.limits import Gate, MemoryLimiter, Parked, Pool, RateBudget
 from worker.outcomes import Later, Stop
 from worker.providers.errors import ConcurrencyLimited, JobRejected, NotFound
@@ -30,12 +31,6 @@ from worker.waits import WaitResult
 NOW = datetime.now(UTC)
 JOBS = [f"{i:028x}" for i in range(20)]
 LIMITS = LimitsSettings(horizon_s=0.01)
-LIPSYNC = {
-    "kind": "lipsync",
-    "model": "lipsync-2",
-    "video": "https://x.test/v.mp4",
-    "audio": "https://x.test/a.wav",
-}
 
 
 def record(

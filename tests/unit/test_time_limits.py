@@ -12,15 +12,13 @@ from celery.exceptions import TimeLimitExceeded
 
 from producers import Producer
 from schemas import JobStatus, StageStatus
-from tests.conftest import holds
+from tests.conftest import LIPSYNC, holds
 from worker.app import TASK_MODULES, app
 from worker.context import Context
 from worker.limits import Waiter
 from worker.settings import Settings, TimeLimitSettings, get_settings
 from worker.stage import Stage
 
-LIPSYNC = {"kind": "lipsync", "model": "lipsync-2", "video": "https://x.test/v.mp4",
-           "audio": "https://x.test/a.wav"}  # fmt: skip
 MUSIC = {"kind": "music", "video": "https://x.test/v.mp4", "executions": 2}
 
 
