@@ -44,7 +44,7 @@ import httpx
 from pydantic import BaseModel, Field, field_validator
 
 from worker.providers.errors import EgressRefused, SourceError, SourceRefused, SourceUnavailable
-from worker.providers.http import snippet
+from worker.providers.http import safe_url, snippet
 from worker.providers.pinned import PinnedTransport
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -283,7 +283,7 @@ def _url(text: str, *, base: httpx.URL | None = None) -> httpx.URL:
 def shown(url: httpx.URL) -> str:
     """``url`` fit for an error message: no credentials, query or fragment (a signed URL's query is a
     credential), at most 500 characters."""
-    return snippet(str(url.copy_with(username=None, password=None, query=None, fragment=None)))
+    return snippet(safe_url(url))
 
 
 def answer_error(response: httpx.Response) -> SourceError:

@@ -250,8 +250,8 @@ def snippet(text: str) -> str:
 
 
 def safe_url(url: httpx.URL) -> str:
-    """``url`` without query or fragment: a signed URL's query string is a credential."""
-    return str(url.copy_with(query=None, fragment=None))
+    """``url`` without credentials, query or fragment: a signed URL's query string is a credential."""
+    return str(url.copy_with(username=None, password=None, query=None, fragment=None))
 
 
 def send_with_connect_retry(
