@@ -30,6 +30,7 @@ import redis
 
 from schemas import layout as L
 from worker.limits import Limiter, RateBudget, Turn
+from worker.limits.budgets import pause_for
 from worker.lua import source
 from worker.providers.errors import ProviderError, Throttled
 from worker.waits import WaitResult, Waits
@@ -184,7 +185,7 @@ class Sweeper:
         try:
             found = watcher.check(page)
         except Throttled as exc:
-            pause_s = min(exc.retry_after_s or self.pause_s, self.max_pause_s)
+            pause_s = pause_for(exc.retry_after_s, pause_s=self.pause_s, most_s=self.max_pause_s)
             self.limiter.pause(watcher.rate, pause_s)
             self._due_again(watcher, page, in_s=pause_s)
             log.warning("sweep of %s throttled: %s", provider, exc)

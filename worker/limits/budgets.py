@@ -99,6 +99,11 @@ class LimitsSettings(BaseModel):
     celery_rate_limits: dict[str, str] = Field(default_factory=dict)
 
     def pause_for(self, retry_after_s: float | None) -> float:
-        """How long a 429 pauses its budget: its Retry-After (else ``pause_s``), at most
-        ``max_retry_after_s``."""
-        return min(retry_after_s or self.pause_s, self.max_retry_after_s)
+        """How long a 429 pauses its budget (``pause_for``) with these settings."""
+        return pause_for(retry_after_s, pause_s=self.pause_s, most_s=self.max_retry_after_s)
+
+
+def pause_for(retry_after_s: float | None, *, pause_s: float, most_s: float) -> float:
+    """How long a 429 pauses its budget: its Retry-After, else ``pause_s``; never longer than ``most_s``
+    (``GENQ_LIMITS__MAX_RETRY_AFTER_S``), whoever sent it."""
+    return min(retry_after_s or pause_s, most_s)
