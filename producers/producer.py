@@ -34,6 +34,7 @@ from schemas.caps import Caps, json_bytes, over, setting
 from schemas.inputs import InputRefused, open_input, roots_from_env
 from schemas.lipsync_batch import LipsyncBatchRequest
 from schemas.lipsync_wire import BATCH_MAX_FILE_BYTES, BATCH_MAX_RECORDS, BATCH_MIN_RECORDS, batch_file
+from schemas.pipeline import END, GENERATIONS, OUTCOME_PREFIX, PipelineRequest
 from schemas.redis_url import CA_FILE_ENV, tls_options
 from schemas.wire import task_message, task_messages
 from storage import OutputSettings, OutputStore, StoreError, store_for
@@ -170,6 +171,10 @@ def _validated(
         raise InvalidRequest([_problem(err) for err in exc.errors()]) from None
     if parsed.kind not in SUBMITTABLE:
         raise InvalidRequest([f"kind: {parsed.kind!r} is made by genq and cannot be submitted"])
+    handed = [f"{field}: {source} is a pipeline step's output; in a pipeline, a step takes one as "
+              '{"from": "<step>"}' for field, source in parsed.output_refs().items()]  # fmt: skip
+    if handed:
+        raise InvalidRequest(handed)
     text = parsed.model_dump_json()
     size = json_bytes(text)
     too_large = over("request", size, "bytes of JSON", caps.max_request_bytes, "max_request_bytes")
@@ -560,15 +565,20 @@ class Producer:
 
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a job that has not ended. Every stage checks before it acts; an ended job is unchanged.
-        Cancelling a batch cancels each of its jobs too."""
+        Cancelling a batch cancels each of its jobs too, and cancelling a pipeline each of its steps' jobs
+        that has not ended (a provider job already started is followed to its end)."""
         keys, args = L.transition_call(job_id, JobStatus.CANCELLED)
         if self._transition(keys=keys, args=args) is None:
             raise JobNotFound(job_id)
         record = self.get(job_id)
+        members: list[str] = []
         if isinstance(record.request, LipsyncBatchRequest):  # a batch's jobs are cancelled with it
-            for member in record.request.jobs:
-                keys, args = L.transition_call(member, JobStatus.CANCELLED)
-                self._transition(keys=keys, args=args)
+            members = list(record.request.jobs)
+        elif isinstance(record.request, PipelineRequest):  # and a pipeline's steps' jobs
+            members = list(record.provider_ids.values())
+        for member in members:
+            keys, args = L.transition_call(member, JobStatus.CANCELLED)
+            self._transition(keys=keys, args=args)
         return record
 
     def dead_letters(self, limit: int = 100) -> list[JobRecord]:
@@ -590,6 +600,8 @@ class Producer:
         wait timeouts (so a wait that timed out follows its provider job again). Refuses a job that did
         not fail."""
         job = self.get(job_id)
+        if isinstance(job.request, PipelineRequest):
+            return self._replay_pipeline(job)
         kind = SUBMITTABLE.get(job.kind)
         if kind is None:
             raise InvalidRequest(
@@ -606,6 +618,46 @@ class Producer:
         if result != 1:
             raise InvalidRequest([f"job {job_id} is {L.text(result)}; only a failed job can be replayed"])
         return self.get(job_id)
+
+    def _replay_pipeline(self, job: JobRecord) -> JobRecord:
+        """Run a failed pipeline again: each run of a step that succeeded keeps its job and output; every
+        other run (failed, cancelled, skipped or never reached) and the pipeline's end run again, a
+        run whose job was made getting a new job (its provider job failed: a new one is made). In one
+        transaction, which a concurrent change to the pipeline makes fail."""
+        assert isinstance(job.request, PipelineRequest)
+        if job.status is not JobStatus.FAILED:
+            raise InvalidRequest([f"job {job.id} is {job.status.value}; only a failed job can be replayed"])
+        kept = {
+            key
+            for key in job.request.shape().all_nodes()
+            if (job.data.get(OUTCOME_PREFIX + key) or {}).get("status") == "succeeded"
+        }
+        again = [key for key in job.request.shape().all_nodes() if key not in kept] + [END]
+        generations = dict(job.data.get(GENERATIONS, {}))
+        for key in again:
+            if key in job.provider_ids:
+                generations[key] = int(generations.get(key, 0)) + 1
+        fields = [L.F_ERROR, L.F_FINISHED]
+        for key in again:
+            fields += [L.STAGE_PREFIX + key, L.DATA_PREFIX + OUTCOME_PREFIX + key, L.PROVIDER_ID_PREFIX + key]
+        message = task_message(L.START_TASK, [job.id], L.QUEUE_FOR_KIND[job.kind])
+        key = L.job_key(job.id)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.watch(key)  # type: ignore[no-untyped-call]
+            if L.text(pipe.hget(key, L.F_STATUS) or b"") != JobStatus.FAILED.value:
+                raise InvalidRequest([f"job {job.id} changed while it was replayed; try again"])
+            pipe.multi()
+            pipe.hdel(key, *fields)
+            pipe.hset(key, mapping={L.F_STATUS: JobStatus.QUEUED.value, L.F_UPDATED: L.now_iso(),
+                                    L.DATA_PREFIX + GENERATIONS: json.dumps(generations)})  # fmt: skip
+            pipe.persist(key)
+            pipe.zrem(L.DEAD_LETTERS, job.id)
+            pipe.lpush(L.QUEUE_FOR_KIND[job.kind], message)
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                raise InvalidRequest([f"job {job.id} changed while it was replayed; try again"]) from None
+        return self.get(job.id)
 
     def close(self) -> None:
         with self._kept_lock:

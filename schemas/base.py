@@ -14,11 +14,23 @@ from schemas.caps import Caps
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
+# A step's output in an S3 output store, as a pipeline hands it to the next step's job: ``output:`` and
+# its URL (``output:s3://bucket/key``); each stage run presigns it anew. (An output in a file store is
+# handed on as its path.) Only genq writes these: a producer refuses them in what it is given
+# (``JobRequestBase.output_refs``).
+OUTPUT_PREFIX = "output:"
+_OUTPUT = re.compile(r"^output:s3://[^/\s]+/\S+$")
+
+
 def media_source(value: str) -> str:
-    """``value`` if it is an http(s) URL or an absolute path, else a ``ValueError`` saying so."""
-    if _URL.match(value) or value.startswith("/"):
+    """``value`` if it is an http(s) URL, an absolute path or a step's output, else a ``ValueError``."""
+    if _URL.match(value) or value.startswith("/") or _OUTPUT.match(value):
         return value
     raise ValueError("must be an http(s) URL or an absolute file path")
+
+
+def is_output_ref(source: str) -> bool:
+    return source.startswith(OUTPUT_PREFIX)
 
 
 def _http_url(value: str) -> str:
@@ -53,11 +65,20 @@ class JobRequestBase(Strict):
     # Jobs of different tenants share a provider budget round-robin.
     tenant: Tenant | None = None
 
+    def sources(self) -> dict[str, str]:
+        """Every media input by field path (``video``, ``tracks.1.audio``)."""
+        return {}
+
     def local_files(self) -> dict[str, str]:
         """The local paths this request reads, by field name (the producer checks they exist)."""
-        return {}
+        return {name: s for name, s in self.sources().items() if is_local_path(s)}
+
+    def output_refs(self) -> dict[str, str]:
+        """The inputs that are a pipeline step's output (``output:…``), by field name."""
+        return {name: s for name, s in self.sources().items() if is_output_ref(s)}
 
     def over_caps(self, caps: Caps) -> list[str]:
         """One ``<field>: <problem>`` line per list of this request longer than its cap (the producer
-        checks the request's bytes itself)."""
+        checks the request's bytes itself), or anything else a request's model alone cannot check (a
+        pipeline's graph and its steps' requests)."""
         return []

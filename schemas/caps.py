@@ -40,6 +40,10 @@ class Caps(BaseModel):
     # bounding_boxes_url), and segments (at most 256 whatever this says).
     max_bounding_boxes: int = Field(30_000, gt=0)
     max_segments: int = Field(256, gt=0)
+    # pipeline: its steps, and the runs of them in all (a step with for_each runs once per item, and so
+    # does each step after it in its fan): each run is a job of its own.
+    max_pipeline_steps: int = Field(20, gt=0)
+    max_pipeline_jobs: int = Field(200, gt=0)
     # Checked by the workers: the bytes of every output of one job together (all of a music job's
     # executions); a download that would pass it fails the job. Each download is also capped by its
     # provider's GENQ_<PROVIDER>__MAX_OUTPUT_BYTES.

@@ -42,6 +42,11 @@ RECONCILER_LEASE_KEY = PREFIX + "reconciler"
 REDIS_RUN_ID_KEY = PREFIX + "redis:run_id"
 REPAIRS_KEY = PREFIX + "metrics:repairs"
 UNACKED_INDEX = "unacked_index"
+# Pipelines (worker/pipeline.py): a hash, job id of a pipeline's step -> the notice its end pushes, JSON
+# {"pipeline", "queue", "message"}: the pipeline's run that waits for that job. Written with the job (one
+# Lua step), taken and pushed by the step (advance.lua, TRANSITION_LUA) that ends the job; the reconciler
+# counts a pipeline whose jobs' notices are here as holding its messages.
+PIPELINE_NOTIFY_KEY = PREFIX + "pipeline:notify"
 JOB_TTL_S = 7 * 24 * 3600
 # The bytes each download of a job has written or will write (its Content-Length), a hash: the stage's
 # state key (``download``, ``download[2]``) -> bytes. Its sum is held to GENQ_CAPS__MAX_JOB_OUTPUT_BYTES
@@ -69,6 +74,7 @@ F_OUTPUTS = "outputs"
 F_ERROR = "error"
 F_ATTEMPTS = "attempts"
 F_ROOT = "root"  # the task id of the job's first message, the root of every run's message
+F_PARENT = "parent"  # the pipeline whose step this job runs, if any
 STAGE_PREFIX = "stage:"
 PROVIDER_ID_PREFIX = "pid:"
 # What stages produced for later stages, as JSON: an analysis, the plan, one branch's output ...
@@ -87,7 +93,8 @@ METRICS_JOBS_KEY = PREFIX + "metrics:jobs"
 METRICS_SEP = "|"
 
 # Moves a job to ARGV[1] unless it already ended; sets updated_at (and finished_at and the TTL for a
-# terminal status, and counts the job in METRICS_JOBS_KEY) and keeps RUNNING_KEY (a job enters it as it
+# terminal status, counts the job in METRICS_JOBS_KEY and pushes its pipeline's notice, if it has one:
+# PIPELINE_NOTIFY_KEY) and keeps RUNNING_KEY (a job enters it as it
 # starts running and leaves it as it ends). Those two are named here rather than in KEYS, so callers are
 # unchanged; genq's one Redis is not a cluster. A failure's error and dead-letter entry, and the state of
 # the stage it happened in (ARGV[9] its field, ARGV[10] the state), are written in the same step, so a
@@ -107,6 +114,12 @@ if ARGV[3] == '1' then
   redis.call('ZREM', '{RUNNING_KEY}', ARGV[8])
   local kind = redis.call('HGET', KEYS[1], 'kind') or ''
   redis.call('HINCRBY', '{METRICS_JOBS_KEY}', kind .. '{METRICS_SEP}' .. ARGV[1], 1)
+  local notice = redis.call('HGET', '{PIPELINE_NOTIFY_KEY}', ARGV[8])
+  if notice then
+    redis.call('HDEL', '{PIPELINE_NOTIFY_KEY}', ARGV[8])
+    notice = cjson.decode(notice)
+    redis.call('LPUSH', notice['queue'], notice['message'])
+  end
 elseif ARGV[1] == 'running' then
   redis.call('ZADD', '{RUNNING_KEY}', 'NX', math.floor(tonumber(ARGV[7]) * 1000), ARGV[8])
 end

@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from schemas.base import HttpUrl, JobRequestBase, Strict, is_local_path, media_source
+from schemas.base import HttpUrl, JobRequestBase, Strict, media_source
 from schemas.caps import Caps, over
 
 # An input already in the account's media library is named ``asset:<id>``.
@@ -224,9 +224,6 @@ class LipsyncRequest(JobRequestBase):
         found = {"video": self.video, "image": self.image, "audio": self.audio}
         found |= {f"tracks.{i}.audio": track.audio for i, track in enumerate(self.tracks or ())}
         return {name: source for name, source in found.items() if source is not None}
-
-    def local_files(self) -> dict[str, str]:
-        return {name: s for name, s in self.sources().items() if is_local_path(s)}
 
     def over_caps(self, caps: Caps) -> list[str]:
         boxes = self.options.active_speaker_detection and self.options.active_speaker_detection.bounding_boxes

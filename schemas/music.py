@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from schemas.base import JobRequestBase, MediaSource, Strict, is_local_path
+from schemas.base import JobRequestBase, MediaSource, Strict
 from schemas.jsonpatch import PatchError, apply_patch, operation_problems
 
 __all__ = ["MusicRequest", "PatchError", "PlanEdit", "PlanOptions", "apply_patch", "check_plan"]
@@ -199,5 +199,5 @@ class MusicRequest(JobRequestBase):
         check_plan(generated)
         return generated
 
-    def local_files(self) -> dict[str, str]:
-        return {"video": self.video} if is_local_path(self.video) else {}
+    def sources(self) -> dict[str, str]:
+        return {"video": self.video}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
 
@@ -77,6 +77,19 @@ class Output(BaseModel):
     store_url: str | None = None
     content_type: str | None = None
     download_url: str | None = None
+
+
+class StepOutcome(BaseModel):
+    """How one run of a pipeline's step ended (the pipeline record keeps it as ``data["step:dub[1]"]``):
+    its job's end, or ``skipped`` (what it waits for did not succeed, so it never made a job)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Literal["succeeded", "failed", "cancelled", "skipped"]
+    job: str | None = None
+    outputs: list[Output] = Field(default_factory=list)
+    error: JobError | None = None
+    reason: str | None = None
 
 
 class JobRecord(BaseModel):

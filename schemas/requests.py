@@ -17,12 +17,14 @@ from schemas.base import JobRequestBase
 from schemas.lipsync import LipsyncRequest
 from schemas.lipsync_batch import LipsyncBatchRequest
 from schemas.music import MusicRequest
+from schemas.pipeline import MEMBER_KINDS, PipelineRequest
 
 
 @dataclass(frozen=True)
 class Kind:
-    """A job kind: its request model and the provider (queue) whose stages run it. A kind that is not
-    ``submittable`` is made by genq itself (a batch of other jobs) and refused from producers."""
+    """A job kind: its request model and the provider (queue) whose stages run it (``default`` for a
+    pipeline, whose own runs call no provider). A kind that is not ``submittable`` is made by genq itself
+    (a batch of other jobs) and refused from producers."""
 
     name: str
     model: type[JobRequestBase]
@@ -37,6 +39,7 @@ KINDS: Mapping[str, Kind] = {
         Kind("avatar", AvatarRequest, "aistudios"),
         Kind("music", MusicRequest, "aimi"),
         Kind("lipsync_batch", LipsyncBatchRequest, "syncso", submittable=False),
+        Kind("pipeline", PipelineRequest, "default"),
     )
 }
 SUBMITTABLE: Mapping[str, Kind] = {name: kind for name, kind in KINDS.items() if kind.submittable}
@@ -52,3 +55,4 @@ def _adapter(kinds: Mapping[str, Kind]) -> TypeAdapter[JobRequest]:
 
 JOB_REQUEST = _adapter(SUBMITTABLE)  # what producers accept
 STORED_REQUEST = _adapter(KINDS)  # what a job record may hold
+MEMBER_REQUEST = _adapter({name: KINDS[name] for name in MEMBER_KINDS})  # a pipeline's step

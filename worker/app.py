@@ -19,7 +19,7 @@ from worker.settings import Settings, get_settings
 
 # One queue per provider, named after it, so a fleet scales each provider's workers on their own.
 PROVIDER_QUEUES = tuple(PROVIDERS)
-TASK_MODULES = ["worker.tasks", *(spec.stages for spec in PROVIDERS.values())]
+TASK_MODULES = ["worker.tasks", "worker.pipeline", *(spec.stages for spec in PROVIDERS.values())]
 
 
 def broker_transport_options(visibility_timeout_s: int) -> dict[str, int]:

@@ -69,6 +69,8 @@ class Step:
     # The pools whose slot (taken by an earlier step) this step gives back when done: the reconciler frees
     # a slot whose step is done, should the release have been lost.
     releases: tuple[str, ...] = ()
+    # Its runs take their state key as argument (``dub[1]``): one task runs every step (a pipeline's).
+    keyed: bool = False
 
     def state_key(self, branch: int | None) -> str:
         return state_key(self.name, branch)
@@ -88,17 +90,33 @@ class Run:
     @property
     def args(self) -> tuple[str | int, ...]:
         """The task's arguments after the job id."""
+        if self.step.keyed:
+            return (self.state_key,)
         return () if self.branch is None else (self.branch,)
+
+
+@dataclass(frozen=True)
+class Then:
+    """Runs to push once every state of ``join`` is done (at once when there is none)."""
+
+    runs: tuple[Run, ...] = ()
+    join: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Next:
     """What follows a done step: ``runs`` to push once every state of ``join`` is done (none to wait
-    for outside a join), or the job's end (``end``)."""
+    for outside a join), or the job's end (``end``), once ``join`` is done. ``more``: other runs, each
+    group with a join of its own (a pipeline's step that several later steps wait for)."""
 
     runs: tuple[Run, ...] = ()
     join: tuple[str, ...] = ()
     end: bool = False
+    more: tuple[Then, ...] = ()
+
+    @property
+    def groups(self) -> tuple[Then, ...]:
+        return (Then(self.runs, self.join), *self.more)
 
 
 @dataclass(frozen=True)

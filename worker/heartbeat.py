@@ -22,9 +22,8 @@ from celery import Celery
 from celery.worker import state
 
 from schemas import layout as L
-from worker.graph import branch_of, state_key
 from worker.lua import source
-from worker.stage import run_holder
+from worker.stage import Stage, run_holder
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +67,10 @@ class Heartbeat:
     def _run_of(self, request: Any) -> list[str | int]:
         """[lease key, task id, holder] of a genq stage run, or [] for another task."""
         task = self.app.tasks.get(request.name)
-        stage = getattr(task, "stage", "")
         args = request.args or ()
-        if not stage or not args or not request.worker_pid:
+        if not isinstance(task, Stage) or not task.stage or not args or not request.worker_pid:
             return []
-        key = L.run_key(str(args[0]), state_key(stage, branch_of(args)))
+        key = L.run_key(str(args[0]), task.run_state(args))
         return [key, request.id, run_holder(request.id, request.worker_pid)]
 
 

@@ -18,6 +18,7 @@ class Done:
 
     outputs: list[Output] | None = None
     also: tuple[tuple[str, str], ...] = ()
+    detail: str | None = None  # what the stage's state says of its end ("skipped: …")
 
 
 class Later(Exception):
@@ -61,6 +62,11 @@ class Wait(Exception):
         self.what = what
         self.check_in_s = check_in_s
         self.deadline_in_s = deadline_in_s
+
+
+class Awaiting(Exception):
+    """This stage waits for another job to end (a pipeline's step); that job's end pushes the stage's
+    next run, which its plain function set up before raising this."""
 
 
 class Stop(Exception):

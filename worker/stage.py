@@ -40,7 +40,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -51,12 +51,13 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from schemas import JobError, JobRecord, Output, StageState, StageStatus
-from schemas.inputs import outside_roots, parse_roots
+from schemas.inputs import outside_roots
 from worker.context import Context, get_context
 from worker.graph import branch_of, run_message, state_key
+from worker.handoff import handed_on, presigned_inputs
 from worker.inputs import refused
 from worker.limits import Gate, Parked
-from worker.outcomes import Done, JobFailed, Later, Stop, Wait
+from worker.outcomes import Awaiting, Done, JobFailed, Later, Stop, Wait
 from worker.outputs import OutputBudget
 from worker.providers.errors import InfrastructureError, InternalError, ProviderError, Throttled
 from worker.providers.registry import graph_for
@@ -131,6 +132,7 @@ class Stage(Task):  # type: ignore[type-arg]
         store = self.ctx.store
         try:
             self._check_inputs(job)
+            job = presigned_inputs(job, self.ctx)
             result = action(job, gate)
         except Parked as parked:
             store.set_stage(job_id, self.state_key, _moved(state, StageStatus.THROTTLED, str(parked)))
@@ -145,6 +147,9 @@ class Stage(Task):  # type: ignore[type-arg]
         except Stop as stop:
             store.set_stage(job_id, self.state_key, _moved(state, StageStatus.DONE, str(stop), ended=True))
             return f"stopped: {stop}"
+        except Awaiting as awaiting:
+            store.set_stage(job_id, self.state_key, _moved(state, StageStatus.WAITING, str(awaiting)))
+            return str(awaiting)
         except Throttled as exc:
             retry, most_s = self.ctx.settings.retry, self.ctx.settings.limits.max_retry_after_s
             delay = throttle_delay_s(exc, self.request.retries, base_s=1.0, cap_s=retry.backoff_cap_s,
@@ -164,25 +169,29 @@ class Stage(Task):  # type: ignore[type-arg]
     def _advance(self, job: JobRecord, state: StageState, result: object) -> str:
         """Record this stage done and push what follows it in the job's graph, in one step."""
         graph = graph_for(job.kind)
-        if graph.fans_out_after(job, self.stage):
+        if graph.fans_out_after(job, self.step_name):
             job = self.ctx.store.get(job.id)  # the fan's width may be what this run recorded
-        after = graph.after(job, self.stage, self.branch)
+        after = graph.after(job, self.step_name, self.branch)
         done = result if isinstance(result, Done) else Done(outputs=_outputs(result))
         pushes = [self.message(run.step.task, job.id, *run.args) for run in after.runs]
         pushes += [self.message(task, other) for task, other in done.also]
+        more = [(then.join, [self.message(run.step.task, job.id, *run.args) for run in then.runs])
+                for then in after.more]  # fmt: skip
         outputs = (done.outputs or []) if after.end else None
-        ended = _moved(state, StageStatus.DONE, None, ended=True)
+        ended = _moved(state, StageStatus.DONE, done.detail, ended=True)
         outcome = self.ctx.store.advance(
-            job.id, self.state_key, ended, join=after.join, pushes=pushes, outputs=outputs
+            job.id, self.state_key, ended, join=after.join, pushes=pushes, more=more, outputs=outputs
         )
         return "done" if outcome in ("advanced", "ended", "joined") else f"done ({outcome})"
 
     def _check_inputs(self, job: JobRecord) -> None:
         """Refuse a job whose local inputs are not under the input roots (symlinks resolved now), before
-        anything is sent. What reads a file opens it again with ``worker.inputs.open_local``, which checks
+        anything is sent; an input a pipeline handed on from an earlier step must be in this process's file
+        store instead. What reads a file opens it again with ``worker.inputs.open_local``, which checks
         what it opened: a link swapped after this check is refused there."""
-        roots = parse_roots(self.ctx.settings.input_roots)
-        problems = outside_roots(job.request.local_files(), roots)
+        files, handed = job.request.local_files(), handed_on(job)
+        problems = outside_roots({f: p for f, p in files.items() if f not in handed}, self.ctx.input_roots)
+        problems += outside_roots({f: p for f, p in files.items() if f in handed}, self.ctx.output_roots)
         if problems:
             raise refused("; ".join(problems))
 
@@ -190,12 +199,27 @@ class Stage(Task):  # type: ignore[type-arg]
     def branch(self) -> int | None:
         """Which of the job's parallel branches this run is (its second argument), if any: the third
         upload chunk, the second execution ..."""
-        return branch_of(self.request.args or ())
+        return self.branch_in(self.request.args or ())
 
     @property
     def state_key(self) -> str:
         """Where the job record keeps this stage's state: ``execute[2]`` for a branch."""
-        return state_key(self.stage, self.branch)
+        return self.run_state(self.request.args or ())
+
+    @property
+    def step_name(self) -> str:
+        """The step of the job's graph this run is (the stage, but for a task that runs several)."""
+        return self.stage
+
+    @classmethod
+    def branch_in(cls, args: Sequence[Any]) -> int | None:
+        """The branch a run of this task with ``args`` is."""
+        return branch_of(args)
+
+    @classmethod
+    def run_state(cls, args: Sequence[Any]) -> str:
+        """The state key of a run of this task with ``args`` (the heartbeat asks it too)."""
+        return state_key(cls.stage, cls.branch_in(args))
 
     def holder(self, job_id: str) -> str:
         """Who holds this run's slots and turns: the job, or ``<job id>:<branch>`` for a branch, so that
@@ -305,10 +329,9 @@ class Stage(Task):  # type: ignore[type-arg]
         so nothing in it recorded the end: the worker's main process fails the job here (dead-lettered,
         so ``genq replay`` runs it again), and gives back the run's slots."""
         if isinstance(exc, TimeLimitExceeded) and args:
-            self._killed(str(args[0]), branch_of(args))
+            self._killed(str(args[0]), self.run_state(args), self.branch_in(args))
 
-    def _killed(self, job_id: str, branch: int | None) -> None:
-        key = state_key(self.stage, branch)
+    def _killed(self, job_id: str, key: str, branch: int | None) -> None:
         message = f"the stage ran past its hard time limit of {self.time_limit:g} s; its process was killed"
         log.error("%s of job %s: %s", self.name, job_id, message)
         store = self.ctx.store

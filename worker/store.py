@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,7 @@ class JobStore:
         self._begin = client.register_script(source("run_begin"))
         self._advance = client.register_script(source("advance"))
         self._claim = client.register_script(source("claim"))
+        self._step_job = client.register_script(source("pipeline_step"))
 
     def get(self, job_id: str) -> JobRecord:
         raw = self.redis.hgetall(L.job_key(job_id))
@@ -95,22 +97,45 @@ class JobStore:
         *,
         join: tuple[str, ...] = (),
         pushes: list[tuple[str, str]] | None = None,
+        more: Sequence[tuple[tuple[str, ...], list[tuple[str, str]]]] = (),
         outputs: list[Output] | None = None,
     ) -> str:
         """Record a done stage and move the job on, in one step (``advance.lua``): push ``pushes``
-        ((queue, message)) once every state of ``join`` is done, and end the job with ``outputs`` when
-        they are given. Returns what happened: advanced, joined, ended, again (the stage had advanced
-        before: nothing is pushed twice), the status of a job no longer running, or missing."""
-        pushes = pushes or []
+        ((queue, message)) once every state of ``join`` is done, and each of ``more`` ((join, pushes))
+        once its own join is; end the job with ``outputs`` when they are given (once every join is done).
+        Returns what happened: advanced, joined, ended, again (the stage had advanced before: nothing is
+        pushed twice), the status of a job no longer running, or missing."""
         ended = outputs is not None
         outputs_json = "[" + ",".join(o.model_dump_json() for o in outputs or []) + "]"
+        groups = [(join, pushes or []), *more]
         args: list[str | int] = [L.STAGE_PREFIX + state_key, state.model_dump_json(), L.now_iso(),
                                  L.JOB_TTL_S, "1" if ended else "0", outputs_json if ended else "",
-                                 len(join), *(L.STAGE_PREFIX + key for key in join), len(pushes)]  # fmt: skip
-        for queue, message in pushes:
-            args += [queue, message]
-        result = self._advance(keys=[L.job_key(job_id), L.RUNNING_KEY, L.METRICS_JOBS_KEY], args=args)
+                                 len(groups)]  # fmt: skip
+        for fields, messages in groups:
+            args += [len(fields), *(L.STAGE_PREFIX + key for key in fields), len(messages)]
+            for queue, message in messages:
+                args += [queue, message]
+        keys = [L.job_key(job_id), L.RUNNING_KEY, L.METRICS_JOBS_KEY, L.PIPELINE_NOTIFY_KEY]
+        result = self._advance(keys=keys, args=args)
         return L.text(result) if result else "missing"
+
+    def step_job(
+        self,
+        pipeline_id: str,
+        node: str,
+        job_id: str,
+        notice: str,
+        *,
+        made: tuple[str, str, dict[str, str]] | None = None,
+    ) -> list[str]:
+        """Make a pipeline's step job ``job_id`` (``made``: its queue, start message and hash) with its
+        ``notice``, or wait for it again (``pipeline_step.lua``); the script's answer, as text."""
+        queue, start, fields = made if made is not None else (L.DEFAULT_QUEUE, "", {})
+        keys = [L.job_key(pipeline_id), L.job_key(job_id), L.PIPELINE_NOTIFY_KEY, queue]
+        args = [L.PROVIDER_ID_PREFIX + node, job_id, notice]
+        if made is not None:
+            args += [start, *(x for pair in fields.items() for x in pair)]
+        return [L.text(x) for x in self._step_job(keys=keys, args=args)]
 
     def transition(
         self,

@@ -41,6 +41,8 @@ def start(self: Task, job_id: str) -> str:  # type: ignore[type-arg]
                              code="genq_internal_error")  # fmt: skip
             ctx.store.fail(job_id, error, dead_letter=True)
             return "failed: its first steps could not be found"
+        if not runs:
+            return "skipped: no step is due"
         root = str(self.request.root_id or self.request.id)
         made = [
             run_message(r.step.task, job_id, r.args, root_id=root, parent_id=self.request.id) for r in runs

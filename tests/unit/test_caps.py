@@ -52,6 +52,8 @@ def test_the_defaults() -> None:
         "max_dictionary_bytes": 100_000,
         "max_bounding_boxes": 30_000,
         "max_segments": 256,
+        "max_pipeline_steps": 20,
+        "max_pipeline_jobs": 200,
         "max_job_output_bytes": 10 * 1024**3,
     }
 

@@ -59,9 +59,16 @@ def for_kind(kind: str) -> AnySpec:
     return PROVIDERS[KINDS[kind].provider]
 
 
+# The graphs of kinds no provider runs: a pipeline's steps are jobs of the other kinds.
+CORE_GRAPHS: Mapping[str, str] = {"pipeline": "worker.pipeline:GRAPH"}
+
+
 @cache
 def graph_for(kind: str) -> Graph:
-    """The step graph of jobs of ``kind`` (declared in its provider's package)."""
+    """The step graph of jobs of ``kind`` (declared in its provider's package, or in ``CORE_GRAPHS``)."""
+    if kind in CORE_GRAPHS:
+        graph: Graph = load(CORE_GRAPHS[kind])
+        return graph
     graphs: tuple[Graph, ...] = load(for_kind(kind).graphs)
     return next(g for g in graphs if g.kind == kind)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from schemas import JobRecord, JobStatus, Output, is_local_path
-from schemas.inputs import parse_roots
 from schemas.music import MusicRequest
 from storage import OutputStore, Sink, Stored
 from worker.context import Context
@@ -72,7 +71,7 @@ class Aimi:
             ctx.section(SPEC),
             ctx.budgets.pool(EXECUTIONS),
             ctx.budgets.rate(REQUESTS),
-            parse_roots(ctx.settings.input_roots),
+            ctx.read_roots,
             SourceReader(ctx.egress),
         )
 

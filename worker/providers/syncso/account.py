@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.inputs import parse_roots
 from worker.context import Context
 from worker.limits import Pool, RateBudget
 from worker.providers.syncso.client import SyncSoClient
@@ -41,5 +40,5 @@ class SyncSo:
             b.rate(OTHER),
             b.rate(UPLOAD),
             ctx.settings.webhooks.url_for(SPEC.name),
-            parse_roots(ctx.settings.input_roots),
+            ctx.read_roots,
         )
