@@ -6,7 +6,8 @@ Every ``reconcile_every_s`` it:
   the reconciler saw) and has no message anywhere (its queue, kombu's unacknowledged messages, the
   schedule, a parked wait, a pool's parked callers), two passes in a row, gets the runs its step graph
   says are due (``Graph.frontier``) pushed again. A message pushed twice is harmless: a run of a stage
-  that advanced is skipped.
+  that advanced is skipped. A pipeline's run that waits for a step's job is held by the notice that
+  job's end pushes (``layout.PIPELINE_NOTIFY_KEY``).
 - **frees pool slots no step holds.** A lease whose job has ended, or whose step that lets go of the
   pool is done, is released (which wakes a parked caller), instead of waiting out its time to live.
 - **checks again what a sweep held when Redis restarted.** Parked ids a status sweep had claimed may have
@@ -209,6 +210,7 @@ class Reconciler:
         found: set[str] = set()
         found |= self._parked_in_pools()
         found |= self._parked_in_waits()
+        found |= self._waiting_for_steps()
         found |= self._scheduled()
         if jobs - found:
             found |= self._in_lists(self.queues)
@@ -227,6 +229,10 @@ class Reconciler:
             for namespace in self.wait_namespaces:
                 pipe.hvals(L.wait_keys(namespace)[0])
             return {json.loads(entry)["job"] for entries in pipe.execute() for entry in entries}
+
+    def _waiting_for_steps(self) -> set[str]:
+        """Pipelines whose runs wait for a step's job to end: the notice that job's end pushes holds it."""
+        return {json.loads(notice)["pipeline"] for notice in self.redis.hvals(L.PIPELINE_NOTIFY_KEY)}
 
     def _scheduled(self) -> set[str]:
         with self.redis.pipeline(transaction=False) as pipe:
