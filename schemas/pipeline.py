@@ -245,7 +245,8 @@ class PipelineRequest(JobRequestBase):
                     continue
                 if _pattern(path) not in inputs:
                     takes = f"only in {', '.join(inputs)}" if inputs else "in none of its fields"
-                    problems.append(f"{at}: takes no step's output (a {kind} request takes one {takes})")
+                    a = "an" if str(kind)[:1] in "aeiou" else "a"
+                    problems.append(f"{at}: takes no step's output ({a} {kind} request takes one {takes})")
                     continue
                 made = Ref(path, ref["from"], output)
                 if made not in seen:

@@ -335,10 +335,11 @@ def joined(join: Any, succeeded: int, total: int) -> bool:
     return succeeded >= wanted
 
 
-def can_succeed(job: JobRecord, shape: Shape) -> bool:
+def can_succeed(job: JobRecord, shape: Shape | None = None) -> bool:
     """Whether the pipeline's join can still hold, given the outcomes recorded so far: a node can still
     succeed unless it ended otherwise, or what it takes cannot, or too few of what it joins can."""
     assert isinstance(job.request, PipelineRequest)
+    shape = shape or job.request.shape()
     possible: dict[str, bool] = {}
     for name in shape.order:
         join = job.request.steps[name].join
@@ -356,10 +357,11 @@ def can_succeed(job: JobRecord, shape: Shape) -> bool:
     return joined(job.request.join, sum(possible[key] for key in leaves), len(leaves))
 
 
-def failure_message(job: JobRecord, shape: Shape) -> str:
+def failure_message(job: JobRecord, shape: Shape | None = None) -> str:
     """Which runs did not succeed, and why: ``dub[1] failed (sync.so generation_failed: …); score[1]
     skipped``, with how many final runs succeeded against what the join needs."""
     assert isinstance(job.request, PipelineRequest)
+    shape = shape or job.request.shape()
     parts = []
     for key in shape.all_nodes():
         outcome = outcome_of(job, key)

@@ -4,6 +4,8 @@ outputs; a copy of a message whose run advanced, or that another live process ru
 
 from __future__ import annotations
 
+import json
+
 import redis
 
 from producers import Producer
@@ -102,3 +104,35 @@ def test_a_begin_records_the_run_and_skips_an_ended_job(scratch_url: str, scratc
     follows = store.begin(job_id, "wait", task_id="t4", holder="t4 h:1", lease_s=30, follows_cancelled=True)
     assert follows.outcome == "run"  # a stage that follows a cancelled job's provider job to its end
     assert begin(store, "no-such-job", "create") == "missing"
+
+
+def test_an_advance_pushes_each_group_whose_join_is_done_and_only_once(
+    scratch_url: str, scratch: redis.Redis
+) -> None:
+    job_id = running(scratch_url, scratch, LIPSYNC)
+    store = JobStore(scratch)
+    for stage in ("a", "b"):
+        assert begin(store, job_id, stage) == "run"
+    # a's end: c waits for a alone, d for a and b.
+    more = [(("a",), [("q", "c")]), (("a", "b"), [("q", "d")])]
+    assert store.advance(job_id, "a", DONE, join=("a", "b"), pushes=[], more=more) == "advanced"
+    assert scratch.lrange("q", 0, -1) == [b"c"]
+    assert store.advance(job_id, "b", DONE, more=[(("a", "b"), [("q", "d")])]) == "advanced"
+    assert scratch.lrange("q", 0, -1) == [b"d", b"c"]
+    assert store.advance(job_id, "b", DONE, more=[(("a", "b"), [("q", "d")])]) == "again"
+    assert scratch.llen("q") == 2
+
+
+def test_the_end_of_a_pipelines_step_job_pushes_its_notice_in_the_same_step(
+    scratch_url: str, scratch: redis.Redis
+) -> None:
+    ended, failed = running(scratch_url, scratch, LIPSYNC), running(scratch_url, scratch, LIPSYNC)
+    store = JobStore(scratch)
+    for job_id in (ended, failed):
+        notice = json.dumps({"pipeline": "p1", "queue": "pq", "message": f"run after {job_id}"})
+        scratch.hset(L.PIPELINE_NOTIFY_KEY, job_id, notice)
+    assert begin(store, ended, "download") == "run"
+    assert store.advance(ended, "download", DONE, outputs=[]) == "ended"
+    store.transition(failed, JobStatus.FAILED)
+    assert scratch.lrange("pq", 0, -1) == [f"run after {failed}".encode(), f"run after {ended}".encode()]
+    assert scratch.hlen(L.PIPELINE_NOTIFY_KEY) == 0
