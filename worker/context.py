@@ -18,6 +18,7 @@ import redis
 from schemas import layout as L
 from schemas.inputs import parse_roots
 from storage import OutputStore, output_store
+from worker.handoff import Roots
 from worker.limits import Budgets, Limiter, RedisLimiter, Unlimited
 from worker.providers.egress import Egress
 from worker.providers.registry import PROVIDERS, specs
@@ -79,24 +80,12 @@ class Context:
         """Where this process stores outputs (GENQ_OUTPUTS__URL, else GENQ_ARTIFACT_DIR)."""
         return output_store(self.settings.outputs, self.settings.artifact_dir)
 
-    @cached_property
-    def input_roots(self) -> tuple[Path, ...]:
-        """Where a job's own local inputs may be read (GENQ_INPUT_ROOTS)."""
-        return parse_roots(self.settings.input_roots)
-
-    @cached_property
-    def output_roots(self) -> tuple[Path, ...]:
-        """Where an input a pipeline handed on from an earlier step may be read: this process's file
-        store (none for an S3 store, whose outputs are handed on by URL)."""
+    @property
+    def roots(self) -> Roots:
+        """Where a stage may read a job's local inputs (``worker.handoff.Roots``)."""
         directory = getattr(self.outputs, "directory", None)
-        return (Path(directory).resolve(),) if isinstance(directory, Path) else ()
-
-    @cached_property
-    def read_roots(self) -> tuple[Path, ...]:
-        """What a stage that reads local inputs may open: the input roots, and the file store for inputs a
-        pipeline handed on. Which of them an input may be under is checked first, input by input
-        (``Stage._check_inputs``)."""
-        return self.input_roots + self.output_roots
+        outputs = (Path(directory).resolve(),) if isinstance(directory, Path) else ()
+        return Roots(parse_roots(self.settings.input_roots), outputs)
 
     def section(self, spec: ProviderSpec[S, Any]) -> S:
         return spec.section(self.settings)

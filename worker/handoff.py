@@ -8,6 +8,8 @@ a provider fetches it by URL however long the job waited before the run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from schemas import JobRecord
@@ -21,6 +23,20 @@ if TYPE_CHECKING:
     from worker.context import Context
 
 HANDED = "handed"  # the job data field: {input field: the pipeline step's run whose output it is}
+
+
+@dataclass(frozen=True)
+class Roots:
+    """Where a stage may read a job's local inputs: its own under the input roots (GENQ_INPUT_ROOTS),
+    and those a pipeline handed on from an earlier step in this process's file store (none for an S3
+    store, whose outputs are handed on by URL)."""
+
+    inputs: tuple[Path, ...] = ()
+    outputs: tuple[Path, ...] = ()
+
+    def of(self, job: JobRecord, field: str) -> tuple[Path, ...]:
+        """The roots input ``field`` of ``job`` may be under."""
+        return self.outputs if field in handed_on(job) else self.inputs
 
 
 def handed_on(job: JobRecord) -> dict[str, str]:

@@ -189,9 +189,9 @@ class Stage(Task):  # type: ignore[type-arg]
         anything is sent; an input a pipeline handed on from an earlier step must be in this process's file
         store instead. What reads a file opens it again with ``worker.inputs.open_local``, which checks
         what it opened: a link swapped after this check is refused there."""
-        files, handed = job.request.local_files(), handed_on(job)
-        problems = outside_roots({f: p for f, p in files.items() if f not in handed}, self.ctx.input_roots)
-        problems += outside_roots({f: p for f, p in files.items() if f in handed}, self.ctx.output_roots)
+        files, handed, roots = job.request.local_files(), handed_on(job), self.ctx.roots
+        problems = outside_roots({f: p for f, p in files.items() if f not in handed}, roots.inputs)
+        problems += outside_roots({f: p for f, p in files.items() if f in handed}, roots.outputs)
         if problems:
             raise refused("; ".join(problems))
 

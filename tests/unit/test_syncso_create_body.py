@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from schemas import JOB_REQUEST, JobRecord, JobStatus
+from worker.handoff import Roots
 from worker.providers.errors import BadRequest
 from worker.providers.syncso.stages import create_body
 
@@ -25,7 +26,7 @@ def job(video: Path, **data: object) -> JobRecord:
 def test_a_part_within_the_limit_is_sent_as_a_file(tmp_path: Path) -> None:
     video = tmp_path / "v.mp4"
     video.write_bytes(b"x" * 10)
-    with create_body(job(video), max_upload_bytes=10, roots=[tmp_path]) as (body, files):
+    with create_body(job(video), max_upload_bytes=10, roots=Roots((tmp_path,))) as (body, files):
         assert list(files) == ["video"]
         assert (files["video"].name, files["video"].read()) == (str(video), b"x" * 10)
         assert body["input"] == [{"type": "audio", "url": "https://x.test/a.wav"}]
@@ -35,7 +36,10 @@ def test_a_part_within_the_limit_is_sent_as_a_file(tmp_path: Path) -> None:
 def test_a_part_over_the_limit_fails_naming_its_size_and_the_limit(tmp_path: Path) -> None:
     video = tmp_path / "v.mp4"
     video.write_bytes(b"x" * 11)
-    with pytest.raises(BadRequest) as caught, create_body(job(video), max_upload_bytes=10, roots=[tmp_path]):
+    with (
+        pytest.raises(BadRequest) as caught,
+        create_body(job(video), max_upload_bytes=10, roots=Roots((tmp_path,))),
+    ):
         pass
     assert (
         caught.value.message
@@ -47,7 +51,9 @@ def test_a_part_over_the_limit_fails_naming_its_size_and_the_limit(tmp_path: Pat
 def test_a_file_uploaded_as_an_asset_is_sent_by_its_id_whatever_its_size(tmp_path: Path) -> None:
     video = tmp_path / "v.mp4"
     video.write_bytes(b"x" * 11)
-    with create_body(job(video, assets={"video": "asset-1"}), max_upload_bytes=10, roots=[tmp_path]) as (
+    with create_body(
+        job(video, assets={"video": "asset-1"}), max_upload_bytes=10, roots=Roots((tmp_path,))
+    ) as (
         body,
         files,
     ):
@@ -57,7 +63,10 @@ def test_a_file_uploaded_as_an_asset_is_sent_by_its_id_whatever_its_size(tmp_pat
 
 def test_a_missing_part_fails_naming_the_field(tmp_path: Path) -> None:
     gone = tmp_path / "gone.mp4"
-    with pytest.raises(BadRequest) as caught, create_body(job(gone), max_upload_bytes=10, roots=[tmp_path]):
+    with (
+        pytest.raises(BadRequest) as caught,
+        create_body(job(gone), max_upload_bytes=10, roots=Roots((tmp_path,))),
+    ):
         pass
     assert (caught.value.message, caught.value.code) == (f"video: no such file: {gone}", "genq_input_refused")
     assert not caught.value.retryable

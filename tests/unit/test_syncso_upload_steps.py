@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from schemas import JOB_REQUEST, JobRecord, JobStatus
+from worker.handoff import Roots
 from worker.limits import Gate, MemoryLimiter, Pool, RateBudget
 from worker.outcomes import Later
 from worker.providers.syncso.account import SyncSo
@@ -65,7 +66,8 @@ def run(client: FakeClient, store: FakeStore, video: Path, *, turn_taken: bool =
     if turn_taken:
         limiter.take_turn(other, "someone-else", horizon_s=120)
     sync = SyncSo(client, SyncSoSettings(max_upload_bytes=10), Pool("syncso.generations", 3, 60.0),  # type: ignore[arg-type]
-                  Pool("syncso.batches", 1, 60.0), fast, other, fast, None, (video.parent,))  # fmt: skip
+                  Pool("syncso.batches", 1, 60.0), fast, other, fast, None,
+                  Roots((video.parent,)))  # fmt: skip
     gate = Gate(limiter, LimitsSettings(horizon_s=120), job, lambda: ("syncso", "rerun"))
     return upload_inputs(job, store, sync, gate)  # type: ignore[arg-type]
 

@@ -21,6 +21,7 @@ from schemas.music import MusicRequest
 from storage import OutputStore, Sink, Stored
 from worker.context import Context
 from worker.follow import Followed, recorded_end
+from worker.handoff import Roots
 from worker.inputs import open_local
 from worker.limits import Gate, Pool, RateBudget
 from worker.names import output_key as store_key
@@ -61,7 +62,7 @@ class Aimi:
     settings: AimiSettings
     executions: Pool
     rate: RateBudget
-    input_roots: tuple[Path, ...]  # where local videos may be read (GENQ_INPUT_ROOTS)
+    roots: Roots  # where local videos may be read (GENQ_INPUT_ROOTS, or handed on by a pipeline)
     sources: SourceReader  # what reads a video's URL (the egress policy)
 
     @classmethod
@@ -71,7 +72,7 @@ class Aimi:
             ctx.section(SPEC),
             ctx.budgets.pool(EXECUTIONS),
             ctx.budgets.rate(REQUESTS),
-            ctx.read_roots,
+            ctx.roots,
             SourceReader(ctx.egress),
         )
 
@@ -85,22 +86,24 @@ def _refused(message: str) -> BadRequest:
     return BadRequest(message, provider=PROVIDER)
 
 
-def _source_size(source: str, aimi: Aimi) -> int:
+def _source_size(job: JobRecord, aimi: Aimi) -> int:
+    source = _request(job).video
     if is_local_path(source):
-        with open_local(source, aimi.input_roots, field="video") as file:
+        with open_local(source, aimi.roots.of(job, "video"), field="video") as file:
             return os.fstat(file.fileno()).st_size
     return aimi.sources.content_length(source)
 
 
-def _read_range(source: str, start: int, end: int, aimi: Aimi) -> Iterator[bytes]:
+def _read_range(job: JobRecord, start: int, end: int, aimi: Aimi) -> Iterator[bytes]:
     """Bytes ``start..end`` (inclusive) of the video, in pieces: a seek into a local file (opened once,
     under the input roots: ``open_local``), or an HTTP Range request to its URL. No worker ever holds
     more than a piece of it."""
+    source = _request(job).video
     if not is_local_path(source):
         yield from aimi.sources.fetch_range(source, start, end)
         return
     try:
-        with open_local(source, aimi.input_roots, field="video") as file:
+        with open_local(source, aimi.roots.of(job, "video"), field="video") as file:
             file.seek(start)
             left = end - start + 1
             while left > 0:
@@ -119,7 +122,7 @@ def start_upload(job: JobRecord, store: JobStore, aimi: Aimi, gate: Gate) -> int
     request = _request(job)
     upload: dict[str, Any] | None = job.data.get("upload")
     if upload is None:
-        size = _source_size(request.video, aimi)
+        size = _source_size(job, aimi)
         if size <= 0:
             raise _refused(f"video: {request.video} is empty")
         if size > aimi.settings.max_source_bytes:  # before a chunk is cut, or Aimi is told of it
@@ -147,7 +150,7 @@ def send_chunk(job: JobRecord, store: JobStore, aimi: Aimi, gate: Gate, index: i
     start = index * int(upload["chunk_bytes"])
     end = min(int(upload["size"]), start + int(upload["chunk_bytes"])) - 1
     with gate.calling(aimi.rate):
-        content = _read_range(_request(job).video, start, end, aimi)
+        content = _read_range(job, start, end, aimi)
         aimi.client.upload_chunk(job.provider_ids[TASK], index, content, end - start + 1)
     store.set_provider_id(job.id, chunk_key(index), "acknowledged")
 

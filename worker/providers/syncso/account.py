@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from worker.context import Context
+from worker.handoff import Roots
 from worker.limits import Pool, RateBudget
 from worker.providers.syncso.client import SyncSoClient
 from worker.providers.syncso.settings import SyncSoSettings
@@ -22,7 +22,7 @@ class SyncSo:
     other_rate: RateBudget  # every other endpoint
     upload_rate: RateBudget  # POST /v2/assets/upload
     webhook_url: str | None  # where sync.so delivers the end of a generation, if anywhere
-    input_roots: tuple[Path, ...] = ()  # where local inputs may be read (GENQ_INPUT_ROOTS)
+    roots: Roots = field(default_factory=Roots)  # where local inputs may be read (input roots, handed on)
 
     @property
     def account(self) -> str:
@@ -40,5 +40,5 @@ class SyncSo:
             b.rate(OTHER),
             b.rate(UPLOAD),
             ctx.settings.webhooks.url_for(SPEC.name),
-            ctx.read_roots,
+            ctx.roots,
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Final
 
@@ -70,7 +70,8 @@ def upload_inputs(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> 
     for field, path in library_fields(job.request, sync.settings.max_upload_bytes).items():
         if field in recorded:
             continue
-        recorded[field] = upload_file(path, sync, gate, Steps(store, job.id, steps, field)).id
+        roots = sync.roots.of(job, field)
+        recorded[field] = upload_file(path, roots, sync, gate, Steps(store, job.id, steps, field)).id
         store.set_data(job.id, ASSETS, recorded)
     return recorded
 
@@ -92,12 +93,12 @@ class Steps:
         self.store.set_data(self.job_id, UPLOADS, self.steps)
 
 
-def upload_file(path: Path, sync: SyncSo, gate: Gate, steps: Steps) -> Asset:
+def upload_file(path: Path, roots: Sequence[Path], sync: SyncSo, gate: Gate, steps: Steps) -> Asset:
     """One file into the media library, under its job's name for it: the upload ticket and the PUT,
     then the registration. A registration that may have reached sync.so (a run died after sending it)
     is looked up by name before it is sent again. The file is opened once, under the input roots
     (``open_local``), and what is sent is what was opened."""
-    with open_local(path, sync.input_roots, field=steps.field) as file:
+    with open_local(path, roots, field=steps.field) as file:
         return _upload(file, path, sync, gate, steps)
 
 

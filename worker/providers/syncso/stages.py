@@ -17,6 +17,7 @@ from schemas.lipsync_wire import generation_body
 from storage import OutputStore, Sink, Stored
 from worker.app import app
 from worker.follow import Followed, followed_end
+from worker.handoff import Roots
 from worker.inputs import open_local
 from worker.limits import Gate
 from worker.names import output_key
@@ -46,7 +47,7 @@ def idempotency_key(job_id: str) -> str:
 
 @contextmanager
 def create_body(
-    job: JobRecord, *, max_upload_bytes: int, roots: Sequence[Path]
+    job: JobRecord, *, max_upload_bytes: int, roots: Roots
 ) -> Iterator[tuple[dict[str, Any], dict[str, io.BufferedReader]]]:
     """The create-generation body, and the local files sent with it (multipart), opened once under the
     input roots (``open_local``) and closed when the block ends. Inputs uploaded to the media library by
@@ -56,7 +57,7 @@ def create_body(
     body, files = generation_body(job.request, assets=assets, direct=direct_fields(job.request, assets))
     with ExitStack() as stack:
         opened = {
-            kind: stack.enter_context(_checked_upload(kind, path, max_upload_bytes, roots))
+            kind: stack.enter_context(_checked_upload(kind, path, max_upload_bytes, roots.of(job, kind)))
             for kind, path in files.items()
         }
         yield body, opened
@@ -116,8 +117,8 @@ def start_generation(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) 
         return recorded
     assert isinstance(job.request, LipsyncRequest)
     gate.hold(sync.generations)
-    limit, roots = sync.settings.max_upload_bytes, sync.input_roots
-    with create_body(job, max_upload_bytes=limit, roots=roots) as (body, files):
+    limit = sync.settings.max_upload_bytes
+    with create_body(job, max_upload_bytes=limit, roots=sync.roots) as (body, files):
         if sync.webhook_url:
             body["webhookUrl"] = sync.webhook_url
         with gate.calling(sync.create_rate, sync.generations):
