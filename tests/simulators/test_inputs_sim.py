@@ -1,20 +1,43 @@
 """What each provider job was given (`GET /_sim/<provider>/inputs`), over real loopback HTTP: sync.so
-generations (multipart parts, assets, URLs, TTS; outputs made from their inputs)."""
+generations (multipart parts, assets, URLs, TTS; outputs made from their inputs), Aimi executions (the
+assembled upload) and AI Studios projects (outputs distinct per project)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import pytest
 
+from simulators.aimi.config import AimiSimConfig
+from simulators.aistudios.config import AIStudiosSimConfig
 from tests.simulators.test_syncso_sim import expected_output, url_line
 
 VIDEO_URL, AUDIO_URL = "https://cdn.example.com/talk.mp4", "https://cdn.example.com/voice.wav"
 TERMINAL = {"COMPLETED", "FAILED", "REJECTED"}
+AI_API, APP_ID, USER_KEY = "/api/odin/v3", "test-app", "test-user-key"
+AIMI_KEY, AIMI_CHUNK = "test-aimi-key", 16 * 1024
+FAST_AI: dict[str, Any] = {
+    "app_id": APP_ID,
+    "user_key": USER_KEY,
+    "render_s": 0.2,
+    "render_jitter": 0.0,
+    "seed": 7,
+}
+FAST_AIMI: dict[str, Any] = {
+    "api_key": AIMI_KEY,
+    "max_chunk_bytes": AIMI_CHUNK,
+    "analysis_s": 0.0,
+    "execution_s": 0.2,
+    "execution_per_video_s": 0.0,
+    "status_cooldown_s": 0.0,
+    "output_bytes": 4096,
+    "seed": 5,
+}
 
 
 def sha(data: bytes) -> str:
@@ -208,3 +231,147 @@ def test_batch_generations_record_their_inputs(api, control, configure):
     assert created.status_code == 201, created.text
     recorded = until(lambda: len(found := inputs_of(control)) == 20 and found)
     assert {r["inputs"]["audio"]["sha256"] for r in recorded.values()} == {sha(b"batch voice")}
+
+
+# Aimi: the assembled upload each execution was given
+
+
+def aimi_client(server_url: str) -> httpx.Client:
+    return httpx.Client(base_url=server_url, headers={"Authorization": f"Bearer {AIMI_KEY}"}, timeout=15)
+
+
+@pytest.fixture
+def aimi(sim_server, control) -> Iterator[httpx.Client]:
+    baseline = AimiSimConfig(**FAST_AIMI).model_dump(mode="json")
+    assert control.post("/_sim/config", json={"aimi": baseline}).status_code == 200
+    with aimi_client(sim_server.base_url) as client:
+        yield client
+
+
+def aimi_upload(aimi: httpx.Client, data: bytes, order: Callable[[list[int]], list[int]] = list) -> str:
+    """A completed upload of `data`, its chunks sent in `order`."""
+    init = {"file_name": "clip.mp4", "file_size": len(data), "file_type": "video/mp4"}
+    taskid = str(aimi.post("/sync_upload_init", json=init).json()["taskid"])
+    chunks = [data[start : start + AIMI_CHUNK] for start in range(0, len(data), AIMI_CHUNK)]
+    for index in order(list(range(len(chunks)))):
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "X-Upload-Id": taskid,
+            "X-Chunk-Index": str(index),
+        }
+        assert aimi.post("/sync_upload_chunk", content=chunks[index], headers=headers).status_code == 200
+    done = aimi.post("/sync_upload_complete", json={"taskid": taskid, "total_chunks": len(chunks)})
+    assert done.status_code == 200, done.text
+    return taskid
+
+
+def aimi_execute(aimi: httpx.Client, taskid: str, **options: Any) -> str:
+    analysis = aimi.post("/sync_video_analysis", json={"taskid": taskid}).json()["analysis"]
+    files = {
+        "analysis": ("analysis.json", json.dumps(analysis), "application/json"),
+        "payload": (None, json.dumps({"taskid": taskid})),
+    }
+    plan = aimi.post("/sync_generate", files=files).json()["plan"]
+    if options:
+        plan["options"] = options
+    response = aimi.post("/sync_execute", json={"taskid": taskid, "plan": plan})
+    assert response.status_code == 200, response.text
+    return str(response.json()["execid"])
+
+
+def aimi_finished(aimi: httpx.Client, execid: str) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        body: dict[str, Any] = aimi.post("/sync_status", json={"execid": execid}).json()
+        return body if body["status"] in {"finished", "error"} else None
+
+    found: dict[str, Any] = until(finished)
+    return found
+
+
+def test_aimi_executions_record_the_assembled_upload_and_their_output(aimi, control):
+    data = bytes(range(256)) * 200  # 51,200 bytes: four chunks, sent backwards
+    taskid = aimi_upload(aimi, data, order=lambda indices: indices[::-1])
+    plain = aimi_execute(aimi, taskid)
+    stems = aimi_execute(aimi, taskid, multitrack=True)
+    early = inputs_of(control, "aimi")
+    assert early[plain]["output"] is None and early[plain]["status"] in {"pending", "processing"}
+
+    files = {execid: download(aimi_finished(aimi, execid)["url"]) for execid in (plain, stems)}
+    recorded = inputs_of(control, "aimi")
+    assert list(recorded) == [plain, stems]
+    for execid, content in files.items():
+        assert recorded[execid]["taskid"] == taskid and recorded[execid]["status"] == "finished"
+        assert recorded[execid]["inputs"] == {
+            "video": {
+                "sha256": sha(data),
+                "bytes": len(data),
+                "source": "upload",
+                "file_name": "clip.mp4",
+                "ref": taskid,
+            }
+        }
+        assert recorded[execid]["output"]["sha256"] == sha(content)
+        assert recorded[execid]["output"]["bytes"] == len(content)
+    assert recorded[stems]["output"]["path"] == f"/_sim/aimi/outputs/{stems}.zip"
+    upload = control.get("/_sim/aimi/uploads").json()[taskid]
+    assert (upload["sha256"], upload["file_size"], upload["executions"]) == (
+        sha(data),
+        len(data),
+        [plain, stems],
+    )
+    assert list(inputs_of(control, "aimi", ids=f"{stems},unknown")) == [stems]
+
+
+# AI Studios: outputs distinct per project
+
+
+@pytest.fixture
+def ai(sim_server, control) -> Iterator[httpx.Client]:
+    baseline = AIStudiosSimConfig(**FAST_AI).model_dump(mode="json")
+    assert control.post("/_sim/config", json={"aistudios": baseline}).status_code == 200
+    with httpx.Client(base_url=sim_server.base_url, timeout=15) as client:
+        token = client.post(f"{AI_API}/auth/token", json={"appId": APP_ID, "userKey": USER_KEY}).json()
+        client.headers["Authorization"] = token["data"]["token"]
+        yield client
+
+
+def avatar_project(ai: httpx.Client, script: str = "Hello from genq.") -> str:
+    model = {"ai_name": "M000045058", "emotion": "BG00002320", "language": "en"}
+    scene = {
+        "sceneIdx": 0,
+        "background": {"id": "background", "type": "background", "source_type": "image"},
+        "clips": [{"id": "aiModel-1", "type": "aiModel", "layer": 1, "model": model}],
+        "scripts": [
+            {"org": script, "isTTS": False, "tts": None, "modelId": "M000045058", "clothId": "BG00002320"}
+        ],
+    }
+    response = ai.post(f"{AI_API}/editor/project", json={"name": "Avatar", "scenes": [scene]})
+    assert response.status_code == 200 and response.json()["success"], response.text
+    return str(response.json()["data"]["projectId"])
+
+
+def avatar_video(ai: httpx.Client, project_id: str) -> bytes:
+    def url() -> str | None:
+        data = ai.get(f"{AI_API}/editor/progress/{project_id}").json()["data"]
+        return data.get("downloadUrl")
+
+    return download(until(url))
+
+
+def test_aistudios_outputs_differ_per_project_and_their_digests_are_reported(ai, control):
+    first, second = avatar_project(ai), avatar_project(ai)
+    pending = inputs_of(control, "aistudios")
+    assert pending[first] == {"state": "exporting", "inputs": {}, "output": None}
+    videos = {project_id: avatar_video(ai, project_id) for project_id in (first, second)}
+    assert videos[first] != videos[second]
+    recorded = inputs_of(control, "aistudios")
+    for project_id, content in videos.items():
+        assert recorded[project_id] == {
+            "state": "exported",
+            "inputs": {},
+            "output": {
+                "sha256": sha(content),
+                "bytes": len(content),
+                "path": f"/_sim/aistudios/outputs/{project_id}.mp4",
+            },
+        }
