@@ -8,7 +8,9 @@ Control routes:
     GET    /_sim/config          current SimConfig
     POST   /_sim/config          deep-merge a partial SimConfig, e.g. {"syncso": {"plan": "scale"}}
     GET    /_sim/faults          queued faults
-    POST   /_sim/faults          queue a fault, e.g. {"route": "syncso.create", "status": 503, "times": 2}
+    POST   /_sim/faults          queue a fault, e.g. {"route": "syncso.create", "status": 503, "times": 2},
+                                 or fail the generations given some input: {"route": "syncso.input",
+                                 "contains": "fr.wav"} (`simulators.syncso.inputs`)
     DELETE /_sim/faults          clear queued faults
     GET    /_sim/storm           the fault storm: active or not, its plan and counters
     POST   /_sim/storm           start a storm (replacing any), e.g. {"share_5xx": 0.2, "seed": 7} (`storm`)

@@ -36,6 +36,7 @@ from simulators.syncso.batch_api import BatchRoutes
 from simulators.syncso.config import SyncSoSimConfig
 from simulators.syncso.estimate import EstimateRoutes
 from simulators.syncso.generations import TERMINAL, Generation, OutcomeFault, Status
+from simulators.syncso.input_faults import InputFault
 from simulators.syncso.output import output_blocks
 from simulators.syncso.query import ListQuery, QueryInvalid, parse_list_query, parse_wait
 from simulators.syncso.responses import (
@@ -115,6 +116,20 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
             Route("/_sim/syncso/batches", batches.lifecycles, methods=["GET"]),
             Route("/_sim/syncso/inputs", self.inputs, methods=["GET"]),
         ]
+
+    # Control surface hooks: input-keyed failures queue with the other faults.
+    def add_fault(self, raw: dict[str, Any]) -> None:
+        if raw.get("route") == f"{self.name}.input":
+            self.state.input_faults.push(InputFault.model_validate(raw))
+            return
+        super().add_fault(raw)
+
+    def pending_faults(self) -> dict[str, Any]:
+        return super().pending_faults() | self.state.input_faults.pending()
+
+    def clear_faults(self) -> None:
+        super().clear_faults()
+        self.state.input_faults.clear()
 
     def _gate(self, route: str, request: Request, auth: bool) -> Response | None:
         state = self.state

@@ -35,6 +35,7 @@ from simulators.syncso.generations import (
     Status,
     forced_outcome,
 )
+from simulators.syncso.input_faults import InputFaults, config_failure, matches_any
 from simulators.syncso.inputs import Inputs, media_inputs
 from simulators.syncso.validate import CreateRejected, CreateRequest, validate_create
 
@@ -111,6 +112,7 @@ class SyncSoState:
         self.idempotency = IdempotencyStore()
         self.faults: FaultQueue[HttpFault] = FaultQueue()
         self.outcomes: FaultQueue[OutcomeFault] = FaultQueue()
+        self.input_faults = InputFaults()
         self.output_digests = OutputDigests()
         self.stats = Stats()
         self._active_until: list[float] = []  # min-heap of terminal_at of possibly in-flight generations
@@ -189,7 +191,7 @@ class SyncSoState:
         gen_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         pending_s = cfg.pending_s * (1 + rng.uniform(-cfg.duration_jitter, cfg.duration_jitter))
         processing_s = cfg.processing_s * (1 + rng.uniform(-cfg.duration_jitter, cfg.duration_jitter))
-        outcome = self._draw_outcome()
+        outcome = self._draw_outcome(inputs)
         processing_at = created_at + pending_s
         terminal_at = processing_at if outcome.status is Status.REJECTED else processing_at + processing_s
         generation = Generation(
@@ -206,9 +208,15 @@ class SyncSoState:
         self.generations[gen_id] = generation
         return generation
 
-    def _draw_outcome(self) -> Outcome:
+    def _draw_outcome(self, inputs: Inputs) -> Outcome:
+        """Input-keyed rules (queued, then the config's), then a queued outcome fault, then the shares."""
         cfg, rng = self.config, self.rng
         roll = rng.random()  # drawn every time so a seed gives the same sequence with or without faults
+        rule = self.input_faults.take(inputs)
+        if rule is not None:
+            return rule.outcome()
+        if matches_any(inputs, cfg.fail_input_contains, cfg.fail_input_sha256):
+            return config_failure()
         forced = self.outcomes.take("syncso.outcome")
         if forced is not None:
             return forced_outcome(forced, rng)

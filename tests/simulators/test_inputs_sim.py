@@ -1,6 +1,7 @@
 """What each provider job was given (`GET /_sim/<provider>/inputs`), over real loopback HTTP: sync.so
 generations (multipart parts, assets, URLs, TTS; outputs made from their inputs), Aimi executions (the
-assembled upload) and AI Studios projects (outputs distinct per project)."""
+assembled upload) and AI Studios projects (outputs distinct per project), and a whole avatar -> lipsync
+-> music chain traced by digests."""
 
 from __future__ import annotations
 
@@ -375,3 +376,47 @@ def test_aistudios_outputs_differ_per_project_and_their_digests_are_reported(ai,
                 "path": f"/_sim/aistudios/outputs/{project_id}.mp4",
             },
         }
+
+
+# The pipeline: avatar video -> lipsync onto dubbed tracks -> music on each result
+
+
+def test_a_chain_of_jobs_is_traced_by_digests(api, ai, aimi, control):
+    avatar_id = avatar_project(ai)
+    avatar = avatar_video(ai, avatar_id)
+    tracks = {lang: f"{lang}-dub".encode() * 100 for lang in ("en", "fr", "de")}
+    # The French branch fails while the rule stands, then passes once it is gone.
+    rule = {"route": "syncso.input", "contains": "fr.wav"}
+    assert control.post("/_sim/faults", json=rule).status_code == 201
+
+    def lipsync_onto(lang: str) -> dict[str, Any]:
+        files = {
+            "video": ("avatar.mp4", avatar, "video/mp4"),
+            "audio": (f"{lang}.wav", tracks[lang], "audio/wav"),
+        }
+        return ended(api, lipsync(api, [], files))
+
+    first = {lang: lipsync_onto(lang) for lang in tracks}
+    assert {lang: g["status"] for lang, g in first.items()} == {
+        "en": "COMPLETED",
+        "fr": "FAILED",
+        "de": "COMPLETED",
+    }
+    assert control.delete("/_sim/faults").status_code == 200
+    generations = {**first, "fr": lipsync_onto("fr")}
+    assert generations["fr"]["status"] == "COMPLETED"
+
+    execids = {
+        lang: aimi_execute(aimi, aimi_upload(aimi, download(g["outputUrl"])))
+        for lang, g in generations.items()
+    }
+    avatar_sha = inputs_of(control, "aistudios")[avatar_id]["output"]["sha256"]
+    syncso, music = inputs_of(control), inputs_of(control, "aimi")
+    for lang, generation in generations.items():
+        given = syncso[generation["id"]]
+        assert given["inputs"]["video"]["sha256"] == avatar_sha == sha(avatar)
+        assert given["inputs"]["audio"]["sha256"] == sha(tracks[lang])
+        assert music[execids[lang]]["inputs"]["video"]["sha256"] == given["output"]["sha256"]
+    failed = syncso[first["fr"]["id"]]
+    assert failed["status"] == "FAILED" and failed["output"] is None
+    assert failed["inputs"] == syncso[generations["fr"]["id"]]["inputs"]  # the replay was given the same
