@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simulators.spec import Option
+from simulators.spec import Option, parse_bool
 
 Plan = Literal["free", "hobbyist", "creator", "growth", "scale"]
 
@@ -44,6 +44,10 @@ class SyncSoSimConfig(BaseModel):
     # they are set back to []: a substring of the input's URL, asset name or file name; its SHA-256.
     fail_input_contains: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     fail_input_sha256: tuple[Sha256Hex, ...] = ()
+    # [INF] Fetch each URL input (GET, at create) to record its SHA-256; one that cannot be fetched makes
+    # its generation REJECTED with generation_input_{video,audio}_inaccessible. Off: only the URL is kept.
+    fetch_input_urls: bool = False
+    input_fetch_timeout_s: float = Field(30.0, gt=0)
     create_rate_limit: int = Field(60, ge=1)
     other_rate_limit: int = Field(600, ge=1)
     rate_window_s: float = Field(60.0, gt=0)
@@ -108,6 +112,7 @@ OPTIONS: tuple[Option, ...] = (
         _texts,
         "comma-separated SHA-256 hex digests: generations with an input of those bytes fail",
     ),
+    Option("fetch-input-urls", "fetch_input_urls", parse_bool, "fetch URL inputs to record their SHA-256"),
     Option("create-rate-limit", "create_rate_limit", int, "POST /v2/generate per rate window"),
     Option("other-rate-limit", "other_rate_limit", int, "other requests per rate window"),
     Option("rate-window-s", "rate_window_s", float, "rate-limit window in seconds"),

@@ -7,7 +7,8 @@ Each `input` item becomes one `MediaInput` under a field name: its type (`video`
 - a multipart file part (source "file"): the part's SHA-256 and size;
 - an asset (source "asset"): the bytes last PUT to its upload URL (the upload's SHA-256 and size);
 - a URL (source "url"): one of the simulator's own upload URLs gives that upload's digest; any other
-  URL is recorded by its URL only (the simulator does not fetch it);
+  URL is fetched only when `fetch_input_urls` is on (`simulators.syncso.fetch`), else only the URL is
+  recorded;
 - a text-to-speech item (source "tts"): the SHA-256 and size of its script (UTF-8).
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from simulators.media import MediaInput
 from simulators.syncso.assets import AssetLibrary, ReceivedFile
+from simulators.syncso.fetch import Fetched
 
 MEDIA_TYPES = ("video", "image", "audio", "text")
 Inputs = tuple[tuple[str, MediaInput], ...]
@@ -30,14 +32,16 @@ def media_inputs(
     items: Any,
     library: AssetLibrary,
     parts: Mapping[str, ReceivedFile] | None = None,
+    fetched: Mapping[str, Fetched] | None = None,
 ) -> Inputs:
     """(field, MediaInput) of each media item of a validated `input` array, in order.
 
-    `parts` are the multipart files of the create call by the asset id each became.
+    `parts` are the multipart files of the create call by the asset id each became; `fetched` the
+    fetched URLs.
     """
     if not isinstance(items, list):
         return ()
-    parts = parts or {}
+    parts, fetched = parts or {}, fetched or {}
     typed = [
         (i, item)
         for i, item in enumerate(items)
@@ -49,7 +53,7 @@ def media_inputs(
         kind = item["type"]
         ref = item.get("refId")
         field = kind if counts[kind] == 1 else f"{kind}:{ref if isinstance(ref, str) else index}"
-        found.append((field, _describe(item, library, parts)))
+        found.append((field, _describe(item, library, parts, fetched)))
     return tuple(found)
 
 
@@ -57,6 +61,7 @@ def _describe(
     item: dict[str, Any],
     library: AssetLibrary,
     parts: Mapping[str, ReceivedFile],
+    fetched: Mapping[str, Fetched],
 ) -> MediaInput:
     if item["type"] == "text":
         provider = item.get("provider") or {}
@@ -69,7 +74,7 @@ def _describe(
         if asset is None:  # create checks asset ids first; a stray one is recorded as unseen
             return MediaInput("asset", None, None, ref=asset_id)
         part = parts.get(asset_id)
-        seen = _at_url(asset.url, library)
+        seen = _at_url(asset.url, library, fetched)
         if part is not None:
             seen = _Seen(part.sha256, part.size, part.file_name, own=True)
         return MediaInput(
@@ -84,7 +89,7 @@ def _describe(
             url_searched=not seen.own,
         )
     url = str(item.get("url"))
-    seen = _at_url(url, library)
+    seen = _at_url(url, library, fetched)
     return MediaInput(
         "url",
         seen.sha256,
@@ -105,11 +110,12 @@ class _Seen:
     own: bool = False  # the URL is one of the simulator's uploads (its path holds a random token)
 
 
-def _at_url(url: str, library: AssetLibrary) -> _Seen:
+def _at_url(url: str, library: AssetLibrary, fetched: Mapping[str, Fetched]) -> _Seen:
     upload = library.upload_at(url)
     if upload is not None:
         return _Seen(upload.sha256, upload.size if upload.sha256 else None, upload.file_name, own=True)
-    return _Seen()
+    got = fetched.get(url)
+    return _Seen() if got is None else _Seen(got.sha256, got.size, error=got.error)
 
 
 def input_matches(

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -35,6 +36,7 @@ from simulators.syncso.assets_api import AssetRoutes
 from simulators.syncso.batch_api import BatchRoutes
 from simulators.syncso.config import SyncSoSimConfig
 from simulators.syncso.estimate import EstimateRoutes
+from simulators.syncso.fetch import Fetched, fetch_digest, urls_to_fetch
 from simulators.syncso.generations import TERMINAL, Generation, OutcomeFault, Status
 from simulators.syncso.input_faults import InputFault
 from simulators.syncso.output import output_blocks
@@ -175,12 +177,13 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
             create_request = self._accept(received, str(request.base_url))
         except CreateRejected as exc:
             return nest_error(exc.status, exc.message, exc.error_code)
+        fetched = await self._fetch_inputs(create_request)
         parts = {file.asset_id: file for file in received.files}
         # No await from here on: replay check, concurrency check and creation are one atomic step.
         now = self.state.clock()
         try:
             generation, replayed = self.state.submit(
-                create_request, key, received.fingerprint, now, parts=parts
+                create_request, key, received.fingerprint, now, parts=parts, fetched=fetched
             )
         except IdempotencyConflict:
             message = "Idempotency-Key was already used with a different request body"
@@ -210,6 +213,16 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
             state.assets.add_file(file, duration_s, base_url, now)
         state.check_assets(create_request)
         return create_request
+
+    async def _fetch_inputs(self, create_request: CreateRequest) -> dict[str, Fetched]:
+        """With `fetch_input_urls`, GET every URL input the simulator does not hold, hashing what comes."""
+        cfg = self.state.config
+        urls = urls_to_fetch(create_request.input, self.state.assets) if cfg.fetch_input_urls else []
+        if not urls:
+            return {}
+        async with httpx.AsyncClient(timeout=cfg.input_fetch_timeout_s, follow_redirects=True) as client:
+            found = await asyncio.gather(*(fetch_digest(client, url, cfg.asset_max_bytes) for url in urls))
+        return dict(zip(urls, found, strict=True))
 
     async def get_generation(self, request: Request) -> Response:
         gen_id = request.path_params["gid"]

@@ -26,6 +26,7 @@ from simulators.syncso.assets import AssetLibrary, ReceivedFile
 from simulators.syncso.batch import Batch, BatchStatus
 from simulators.syncso.batch_input import BatchRecord
 from simulators.syncso.config import SyncSoSimConfig
+from simulators.syncso.fetch import Fetched, unreachable
 from simulators.syncso.generations import (
     REJECT_ERRORS,
     TRANSIENT_ERRORS,
@@ -158,10 +159,11 @@ class SyncSoState:
         now: float,
         *,
         parts: Mapping[str, ReceivedFile] | None = None,
+        fetched: Mapping[str, Fetched] | None = None,
     ) -> tuple[Generation, bool]:
         """Replay, refuse or create; return (generation, replayed).
 
-        `parts` are the create call's multipart files by asset id.
+        `parts` are the create call's multipart files by asset id, `fetched` its fetched input URLs.
         """
         if key is not None:
             record = self.idempotency.lookup(key, now, self.config.idempotency_retention_s)
@@ -172,7 +174,7 @@ class SyncSoState:
                 return self.generations[record.resource_id], True
         if self.in_flight(now) >= self.config.effective_concurrency:
             raise ConcurrencyLimited
-        generation = self._create(request, key, now, media_inputs(request.input, self.assets, parts))
+        generation = self._create(request, key, now, media_inputs(request.input, self.assets, parts, fetched))
         self.stats.generations_created += 1
         heapq.heappush(self._active_until, generation.terminal_at)
         # In-flight only rises at creates, so the peak measured here is exact.
@@ -209,9 +211,13 @@ class SyncSoState:
         return generation
 
     def _draw_outcome(self, inputs: Inputs) -> Outcome:
-        """Input-keyed rules (queued, then the config's), then a queued outcome fault, then the shares."""
+        """An input that could not be fetched, then input-keyed rules (queued, then the config's), then
+        a queued outcome fault, then the shares."""
         cfg, rng = self.config, self.rng
         roll = rng.random()  # drawn every time so a seed gives the same sequence with or without faults
+        refused = unreachable(inputs)
+        if refused is not None:
+            return refused
         rule = self.input_faults.take(inputs)
         if rule is not None:
             return rule.outcome()

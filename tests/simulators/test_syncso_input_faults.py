@@ -1,9 +1,11 @@
 """sync.so generations failed by what they were given (an input-keyed rule queued through `/_sim/faults`,
-or the config's `fail_input_contains` / `fail_input_sha256`), over real loopback HTTP."""
+or the config's `fail_input_contains` / `fail_input_sha256`), and URL inputs fetched to be hashed
+(`fetch_input_urls`), over real loopback HTTP."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import httpx
@@ -11,7 +13,7 @@ import pytest
 
 from simulators.__main__ import build_parser, config_from_args
 from simulators.syncso.config import SyncSoSimConfig
-from tests.simulators.test_inputs_sim import ended, lipsync, uploaded_asset
+from tests.simulators.test_inputs_sim import ended, inputs_of, lipsync, uploaded_asset
 
 VIDEO = {"type": "video", "url": "https://cdn.example.com/talk.mp4"}
 DUBS = {lang: f"https://cdn.example.com/dubs/{lang}.wav" for lang in ("en", "fr", "de")}
@@ -159,10 +161,94 @@ def test_the_config_refuses_malformed_input_failures(control):
         assert control.post("/_sim/config", json={"syncso": patch}).status_code == 400
 
 
-def test_cli_flags_for_input_failures():
+def test_cli_flags_for_input_failures_and_fetching():
     digest = sha(b"x")
     flags = ["--syncso-fail-input-contains", "fr.wav, de.wav", "--syncso-fail-input-sha256", digest]
-    config = config_from_args(build_parser().parse_args(flags))
+    config = config_from_args(build_parser().parse_args([*flags, "--syncso-fetch-input-urls", "yes"]))
     assert config.syncso == SyncSoSimConfig(
-        fail_input_contains=("fr.wav", "de.wav"), fail_input_sha256=(digest,)
+        fail_input_contains=("fr.wav", "de.wav"), fail_input_sha256=(digest,), fetch_input_urls=True
     )
+
+
+# Fetched URL inputs
+
+
+def test_fetched_url_inputs_are_hashed_and_unreachable_ones_reject(api, control, configure, sim_server):
+    configure(output_bytes=5000)
+    upstream = ended(api, lipsync(api, [VIDEO, {"type": "audio", "url": DUBS["en"]}]))
+    upstream_bytes = httpx.get(upstream["outputUrl"]).content
+    configure(fetch_input_urls=True)
+    # The upstream output's signed URL as the next generation's video; a URL that answers 404.
+    missing = f"{sim_server.base_url}/_sim/syncso/outputs/unknown.mp4"
+    chained = ended(
+        api,
+        lipsync(api, [{"type": "video", "url": upstream["outputUrl"]}, {"type": "audio", "url": missing}]),
+    )
+    assert (chained["status"], chained["errorCode"]) == ("REJECTED", "generation_input_audio_inaccessible")
+    recorded = inputs_of(control)[chained["id"]]["inputs"]
+    assert recorded["video"] == {
+        "sha256": sha(upstream_bytes),
+        "bytes": 5000,
+        "source": "url",
+        "url": upstream["outputUrl"],
+    }
+    assert recorded["audio"] == {
+        "sha256": None,
+        "bytes": None,
+        "source": "url",
+        "url": missing,
+        "error": "HTTP 403",
+    }
+
+    refused = ended(
+        api,
+        lipsync(
+            api,
+            [
+                {"type": "video", "url": "http://127.0.0.1:9/v.mp4"},
+                {"type": "audio", "url": upstream["outputUrl"]},
+            ],
+        ),
+    )
+    assert (refused["status"], refused["errorCode"]) == ("REJECTED", "generation_input_video_inaccessible")
+    assert inputs_of(control)[refused["id"]]["inputs"]["video"]["error"] == "ConnectError"
+
+    # A rule may key on the fetched bytes.
+    assert (
+        control.post(
+            "/_sim/faults", json={"route": "syncso.input", "sha256": sha(upstream_bytes)}
+        ).status_code
+        == 201
+    )
+    again = ended(
+        api,
+        lipsync(
+            api,
+            [
+                {"type": "video", "url": upstream["outputUrl"]},
+                {"type": "audio", "url": upstream["outputUrl"]},
+            ],
+        ),
+    )
+    assert again["status"] == "FAILED"
+
+
+def test_fetching_is_capped_at_the_plan_file_size(api, control, configure):
+    configure(output_bytes=5000)
+    upstream = ended(api, lipsync(api, [VIDEO, {"type": "audio", "url": DUBS["en"]}]))
+    configure(fetch_input_urls=True, asset_max_bytes=4999)
+    items = [{"type": "video", "url": upstream["outputUrl"]}, {"type": "audio", "url": DUBS["fr"]}]
+    generation = ended(api, lipsync(api, items))
+    assert generation["errorCode"] == "generation_input_video_inaccessible"
+    assert inputs_of(control)[generation["id"]]["inputs"]["video"]["error"] == "larger than 4999 bytes"
+
+
+def test_without_fetching_nothing_is_requested(api, control, sim_server):
+    # The simulator's own output route would count a fetch as a download request.
+    generation = ended(
+        api,
+        lipsync(api, [VIDEO, {"type": "audio", "url": f"{sim_server.base_url}/_sim/syncso/outputs/x.mp4"}]),
+    )
+    assert generation["status"] == "COMPLETED"
+    assert control.get("/_sim/stats").json()["syncso"]["requests"]["download"] == 0
+    assert json.dumps(inputs_of(control)[generation["id"]]["inputs"]["audio"]).count("null") == 2
