@@ -268,7 +268,7 @@ def aimi_upload(aimi: httpx.Client, data: bytes, order: Callable[[list[int]], li
 
 def aimi_execute(aimi: httpx.Client, taskid: str, **options: Any) -> str:
     analysis = aimi.post("/sync_video_analysis", json={"taskid": taskid}).json()["analysis"]
-    files = {
+    files: dict[str, Any] = {
         "analysis": ("analysis.json", json.dumps(analysis), "application/json"),
         "payload": (None, json.dumps({"taskid": taskid})),
     }
@@ -353,8 +353,8 @@ def avatar_project(ai: httpx.Client, script: str = "Hello from genq.") -> str:
 
 def avatar_video(ai: httpx.Client, project_id: str) -> bytes:
     def url() -> str | None:
-        data = ai.get(f"{AI_API}/editor/progress/{project_id}").json()["data"]
-        return data.get("downloadUrl")
+        data: dict[str, Any] = ai.get(f"{AI_API}/editor/progress/{project_id}").json()["data"]
+        return str(data["downloadUrl"]) if "downloadUrl" in data else None
 
     return download(until(url))
 
