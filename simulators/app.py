@@ -8,12 +8,16 @@ Control routes:
     GET    /_sim/config          current SimConfig
     POST   /_sim/config          deep-merge a partial SimConfig, e.g. {"syncso": {"plan": "scale"}}
     GET    /_sim/faults          queued faults
-    POST   /_sim/faults          queue a fault, e.g. {"route": "syncso.create", "status": 503, "times": 2}
+    POST   /_sim/faults          queue a fault, e.g. {"route": "syncso.create", "status": 503, "times": 2},
+                                 or fail the generations given some input: {"route": "syncso.input",
+                                 "contains": "fr.wav"} (`simulators.syncso.inputs`)
     DELETE /_sim/faults          clear queued faults
     GET    /_sim/storm           the fault storm: active or not, its plan and counters
     POST   /_sim/storm           start a storm (replacing any), e.g. {"share_5xx": 0.2, "seed": 7} (`storm`)
     DELETE /_sim/storm           end the storm (its plan and counters stay visible)
-Providers add their own control routes under `/_sim/<name>/` (see each provider module).
+Providers add their own control routes under `/_sim/<name>/` (see each provider module); each serves
+`GET /_sim/<name>/inputs`: per provider job, the SHA-256 and size of each media input it was given and of
+the output it serves (`simulators.media`).
 
 The providers come from `simulators.registry`; this module names none of them. Unknown paths and
 methods get a NestJS-style body (`statusCode`, `message`, `error`), whichever provider was meant.

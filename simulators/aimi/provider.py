@@ -4,14 +4,17 @@ Serves the flat "Surface A" paths (`POST /sync_*`) with one `taskid` through upl
 generate, and an `execid` per execution. Every API request passes the same gate: auth
 (`Authorization: Bearer <api_key>`) → injected fault → handler. The files the status URLs name are
 served unauthenticated under `/_sim/aimi/outputs/` and `/_sim/aimi/reports/`. Control routes (no gate,
-not counted): `GET /_sim/aimi/uploads` and `GET /_sim/aimi/executions`.
+not counted): `GET /_sim/aimi/uploads`, `GET /_sim/aimi/executions` and `GET /_sim/aimi/inputs` (per
+execution, the digest of the uploaded video it was given and of its output: see `simulators.media`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +40,7 @@ from simulators.aimi.responses import (
 from simulators.aimi.state import ROUTES, AimiState, OutcomeFault, Throttled
 from simulators.aimi.upload import ChunkOutcome, chunk_headers, parse_init, read_capped
 from simulators.events import EventLog
+from simulators.media import output_view, wanted_ids
 from simulators.provider_base import Handler, ProviderBase
 from simulators.spec import section
 from simulators.storm import StormKind, Strike
@@ -85,6 +89,7 @@ class AimiProvider(ProviderBase[AimiState, _NoWebhooks]):
             Route(f"{REPORTS}/{{execid}}-failed.json", e("report", self.failed_report, auth=False)),
             Route("/_sim/aimi/uploads", self.list_uploads, methods=["GET"]),
             Route("/_sim/aimi/executions", self.list_executions, methods=["GET"]),
+            Route("/_sim/aimi/inputs", self.list_inputs, methods=["GET"]),
         ]
 
     def _api(self, route: str, handler: Handler, auth: bool = True) -> Handler:
@@ -235,13 +240,36 @@ class AimiProvider(ProviderBase[AimiState, _NoWebhooks]):
 
     # Control routes.
     async def list_uploads(self, request: Request) -> Response:
-        """Every upload by taskid, with each chunk request's index, size, times and outcome."""
-        return JSONResponse({taskid: upload.view() for taskid, upload in self.state.uploads.items()})
+        """Every upload by taskid, with each chunk request's index, size, times and outcome, its SHA-256
+        and the execids run on it."""
+        runs: defaultdict[str, list[str]] = defaultdict(list)
+        for execution in self.state.executions.values():
+            runs[execution.taskid].append(execution.execid)
+        return JSONResponse({taskid: u.view(runs[taskid]) for taskid, u in self.state.uploads.items()})
 
     async def list_executions(self, request: Request) -> Response:
         """Every execution by execid: taskid, status, times, polls and plan."""
         now = self.state.clock()
         return JSONResponse({execid: e.view(now) for execid, e in self.state.executions.items()})
+
+    async def list_inputs(self, request: Request) -> Response:
+        """Per execution (`?ids=` picks some): its taskid and status, the uploaded video it was given
+        (`inputs.video`) and the digest of the file a download serves now (null until finished)."""
+        state, ids = self.state, wanted_ids(request.query_params.getlist("ids"))
+        now, size, digests = state.clock(), state.config.output_bytes, state.output_digests
+        found: dict[str, Any] = {}
+        for e in [e for e in state.executions.values() if ids is None or e.execid in ids]:
+            status, output = e.status_at(now), None
+            if status is ExecStatus.FINISHED:
+                make = zip_bytes if e.multitrack else mp4_bytes
+                kind = "zip" if e.multitrack else "mp4"
+                blocks = functools.partial(_one_block, make, e.execid, size)
+                digest = await digests.digest((e.execid, str(size), kind), blocks)
+                output = output_view(f"{OUTPUTS}/{e.output_name}", digest)
+            upload = state.uploads.get(e.taskid)
+            inputs = {"video": upload.media().view()} if upload is not None else {}
+            found[e.execid] = {"taskid": e.taskid, "status": status.value, "inputs": inputs, "output": output}
+        return JSONResponse(found)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -252,6 +280,10 @@ async def _json_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Rejected("body must be a JSON object")
     return body
+
+
+def _one_block(make: Callable[[str, int], bytes], execid: str, size: int) -> list[bytes]:
+    return [make(execid, size)]
 
 
 def _file(content: bytes, media_type: str, request: Request) -> Response:

@@ -23,6 +23,7 @@ from simulators.aimi.execution import FAILURE_REASONS, ExecStatus, Execution
 from simulators.aimi.responses import Rejected
 from simulators.aimi.upload import ChunkOutcome, ChunkRequest, Upload
 from simulators.faults import FaultQueue, HttpFault
+from simulators.media import OutputDigests
 
 ROUTES = (
     "upload_init", "upload_chunk", "upload_complete", "video_analysis", "audio_analysis", "generate",
@@ -86,6 +87,7 @@ class AimiState:
         self.executions: dict[str, Execution] = {}
         self.faults: FaultQueue[HttpFault] = FaultQueue()
         self.outcomes: FaultQueue[OutcomeFault] = FaultQueue()
+        self.output_digests = OutputDigests()
         self.stats = Stats()
         self._chunks_in_flight: set[int] = set()  # id() of chunk requests not answered yet
         self._running_until: list[float] = []  # min-heap of ended_at of possibly running executions

@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 
 from simulators.aimi.responses import Rejected
+from simulators.media import MediaInput
 
 
 class ChunkOutcome(StrEnum):
@@ -85,8 +86,14 @@ class Upload:
         """The `sync_upload_complete` body [INF]."""
         return {"taskid": self.taskid, "status": "uploaded", "size": self.file_size, "sha256": self.sha256}
 
-    def view(self) -> dict[str, Any]:
-        """The control view (`GET /_sim/aimi/uploads`)."""
+    def media(self) -> MediaInput:
+        """The video as an execution's input: the SHA-256 and size of chunks 0..total-1 joined in order
+        (both None until the upload completes)."""
+        size = self.file_size if self.completed else None
+        return MediaInput("upload", self.sha256, size, file_name=self.file_name, ref=self.taskid)
+
+    def view(self, executions: list[str] | None = None) -> dict[str, Any]:
+        """The control view (`GET /_sim/aimi/uploads`); `executions` are the execids run on it."""
         return {
             "file_name": self.file_name,
             "file_size": self.file_size,
@@ -98,6 +105,7 @@ class Upload:
             "sha256": self.sha256,
             "analysed": self.analysis is not None,
             "audio_analysed": self.audio_analysis is not None,
+            "executions": executions or [],
         }
 
 

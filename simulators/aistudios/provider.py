@@ -3,13 +3,16 @@
 Every path is under `/api/odin/v3/`. `POST .../auth/token` trades `{appId, userKey}` for a token; every
 other API request passes the same gate: auth (`Authorization: <token>`, raw, no "Bearer") → injected
 fault → handler. Outputs are served unauthenticated under `/_sim/aistudios/outputs/`. Control routes
-(no gate, not counted): `GET /_sim/aistudios/projects` lists every project with its exports, and
-`POST /_sim/aistudios/expire-tokens` expires every issued token now.
+(no gate, not counted): `GET /_sim/aistudios/projects` lists every project with its exports,
+`GET /_sim/aistudios/inputs` the digest of each project's output (the API takes no media uploads, so
+`inputs` is always empty; see `simulators.media`), and `POST /_sim/aistudios/expire-tokens` expires every
+issued token now.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -21,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from simulators.aistudios.catalogue import dropdown_wire, models_wire
 from simulators.aistudios.config import AIStudiosSimConfig
-from simulators.aistudios.render import RenderState, output_stream, output_url
+from simulators.aistudios.render import RenderState, output_blocks, output_stream, output_url
 from simulators.aistudios.responses import (
     INVALID_CREDENTIALS,
     NOT_FOUND,
@@ -43,6 +46,7 @@ from simulators.aistudios.validate import (
 )
 from simulators.aistudios.webhooks import WebhookDispatcher
 from simulators.events import EventLog
+from simulators.media import output_view, wanted_ids
 from simulators.provider_base import ProviderBase
 from simulators.spec import section
 from simulators.storm import StormKind, Strike
@@ -81,6 +85,7 @@ class AIStudiosProvider(ProviderBase[AIStudiosState, WebhookDispatcher]):
             Route(f"{API}/dropdown/models", e("dropdown", self.dropdown), methods=["GET"]),
             Route("/_sim/aistudios/outputs/{pid}.mp4", e("download", self.download, auth=False)),
             Route("/_sim/aistudios/projects", self.lifecycles, methods=["GET"]),
+            Route("/_sim/aistudios/inputs", self.inputs, methods=["GET"]),
             Route("/_sim/aistudios/expire-tokens", self.expire_tokens, methods=["POST"]),
         ]
 
@@ -219,6 +224,22 @@ class AIStudiosProvider(ProviderBase[AIStudiosState, WebhookDispatcher]):
         """Every project (deleted ones excluded) with each export's times, progress and state."""
         now = self.state.clock()
         return JSONResponse([project.lifecycle(now) for project in self.state.projects.values()])
+
+    async def inputs(self, request: Request) -> Response:
+        """Control route: per project (`?ids=` picks some; deleted ones excluded), its state, its inputs
+        (none: the API takes no media) and the digest of the output a download serves now (null until a
+        render is exported)."""
+        state, ids = self.state, wanted_ids(request.query_params.getlist("ids"))
+        now, size, digests = state.clock(), state.config.output_bytes, state.output_digests
+        found: dict[str, Any] = {}
+        for project in [p for p in state.projects.values() if ids is None or p.id in ids]:
+            output = None
+            if project.has_output(now):
+                blocks = functools.partial(output_blocks, project.id, size)
+                digest = await digests.digest((project.id, str(size)), blocks)
+                output = output_view(f"/_sim/aistudios/outputs/{project.id}.mp4", digest)
+            found[project.id] = {"state": project.state_at(now), "inputs": {}, "output": output}
+        return JSONResponse(found)
 
     async def expire_tokens(self, request: Request) -> Response:
         """Control route: every issued token expires now; answers how many were still valid."""

@@ -13,7 +13,7 @@ import bisect
 import hashlib
 import math
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -97,11 +97,18 @@ def output_url(base_url: str, project_id: str) -> str:
     return f"{base_url}_sim/aistudios/outputs/{project_id}.mp4"
 
 
-async def output_stream(project_id: str, size: int) -> AsyncIterator[bytes]:
-    """`size` deterministic bytes: an `ftyp` box, then 64 KiB blocks of shake_256(f"{id}:{i}")."""
+def output_blocks(project_id: str, size: int) -> Iterator[bytes]:
+    """`size` bytes, a function of the project id (so every project's differ): an `ftyp` box, then
+    64 KiB blocks of shake_256(f"{id}:{i}") (the first one under the box)."""
     for index, start in enumerate(range(0, size, OUTPUT_CHUNK_BYTES)):
         length = min(OUTPUT_CHUNK_BYTES, size - start)
         block = hashlib.shake_256(f"{project_id}:{index}".encode()).digest(length)
         if index == 0:
             block = (FTYP_BOX + block[len(FTYP_BOX) :])[:length]
+        yield block
+
+
+async def output_stream(project_id: str, size: int) -> AsyncIterator[bytes]:
+    """`output_blocks`, for a streaming response."""
+    for block in output_blocks(project_id, size):
         yield block

@@ -23,6 +23,7 @@ from simulators.aistudios.config import AIStudiosSimConfig
 from simulators.aistudios.render import Outcome, Render, RenderState, plan_render
 from simulators.aistudios.validate import DEFAULT_NAME, ProjectRequest, RenderOptions
 from simulators.faults import FaultQueue, HttpFault
+from simulators.media import OutputDigests
 
 ROUTES = (
     "token", "auth", "create", "export", "progress", "project", "list", "delete", "models", "dropdown",
@@ -153,6 +154,7 @@ class AIStudiosState:
         self.renders: list[Render] = []
         self.faults: FaultQueue[HttpFault] = FaultQueue()
         self.outcomes: FaultQueue[OutcomeFault] = FaultQueue()
+        self.output_digests = OutputDigests()
         self.stats = Stats()
         self._active_until: list[float] = []  # min-heap of ended_at of possibly in-flight renders
 

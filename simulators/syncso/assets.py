@@ -191,6 +191,10 @@ class AssetLibrary:
         upload = self.uploads.get(token)
         return upload if upload is not None and now < upload.expires_at else None
 
+    def upload_at(self, url: str) -> Upload | None:
+        """The upload (one of ours) served at `url`, or None for any other URL."""
+        return self._uploads_by_url.get(url)
+
     def complete_upload(self, upload: Upload, sha256: str) -> None:
         upload.sha256 = sha256  # a second PUT replaces the first
         self.uploads_completed += 1

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simulators.spec import Option
+from simulators.spec import Option, parse_bool
 
 Plan = Literal["free", "hobbyist", "creator", "growth", "scale"]
 
@@ -21,6 +21,12 @@ PRICE_PER_S: dict[str, float] = {
     "sync-3": 0.133,
 }
 GIB = 1024**3
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+
+
+def _texts(raw: str) -> tuple[str, ...]:
+    """argparse converter: comma-separated values, blanks dropped."""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 class SyncSoSimConfig(BaseModel):
@@ -34,6 +40,14 @@ class SyncSoSimConfig(BaseModel):
     duration_jitter: float = Field(0.2, ge=0, lt=1)
     fail_share: float = Field(0.0, ge=0, le=1)
     reject_share: float = Field(0.0, ge=0, le=1)
+    # A generation with an input matching one of these ends FAILED (generation_pipeline_failed), until
+    # they are set back to []: a substring of the input's URL, asset name or file name; its SHA-256.
+    fail_input_contains: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    fail_input_sha256: tuple[Sha256Hex, ...] = ()
+    # [INF] Fetch each URL input (GET, at create) to record its SHA-256; one that cannot be fetched makes
+    # its generation REJECTED with generation_input_{video,audio}_inaccessible. Off: only the URL is kept.
+    fetch_input_urls: bool = False
+    input_fetch_timeout_s: float = Field(30.0, gt=0)
     create_rate_limit: int = Field(60, ge=1)
     other_rate_limit: int = Field(600, ge=1)
     rate_window_s: float = Field(60.0, gt=0)
@@ -86,6 +100,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("duration-jitter", "duration_jitter", float, "relative jitter of both durations (0..1)"),
     Option("fail-share", "fail_share", float, "share of generations that end FAILED"),
     Option("reject-share", "reject_share", float, "share of generations that end REJECTED"),
+    Option(
+        "fail-input-contains",
+        "fail_input_contains",
+        _texts,
+        "comma-separated substrings: generations with an input URL, asset or file name holding one fail",
+    ),
+    Option(
+        "fail-input-sha256",
+        "fail_input_sha256",
+        _texts,
+        "comma-separated SHA-256 hex digests: generations with an input of those bytes fail",
+    ),
+    Option("fetch-input-urls", "fetch_input_urls", parse_bool, "fetch URL inputs to record their SHA-256"),
     Option("create-rate-limit", "create_rate_limit", int, "POST /v2/generate per rate window"),
     Option("other-rate-limit", "other_rate_limit", int, "other requests per rate window"),
     Option("rate-window-s", "rate_window_s", float, "rate-limit window in seconds"),

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulators.media import MediaInput
 from simulators.syncso.validate import CreateRequest
 
 
@@ -78,6 +79,7 @@ class Generation:
     terminal_at: float
     outcome: Outcome
     idempotency_key: str | None
+    inputs: tuple[tuple[str, MediaInput], ...] = ()  # (field, what it was given): see `inputs`
 
     def status_at(self, now: float) -> Status:
         if now <= self.created_at:

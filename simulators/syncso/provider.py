@@ -7,24 +7,27 @@ concurrency → create (and arms the webhook). Output files are served unauthent
 URLs. The estimate, asset and batch handlers live in `estimate`, `assets_api` and `batch_api`; this
 module wires every route through the gate. Control routes (no gate, not counted):
 `GET /_sim/syncso/generations` lists every generation's lifecycle times, `GET /_sim/syncso/batches`
-every batch's.
+every batch's, `GET /_sim/syncso/inputs` what each generation was given and the digest of its output
+(see `simulators.media`, `simulators.syncso.inputs`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import functools
 import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from simulators.events import EventLog
 from simulators.limits import retry_after_header
+from simulators.media import MediaInput, output_view, wanted_ids
 from simulators.provider_base import ProviderBase, SimResponse
 from simulators.spec import section
 from simulators.storm import StormKind, Strike
@@ -33,7 +36,10 @@ from simulators.syncso.assets_api import AssetRoutes
 from simulators.syncso.batch_api import BatchRoutes
 from simulators.syncso.config import SyncSoSimConfig
 from simulators.syncso.estimate import EstimateRoutes
+from simulators.syncso.fetch import Fetched, fetch_digest, urls_to_fetch
 from simulators.syncso.generations import TERMINAL, Generation, OutcomeFault, Status
+from simulators.syncso.input_faults import InputFault
+from simulators.syncso.output import output_blocks
 from simulators.syncso.query import ListQuery, QueryInvalid, parse_list_query, parse_wait
 from simulators.syncso.responses import (
     concurrency_limited,
@@ -52,7 +58,6 @@ if TYPE_CHECKING:
     from simulators.config import SimConfig
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._~-]{1,128}")
-OUTPUT_CHUNK_BYTES = 64 * 1024
 MAX_NAP_S = 0.25  # longest sleep of a long-poll between checks
 MODELS = [
     ("sync-3", "lipsync", "3.0.0", "Most capable lipsync model, up to 4K; takes a video or an image."),
@@ -61,14 +66,6 @@ MODELS = [
     ("lipsync-1.9.0-beta", "lipsync", "1.9.0-beta", "Fast lipsync for quick previews."),
     ("react-1", "react", "1.0.0", "Re-animates expressions and head movement to match the audio (≤ 15 s)."),
 ]
-
-
-def output_chunks(generation_id: str, size: int) -> list[tuple[int, int]]:
-    """(index, length) of each 64 KiB block; block i is shake_256(f"{id}:{i}") truncated to its length."""
-    return [
-        (i, min(OUTPUT_CHUNK_BYTES, size - start))
-        for i, start in enumerate(range(0, size, OUTPUT_CHUNK_BYTES))
-    ]
 
 
 class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
@@ -119,7 +116,22 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
             # Control routes.
             Route("/_sim/syncso/generations", self.lifecycles, methods=["GET"]),
             Route("/_sim/syncso/batches", batches.lifecycles, methods=["GET"]),
+            Route("/_sim/syncso/inputs", self.inputs, methods=["GET"]),
         ]
+
+    # Control surface hooks: input-keyed failures queue with the other faults.
+    def add_fault(self, raw: dict[str, Any]) -> None:
+        if raw.get("route") == f"{self.name}.input":
+            self.state.input_faults.push(InputFault.model_validate(raw))
+            return
+        super().add_fault(raw)
+
+    def pending_faults(self) -> dict[str, Any]:
+        return super().pending_faults() | self.state.input_faults.pending()
+
+    def clear_faults(self) -> None:
+        super().clear_faults()
+        self.state.input_faults.clear()
 
     def _gate(self, route: str, request: Request, auth: bool) -> Response | None:
         state = self.state
@@ -165,10 +177,14 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
             create_request = self._accept(received, str(request.base_url))
         except CreateRejected as exc:
             return nest_error(exc.status, exc.message, exc.error_code)
+        fetched = await self._fetch_inputs(create_request)
+        parts = {file.asset_id: file for file in received.files}
         # No await from here on: replay check, concurrency check and creation are one atomic step.
         now = self.state.clock()
         try:
-            generation, replayed = self.state.submit(create_request, key, received.fingerprint, now)
+            generation, replayed = self.state.submit(
+                create_request, key, received.fingerprint, now, parts=parts, fetched=fetched
+            )
         except IdempotencyConflict:
             message = "Idempotency-Key was already used with a different request body"
             return nest_error(409, message, "IDEMPOTENCY_KEY_REUSED")
@@ -197,6 +213,16 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
             state.assets.add_file(file, duration_s, base_url, now)
         state.check_assets(create_request)
         return create_request
+
+    async def _fetch_inputs(self, create_request: CreateRequest) -> dict[str, Fetched]:
+        """With `fetch_input_urls`, GET every URL input the simulator does not hold, hashing what comes."""
+        cfg = self.state.config
+        urls = urls_to_fetch(create_request.input, self.state.assets) if cfg.fetch_input_urls else []
+        if not urls:
+            return {}
+        async with httpx.AsyncClient(timeout=cfg.input_fetch_timeout_s, follow_redirects=True) as client:
+            found = await asyncio.gather(*(fetch_digest(client, url, cfg.asset_max_bytes) for url in urls))
+        return dict(zip(urls, found, strict=True))
 
     async def get_generation(self, request: Request) -> Response:
         gen_id = request.path_params["gid"]
@@ -276,7 +302,7 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
         size = self.state.config.output_bytes
         name = generation.request.output_file_name or gen_id
         headers = {"Content-Length": str(size), "Content-Disposition": f'attachment; filename="{name}.mp4"'}
-        return StreamingResponse(_stream_output(gen_id, size), media_type="video/mp4", headers=headers)
+        return StreamingResponse(_stream_output(generation, size), media_type="video/mp4", headers=headers)
 
     async def lifecycles(self, request: Request) -> Response:
         """Control route: when each generation was created, started processing and became terminal."""
@@ -296,6 +322,22 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
             ]
         )
 
+    async def inputs(self, request: Request) -> Response:
+        """Control route: per generation (`?ids=` picks some), its status, what each input was given and
+        the digest of the output a download serves now (null until COMPLETED)."""
+        state, ids = self.state, wanted_ids(request.query_params.getlist("ids"))
+        now, size, digests = state.clock(), state.config.output_bytes, state.output_digests
+        chosen = [g for g in state.generations.values() if (ids is None or g.id in ids) and g.exists_at(now)]
+        found: dict[str, Any] = {}
+        for g in chosen:
+            status, output = g.status_at(now), None
+            if status is Status.COMPLETED:
+                blocks = functools.partial(output_blocks, g.id, g.inputs, size)
+                digest = await digests.digest((g.id, str(size)), blocks)
+                output = output_view(f"/_sim/syncso/outputs/{g.id}.mp4", digest)
+            found[g.id] = {"status": status.value, "inputs": _inputs_view(g.inputs), "output": output}
+        return JSONResponse(found)
+
 
 def _target_bytes(request: Request) -> int:
     """Length of the request target as sent: raw path, plus `?` and the raw query string if any."""
@@ -304,6 +346,10 @@ def _target_bytes(request: Request) -> int:
     return len(raw_path) + (1 + len(query) if query else 0)
 
 
-async def _stream_output(generation_id: str, size: int) -> AsyncIterator[bytes]:
-    for index, length in output_chunks(generation_id, size):
-        yield hashlib.shake_256(f"{generation_id}:{index}".encode()).digest(length)
+async def _stream_output(generation: Generation, size: int) -> AsyncIterator[bytes]:
+    for block in output_blocks(generation.id, generation.inputs, size):
+        yield block
+
+
+def _inputs_view(inputs: tuple[tuple[str, MediaInput], ...]) -> dict[str, Any]:
+    return {field: media.view() for field, media in inputs}

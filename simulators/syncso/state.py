@@ -15,16 +15,18 @@ import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from simulators.faults import FaultQueue, HttpFault
 from simulators.limits import IdempotencyStore, SlidingWindow
-from simulators.syncso.assets import AssetLibrary
+from simulators.media import OutputDigests
+from simulators.syncso.assets import AssetLibrary, ReceivedFile
 from simulators.syncso.batch import Batch, BatchStatus
 from simulators.syncso.batch_input import BatchRecord
 from simulators.syncso.config import SyncSoSimConfig
+from simulators.syncso.fetch import Fetched, unreachable
 from simulators.syncso.generations import (
     REJECT_ERRORS,
     TRANSIENT_ERRORS,
@@ -34,6 +36,8 @@ from simulators.syncso.generations import (
     Status,
     forced_outcome,
 )
+from simulators.syncso.input_faults import InputFaults, config_failure, matches_any
+from simulators.syncso.inputs import Inputs, media_inputs
 from simulators.syncso.validate import CreateRejected, CreateRequest, validate_create
 
 ROUTES = (
@@ -109,6 +113,8 @@ class SyncSoState:
         self.idempotency = IdempotencyStore()
         self.faults: FaultQueue[HttpFault] = FaultQueue()
         self.outcomes: FaultQueue[OutcomeFault] = FaultQueue()
+        self.input_faults = InputFaults()
+        self.output_digests = OutputDigests()
         self.stats = Stats()
         self._active_until: list[float] = []  # min-heap of terminal_at of possibly in-flight generations
 
@@ -146,9 +152,19 @@ class SyncSoState:
         return len(self._active_until)
 
     def submit(
-        self, request: CreateRequest, key: str | None, fingerprint: str, now: float
+        self,
+        request: CreateRequest,
+        key: str | None,
+        fingerprint: str,
+        now: float,
+        *,
+        parts: Mapping[str, ReceivedFile] | None = None,
+        fetched: Mapping[str, Fetched] | None = None,
     ) -> tuple[Generation, bool]:
-        """Replay, refuse or create; return (generation, replayed)."""
+        """Replay, refuse or create; return (generation, replayed).
+
+        `parts` are the create call's multipart files by asset id, `fetched` its fetched input URLs.
+        """
         if key is not None:
             record = self.idempotency.lookup(key, now, self.config.idempotency_retention_s)
             if record is not None:
@@ -158,7 +174,7 @@ class SyncSoState:
                 return self.generations[record.resource_id], True
         if self.in_flight(now) >= self.config.effective_concurrency:
             raise ConcurrencyLimited
-        generation = self._create(request, key, now)
+        generation = self._create(request, key, now, media_inputs(request.input, self.assets, parts, fetched))
         self.stats.generations_created += 1
         heapq.heappush(self._active_until, generation.terminal_at)
         # In-flight only rises at creates, so the peak measured here is exact.
@@ -170,23 +186,43 @@ class SyncSoState:
             self.stats.without_idempotency_key += 1
         return generation, False
 
-    def _create(self, request: CreateRequest, key: str | None, created_at: float) -> Generation:
+    def _create(
+        self, request: CreateRequest, key: str | None, created_at: float, inputs: Inputs
+    ) -> Generation:
         cfg, rng = self.config, self.rng
         gen_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         pending_s = cfg.pending_s * (1 + rng.uniform(-cfg.duration_jitter, cfg.duration_jitter))
         processing_s = cfg.processing_s * (1 + rng.uniform(-cfg.duration_jitter, cfg.duration_jitter))
-        outcome = self._draw_outcome()
+        outcome = self._draw_outcome(inputs)
         processing_at = created_at + pending_s
         terminal_at = processing_at if outcome.status is Status.REJECTED else processing_at + processing_s
         generation = Generation(
-            gen_id, len(self.generations), created_at, request, processing_at, terminal_at, outcome, key
+            gen_id,
+            len(self.generations),
+            created_at,
+            request,
+            processing_at,
+            terminal_at,
+            outcome,
+            key,
+            inputs,
         )
         self.generations[gen_id] = generation
         return generation
 
-    def _draw_outcome(self) -> Outcome:
+    def _draw_outcome(self, inputs: Inputs) -> Outcome:
+        """An input that could not be fetched, then input-keyed rules (queued, then the config's), then
+        a queued outcome fault, then the shares."""
         cfg, rng = self.config, self.rng
         roll = rng.random()  # drawn every time so a seed gives the same sequence with or without faults
+        refused = unreachable(inputs)
+        if refused is not None:
+            return refused
+        rule = self.input_faults.take(inputs)
+        if rule is not None:
+            return rule.outcome()
+        if matches_any(inputs, cfg.fail_input_contains, cfg.fail_input_sha256):
+            return config_failure()
         forced = self.outcomes.take("syncso.outcome")
         if forced is not None:
             return forced_outcome(forced, rng)
@@ -227,7 +263,10 @@ class SyncSoState:
         if self.batches_in_flight(now) >= cfg.batch_concurrency:
             raise ConcurrencyLimited
         jobs_at = now + cfg.batch_pending_s
-        generations = tuple(self._create(record.request, None, jobs_at) for record in records)
+        generations = tuple(
+            self._create(record.request, None, jobs_at, media_inputs(record.request.input, self.assets))
+            for record in records
+        )
         self.stats.batch_generations += len(generations)
         batch_id = f"batch_{self.id_rng.getrandbits(96):024x}"
         batch = Batch.of(

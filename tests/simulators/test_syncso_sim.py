@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from simulators.syncso.config import SyncSoSimConfig
 VIDEO = {"type": "video", "url": "https://cdn.example.com/talk.mp4"}
 AUDIO = {"type": "audio", "url": "https://cdn.example.com/voice.wav"}
 TERMINAL = {"COMPLETED", "FAILED", "REJECTED"}
+FTYP_BOX = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isommp42"
 
 
 def body(**overrides: Any) -> dict[str, Any]:
@@ -42,12 +44,23 @@ def stats(control: httpx.Client) -> dict[str, Any]:
     return control.get("/_sim/stats").json()["syncso"]
 
 
-def expected_output(gen_id: str, size: int) -> bytes:
-    blocks = range(0, size, 64 * 1024)
-    return b"".join(
-        hashlib.shake_256(f"{gen_id}:{i}".encode()).digest(min(64 * 1024, size - start))
+def expected_output(gen_id: str, size: int, lines: list[str]) -> bytes:
+    """The documented output (simulators/syncso/output.py): an ftyp box, a free box holding the manifest
+    (the generation, then one line per input), then 64 KiB blocks of shake_256 seeded by both boxes."""
+    text = ("\n".join([f"genq-sim sync.so generation {gen_id}", *lines]) + "\n").encode()
+    head = FTYP_BOX + struct.pack(">I", 8 + len(text)) + b"free" + text
+    seed, rest = hashlib.sha256(head).hexdigest(), max(size - len(head), 0)
+    blocks = range(0, rest, 64 * 1024)
+    filler = b"".join(
+        hashlib.shake_256(f"{seed}:{i}".encode()).digest(min(64 * 1024, rest - start))
         for i, start in enumerate(blocks)
     )
+    return (head + filler)[:size]
+
+
+def url_line(field: str, url: str) -> str:
+    """The manifest line of an input known by its URL only."""
+    return f"{field} url-sha256={hashlib.sha256(url.encode()).hexdigest()}"
 
 
 # Auth
@@ -417,10 +430,9 @@ def test_download_needs_a_valid_signature_and_serves_deterministic_bytes(api, co
         assert ok.status_code == 200
         assert ok.headers["content-type"] == "video/mp4"
         assert ok.headers["content-length"] == "200000"
-        assert (
-            hashlib.sha256(ok.content).digest()
-            == hashlib.sha256(expected_output(gen["id"], 200_000)).digest()
-        )
+        lines = [url_line("video", VIDEO["url"]), url_line("audio", AUDIO["url"])]
+        assert ok.content[4:8] == b"ftyp"
+        assert ok.content == expected_output(gen["id"], 200_000, lines)
 
         tampered = url.copy_set_param("signature", "0" * 64)
         expired = url.copy_set_param("expires", str(int(time.time()) - 10))
