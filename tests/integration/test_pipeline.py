@@ -9,6 +9,7 @@ import pytest
 
 from producers import Producer
 from schemas import JobStatus, StageStatus
+from schemas import layout as L
 from tests.conftest import AVATAR, Sim, until
 
 pytestmark = pytest.mark.integration
@@ -34,6 +35,12 @@ def demo_pipeline(**changes: Any) -> dict[str, Any]:
     }
 
 
+def inputs(sim: Sim, provider: str) -> dict[str, Any]:
+    """What the simulator recorded each of its jobs was given and served (by provider job id)."""
+    found: dict[str, Any] = sim.http.get(f"/_sim/{provider}/inputs").raise_for_status().json()
+    return found
+
+
 def test_the_demo_pipeline_runs_each_step_as_a_job_on_the_previous_output(
     producer: Producer, sim: Sim
 ) -> None:
@@ -51,10 +58,75 @@ def test_the_demo_pipeline_runs_each_step_as_a_job_on_the_previous_output(
     ]
     jobs = {key: producer.get(job_id) for key, job_id in record.provider_ids.items()}
     assert all(job.status is JobStatus.SUCCEEDED for job in jobs.values())
+    # Flower shows every step job's runs under the pipeline's root task.
+    roots = {
+        producer.redis.hget(L.job_key(job_id), L.F_ROOT)
+        for job_id in [pipeline_id, *record.provider_ids.values()]
+    }
+    assert len(roots) == 1
+    # Each provider job was given the bytes the step before it made: the simulators' own digests.
+    [avatar] = jobs["avatar"].outputs
+    rendered = inputs(sim, "aistudios")[jobs["avatar"].provider_ids["project"]]["output"]
+    generations, executions = inputs(sim, "syncso"), inputs(sim, "aimi")
+    assert rendered["sha256"] == avatar.sha256
+    for b, lang in enumerate(LANGUAGES):
+        dub, score = jobs[f"dub[{b}]"], jobs[f"score[{b}]"]
+        generation = generations[dub.provider_ids["generation"]]
+        assert generation["inputs"]["video"]["sha256"] == avatar.sha256
+        assert generation["inputs"]["audio"]["url"] == f"https://x.test/{lang}.wav"
+        assert generation["output"]["sha256"] == dub.outputs[0].sha256
+        [execution] = [e for e in executions.values() if e["taskid"] == score.provider_ids["task"]]
+        assert execution["inputs"]["video"]["sha256"] == dub.outputs[0].sha256
+    # The pipeline's outputs are its last steps', in branch order.
+    assert record.outputs == [jobs[f"score[{b}]"].outputs[0] for b in range(3)]
+    assert sim.stats("aistudios")["projects_created"] == 1
+
+
+def test_one_failed_language_with_at_least_2_the_pipeline_succeeds_with_two_outputs_and_names_it(
+    producer: Producer, sim: Sim
+) -> None:
+    sim.fault(route="syncso.input", contains="de.wav")
+    pipeline_id = producer.submit(demo_pipeline(join={"at_least": 2}, on_failure="continue"))
+    record = producer.wait(pipeline_id, timeout_s=90)
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert len(record.outputs) == 2
+    assert record.stages["end"].detail == "2 of 3 final runs succeeded"
+    assert record.data["step:dub[1]"]["status"] == "failed"
+    assert record.data["step:dub[1]"]["error"]["code"] == "generation_pipeline_failed"
+    assert record.data["step:score[1]"] == {
+        "status": "skipped", "job": None, "outputs": [], "error": None,
+        "reason": "it takes the output of dub[1], which did not succeed",
+    }  # fmt: skip
+    assert "score[1]" not in record.provider_ids
+
+
+def test_one_failed_language_with_all_fails_naming_it_and_a_replay_runs_only_that_branch(
+    producer: Producer, sim: Sim
+) -> None:
+    sim.fault(route="syncso.input", contains="de.wav")
+    pipeline_id = producer.submit(demo_pipeline(on_failure="continue"))
+    record = producer.wait(pipeline_id, timeout_s=90)
+    assert record.status is JobStatus.FAILED
+    assert record.error is not None
+    assert record.error.message == (
+        "dub[1] failed (syncso generation_pipeline_failed: Generation pipeline failed.); score[1] skipped; "
+        "2 of 3 final runs succeeded, the join needs all"
+    )
+    before = dict(record.provider_ids)
+    sim.http.delete("/_sim/faults").raise_for_status()
+    creates = sim.stats("syncso")["generations_created"]
+
+    producer.replay(pipeline_id)
+    record = producer.wait(pipeline_id, timeout_s=90)
+    assert record.status is JobStatus.SUCCEEDED, record.error
     assert len(record.outputs) == 3
-    for b in range(3):
-        assert jobs[f"dub[{b}]"].request.video == jobs["avatar"].outputs[0].path
-        assert jobs[f"score[{b}]"].request.video == jobs[f"dub[{b}]"].outputs[0].path
+    # The runs that had succeeded kept their jobs; the failed branch got new ones, and only it ran again.
+    kept = ["avatar", "dub[0]", "dub[2]", "score[0]", "score[2]"]
+    assert {key: record.provider_ids[key] for key in kept} == {key: before[key] for key in kept}
+    assert record.provider_ids["dub[1]"] != before["dub[1]"]
+    assert "score[1]" in record.provider_ids
+    assert sim.stats("aistudios")["projects_created"] == 1
+    assert sim.stats("syncso")["generations_created"] == creates + 1
 
 
 def test_a_failed_first_step_skips_everything_after_it_and_the_pipeline_names_it(
