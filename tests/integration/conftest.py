@@ -17,7 +17,7 @@ import uvicorn
 from celery.contrib.testing import worker as celery_testing
 from celery.result import _set_task_join_will_block
 
-from genq.processes import start_worker, stop_all, wait_ready, worker_env
+from genq.processes import start_worker, stop, stop_all, wait_ready, worker_env
 from genq.redis_server import EmbeddedRedis
 from genq.s3_server import S3Server, s3_server
 from producers import Producer
@@ -98,6 +98,11 @@ class Workers:
         if ready:
             self.wait_ready(name)
         return process
+
+    def stop(self, process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
+        """Stop one worker (``kill``: SIGKILL the whole worker, no warm shutdown, no ack, no requeue)."""
+        stop(process, kill=kill)
+        self.started = {name: p for name, p in self.started.items() if p is not process}
 
     def log_path(self, name: str) -> Path:
         return self.tmp_path / f"{name}.log"

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 LANGUAGES = ("fr", "de", "es")
 
 
-def demo_pipeline(**changes: Any) -> dict[str, Any]:
+def demo_pipeline(languages: tuple[str, ...] = LANGUAGES, **changes: Any) -> dict[str, Any]:
     return {
         "kind": "pipeline",
         "steps": {
@@ -26,7 +26,7 @@ def demo_pipeline(**changes: Any) -> dict[str, Any]:
                 "request": {"kind": "lipsync", "model": "lipsync-2", "video": {"from": "avatar"}},
                 "for_each": [
                     {"audio": f"https://x.test/{lang}.wav", "output_file_name": f"promo_{lang}"}
-                    for lang in LANGUAGES
+                    for lang in languages
                 ],
             },
             "score": {"request": {"kind": "music", "video": {"from": "dub"}}},
