@@ -51,12 +51,13 @@ LANGUAGES = ("fr", "de", "es")
 
 
 def pipeline_requests(count: int, media_dir: Path) -> list[dict[str, Any]]:
-    """README "Pipelines": an avatar video, lipsynced onto a dub in each of three languages (each its own
-    audio and output name), with music scored to each dub. Every input is a URL or an earlier output."""
+    """README "Pipelines"'s example, its outputs named ``promo_<n>…``: an avatar video, lipsynced onto a
+    dub in each of three languages (each its own audio and output name), with music scored to each dub.
+    Every input is a URL or an earlier step's output."""
     made: list[dict[str, Any]] = []
     for i in range(count):
         name = f"promo_{i:03d}"
-        avatar = {"kind": "avatar", "script": f"Welcome to genq pipeline {i}.", "model": "M000045058",
+        avatar = {"kind": "avatar", "script": "Welcome to genq.", "model": "M000045058",
                   "clothes": "BG00002320", "output_file_name": name}  # fmt: skip
         dubs = [{"audio": f"https://media.example.com/dubs/{lang}.wav", "output_file_name": f"{name}_{lang}"}
                 for lang in LANGUAGES]  # fmt: skip
@@ -226,7 +227,7 @@ def _follow(
                     progress.update(
                         bars[record.id], completed=done, total=total, description=_describe(record)
                     )
-            for step, (ended, failed, total) in _step_runs(records).items():
+            for step, (ended, failed, total) in step_runs(records).items():
                 if step not in steps:
                     steps[step] = progress.add_task(step, total=total)
                 said = f"pipeline {step}" + (f", {failed} did not succeed" if failed else "")
@@ -247,7 +248,7 @@ def _records(producer: Producer, ids: list[str]) -> list[JobRecord]:
     return [r for r in producer.get_many(ids, presign=False) if r is not None]
 
 
-def _step_runs(records: list[JobRecord]) -> dict[str, tuple[int, int, int]]:
+def step_runs(records: list[JobRecord]) -> dict[str, tuple[int, int, int]]:
     """For each step of the pipelines among ``records``, in graph order: how many of its runs ended, how
     many of those did not succeed, and how many it has, across the pipelines."""
     counts: dict[str, tuple[int, int, int]] = {}
