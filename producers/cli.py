@@ -32,7 +32,7 @@ from rich.text import Text
 from producers.producer import InvalidRequest, JobNotFound, Producer
 from schemas import JobError, JobRecord, JobStatus, Output, ParkedWait, StageStatus
 from schemas.caps import Caps, json_bytes, setting
-from schemas.pipeline import OUTCOME_PREFIX, PipelineRequest, Shape, node_key
+from schemas.pipeline import OUTCOME_PREFIX, Join, PipelineRequest, Shape, node_key
 from schemas.records import StepOutcome
 from storage import StoreError
 
@@ -345,7 +345,7 @@ def _step_said(request: PipelineRequest, shape: Shape, step: str) -> str:
     return step + times + (f" ({', '.join(notes)})" if notes else "")
 
 
-def _join_said(join: Any) -> str:
+def _join_said(join: Join) -> str:
     return "join all" if join == "all" else f"join at_least {join.at_least}"
 
 
@@ -381,11 +381,11 @@ def _node_view(
         return NodeView(key, state, job_id, detail)
     if job_id is not None:
         return NodeView(key, "pending", job_id, "its job's record is gone")
-    own = record.stages.get(key)
-    if own is not None and own.status in _NODE_BUSY and not record.is_terminal:
-        return NodeView(key, "running", None, own.detail or "")
     if record.is_terminal:
         return NodeView(key, "pending", None, f"not run: the pipeline {record.status.value}")
+    own = record.stages.get(key)
+    if own is not None and own.status in _NODE_BUSY:
+        return NodeView(key, "running", None, own.detail or "")
     waits = [n.key for n in shape.needs(step, branch) if _outcome(record, n.key) is None]
     return NodeView(key, "pending", None, f"waits for {', '.join(waits)}" if waits else "")
 
