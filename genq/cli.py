@@ -78,9 +78,11 @@ def sim(args: tuple[str, ...]) -> None:
     default="all",
     show_default=True,
     type=click.Choice(["all", *SUBMITTABLE]),
-    help="Which job kind to run (all: every kind).",
+    help="Which job kind to run (all: every kind; pipeline: avatar, 3 dubs, music on each).",
 )
-@click.option("--jobs", default=20, show_default=True, type=int, help="How many jobs of each kind to run.")
+@click.option(
+    "--jobs", default=None, type=int, help="How many jobs of each kind to run  [default: 20; pipelines: 1]."
+)
 @click.option(
     "--workers", default=2, show_default=True, type=int, help="Worker processes (each with --concurrency)."
 )
@@ -89,7 +91,7 @@ def sim(args: tuple[str, ...]) -> None:
 @click.option(
     "--keep", is_flag=True, help="Leave Redis, the simulator, workers and Flower running until Ctrl-C."
 )
-def demo(kind: str, jobs: int, workers: int, concurrency: int, timeout_s: float, keep: bool) -> None:
+def demo(kind: str, jobs: int | None, workers: int, concurrency: int, timeout_s: float, keep: bool) -> None:
     """Run jobs end to end on this machine: embedded Redis, the simulators, workers, the webhook
     receiver and Flower."""
     from genq.demo import run_demo

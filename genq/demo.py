@@ -1,6 +1,7 @@
 """``genq demo``: the main jobs on one machine, with nothing installed beyond the package: an embedded
 Redis, every provider's simulator, workers, the webhook receiver and Flower; then sample jobs of each
-kind asked for, with progress bars and a summary."""
+kind asked for, with progress bars and a summary. A provider's kind has a bar per job; pipelines, a bar
+per step, counting that step's runs ended across the pipelines."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import json
 import os
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from genq.processes import (
@@ -28,8 +30,10 @@ from genq.processes import (
 )
 from genq.redis_server import redis_for_run
 from producers import Producer
+from producers.cli import render_pipeline, show, step_jobs
 from schemas import KINDS, JobRecord, JobStatus, StageStatus
 from schemas.inputs import ENV as INPUT_ROOTS_ENV
+from schemas.pipeline import MEMBER_KINDS, OUTCOME_PREFIX, PipelineRequest
 from schemas.redis_url import CA_FILE_ENV, redacted
 from simulators.config import SimConfig
 from simulators.demo import Demo
@@ -39,9 +43,47 @@ from worker.context import budgets_from
 from worker.limits import RedisLimiter
 from worker.settings import Settings
 
-# Every job kind's demo, from the simulators' registry.
+# Every provider's demo, from the simulators' registry: its stand-in and sample jobs of its kind.
 DEMOS: Mapping[str, Demo] = {spec.demo.kind: spec.demo for spec in SIMULATORS if spec.demo is not None}
 STAGES = 3  # at least: create, wait, download (a music job has more, and as many as its branches)
+JOBS = 20  # of each kind, unless --jobs says otherwise
+LANGUAGES = ("fr", "de", "es")
+
+
+def pipeline_requests(count: int, media_dir: Path) -> list[dict[str, Any]]:
+    """README "Pipelines"'s example, its outputs named ``promo_<n>…``: an avatar video, lipsynced onto a
+    dub in each of three languages (each its own audio and output name), with music scored to each dub.
+    Every input is a URL or an earlier step's output."""
+    made: list[dict[str, Any]] = []
+    for i in range(count):
+        name = f"promo_{i:03d}"
+        avatar = {"kind": "avatar", "script": "Welcome to genq.", "model": "M000045058",
+                  "clothes": "BG00002320", "output_file_name": name}  # fmt: skip
+        dubs = [{"audio": f"https://media.example.com/dubs/{lang}.wav", "output_file_name": f"{name}_{lang}"}
+                for lang in LANGUAGES]  # fmt: skip
+        dub = {"kind": "lipsync", "model": "lipsync-2", "video": {"from": "avatar"}}
+        score = {"kind": "music", "video": {"from": "dub"}, "output_file_name": f"{name}_score"}
+        steps = {"avatar": {"request": avatar}, "dub": {"request": dub, "for_each": dubs},
+                 "score": {"request": score}}  # fmt: skip
+        made.append({"kind": "pipeline", "steps": steps})
+    return made
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What the demo runs of one kind: its jobs, how many by default, and the stand-ins they need (a
+    pipeline's: those of its steps' kinds)."""
+
+    kind: str
+    requests: Callable[[int, Path], list[dict[str, Any]]]
+    stand_ins: tuple[Demo, ...]
+    count: int = JOBS
+
+
+SAMPLES: Mapping[str, Sample] = {
+    **{kind: Sample(kind, demo.requests, (demo,)) for kind, demo in DEMOS.items()},
+    "pipeline": Sample("pipeline", pipeline_requests, tuple(DEMOS[k] for k in MEMBER_KINDS), count=1),
+}
 
 
 def settings_from(env: Mapping[str, str]) -> Settings:
@@ -108,10 +150,12 @@ def _services(
 
 
 def run_demo(
-    *, kinds: Sequence[str], jobs: int, workers: int, concurrency: int, timeout_s: float, keep: bool
+    *, kinds: Sequence[str], jobs: int | None, workers: int, concurrency: int, timeout_s: float, keep: bool
 ) -> int:
+    """Run ``jobs`` jobs of each kind (default: each kind's ``Sample.count``) on a stack of their own."""
     console = Console()
-    demos = [DEMOS[kind] for kind in kinds]
+    samples = [SAMPLES[kind] for kind in kinds]
+    demos = [demo for demo in DEMOS.values() if any(demo in sample.stand_ins for sample in samples)]
     run_dir = Path("artifacts") / time.strftime("demo-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True)
     run_dir = run_dir.resolve()
@@ -125,11 +169,15 @@ def run_demo(
         media.mkdir()
         os.environ[INPUT_ROOTS_ENV] = str(media)  # this process submits them: the same root
         ids: list[str] = []
-        for demo in demos:
-            ids += producer.submit_many(demo.requests(jobs, media))
-            console.print(f"submitted {jobs} {demo.kind} jobs")
-        records = _follow(producer, ids, settings_from(env), timeout_s)
+        for sample in samples:
+            count = sample.count if jobs is None else jobs
+            ids += producer.submit_many(sample.requests(count, media))
+            console.print(f"submitted {count} {sample.kind} job{'s' if count != 1 else ''}")
+        records = _follow(producer, ids, settings_from(env), timeout_s, {d.kind for d in demos})
         console.print(_summary(records, run_dir / "artifacts"))
+        pipelines = [r for r in records if isinstance(r.request, PipelineRequest)]
+        if pipelines:  # the first, as `genq status` shows it
+            show(console, render_pipeline(pipelines[0], step_jobs(producer, pipelines[0])))
         for line in _simulator_lines(sim_url, demos):
             console.print(line)
         ok = all(r.status is JobStatus.SUCCEEDED for r in records)
@@ -152,7 +200,9 @@ def _budget_line(limiter: RedisLimiter, settings: Settings, kinds: set[str]) -> 
     return "all jobs · " + " · ".join(parts)
 
 
-def _follow(producer: Producer, ids: list[str], settings: Settings, timeout_s: float) -> list[JobRecord]:
+def _follow(
+    producer: Producer, ids: list[str], settings: Settings, timeout_s: float, budget_kinds: set[str]
+) -> list[JobRecord]:
     deadline = time.monotonic() + timeout_s
     limiter = RedisLimiter(producer.redis)
     columns = (
@@ -163,20 +213,56 @@ def _follow(producer: Producer, ids: list[str], settings: Settings, timeout_s: f
     )
     with Progress(*columns) as progress:
         overall = progress.add_task("all jobs", total=len(ids))
-        bars = {job_id: progress.add_task(job_id[-8:], total=STAGES) for job_id in ids}
+        records = _records(producer, ids)
+        bars = {
+            r.id: progress.add_task(r.id[-8:], total=STAGES)
+            for r in records
+            if not isinstance(r.request, PipelineRequest)
+        }
+        steps: dict[str, TaskID] = {}
         while True:
-            records = [producer.get(job_id) for job_id in ids]
             for record in records:
-                done, total = _progress_of(record)
-                progress.update(bars[record.id], completed=done, total=total, description=_describe(record))
+                if record.id in bars:
+                    done, total = _progress_of(record)
+                    progress.update(
+                        bars[record.id], completed=done, total=total, description=_describe(record)
+                    )
+            for step, (ended, failed, total) in step_runs(records).items():
+                if step not in steps:
+                    steps[step] = progress.add_task(step, total=total)
+                said = f"pipeline {step}" + (f", {failed} did not succeed" if failed else "")
+                progress.update(steps[step], completed=ended, total=total, description=said)
             progress.update(
                 overall,
                 completed=sum(r.is_terminal for r in records),
-                description=_budget_line(limiter, settings, {r.kind for r in records}),
+                description=_budget_line(limiter, settings, budget_kinds),
             )
             if all(r.is_terminal for r in records) or time.monotonic() > deadline:
                 return records
             time.sleep(0.3)
+            records = _records(producer, ids)
+
+
+def _records(producer: Producer, ids: list[str]) -> list[JobRecord]:
+    """The jobs' records, in one round trip (a submitted job's record is kept 7 days after it ends)."""
+    return [r for r in producer.get_many(ids, presign=False) if r is not None]
+
+
+def step_runs(records: list[JobRecord]) -> dict[str, tuple[int, int, int]]:
+    """For each step of the pipelines among ``records``, in graph order: how many of its runs ended, how
+    many of those did not succeed, and how many it has, across the pipelines."""
+    counts: dict[str, tuple[int, int, int]] = {}
+    for record in records:
+        if not isinstance(record.request, PipelineRequest):
+            continue
+        shape = record.request.shape()
+        for step in shape.order:
+            outcomes = [record.data.get(OUTCOME_PREFIX + node) for node in shape.nodes(step)]
+            ended = [o for o in outcomes if o is not None]
+            failed = sum(1 for o in ended if o.get("status") != JobStatus.SUCCEEDED.value)
+            was = counts.get(step, (0, 0, 0))
+            counts[step] = (was[0] + len(ended), was[1] + failed, was[2] + len(outcomes))
+    return counts
 
 
 def _summary(records: list[JobRecord], artifact_dir: Path) -> Table:

@@ -1,5 +1,8 @@
 """The enqueue-side commands of ``genq``: submit, status, watch, cancel, dead, replay.
 
+A pipeline's status is its graph: one row per run of a step (a *node*), with how it ended (the pipeline's
+record keeps it) or else its job's own status, read with every other step job's in one round trip.
+
 Exit statuses are ``Exit``'s (README "Commands"); invalid input is one ``invalid: <where>: <problem>``
 line per problem on stderr and status 2, never a traceback.
 """
@@ -12,6 +15,8 @@ import math
 import sys
 import time
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
@@ -19,13 +24,16 @@ from typing import IO, Any
 
 import click
 import redis
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from producers.producer import InvalidRequest, JobNotFound, Producer
-from schemas import JobRecord, JobStatus, Output, ParkedWait
+from schemas import JobError, JobRecord, JobStatus, Output, ParkedWait, StageStatus
 from schemas.caps import Caps, json_bytes, setting
+from schemas.pipeline import OUTCOME_PREFIX, Join, PipelineRequest, Shape, node_key
+from schemas.records import StepOutcome
 from storage import StoreError
 
 
@@ -250,6 +258,17 @@ def parked_detail(wait: ParkedWait) -> str:
     return f"parked: waiting for {wait.provider} {wait.provider_id} since {_clock(wait.since)}, {check}"
 
 
+def where(output: Output) -> str:
+    """Where an output is, as a person would fetch it: its ``s3://`` URL, else its path."""
+    return output.store_url if output.store_url and not output.store_url.startswith("file:") else output.path
+
+
+def error_text(error: JobError) -> str:
+    """``<provider> <code>: <message>`` (the provider and code where the error names them)."""
+    said = " ".join(x for x in (error.provider, error.code) if x)
+    return f"{said}: {error.message}" if said else error.message
+
+
 def render(record: JobRecord, parked: list[ParkedWait] | None = None) -> Table:
     """The job as a table: one row per stage, then its provider ids, outputs and error."""
     table = Table(title=f"job {record.id} ({record.kind}): {record.status.value}", title_justify="left")
@@ -262,15 +281,170 @@ def render(record: JobRecord, parked: list[ParkedWait] | None = None) -> Table:
     for name, value in record.provider_ids.items():
         table.add_row(f"{name} id", value, "", "")
     for output in record.outputs:
-        where = (
-            output.store_url if output.store_url and not output.store_url.startswith("file:") else output.path
-        )
-        table.add_row("output", where, "", f"{output.bytes} bytes sha256 {output.sha256[:16]}…")
+        table.add_row("output", where(output), "", f"{output.bytes} bytes sha256 {output.sha256[:16]}…")
     if record.error:
         e = record.error
-        where = " ".join(str(x) for x in (e.provider, e.status_code, e.code) if x is not None)
-        table.add_row("error", f"[{where}]", "", e.message)
+        said = " ".join(str(x) for x in (e.provider, e.status_code, e.code) if x is not None)
+        table.add_row("error", f"[{said}]", "", e.message)
     return table
+
+
+# --- pipelines -------------------------------------------------------------------------------------
+
+# A step job's status as its node's state: queued is waiting for a worker; an ended job is its status.
+_JOB_STATE = {JobStatus.QUEUED: "waiting", JobStatus.RUNNING: "running"}
+TIMES = "\N{MULTIPLICATION SIGN}"  # between a fanned step and its count of runs
+# A node's own run with no job yet is running (it is deciding or making its job) in these states.
+_NODE_BUSY = frozenset(
+    {StageStatus.RUNNING, StageStatus.RETRYING, StageStatus.THROTTLED, StageStatus.WAITING}
+)
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """One run of a pipeline's step (``dub[1]``) as ``genq status`` shows it."""
+
+    node: str
+    state: str  # pending, running, waiting, succeeded, failed, cancelled or skipped
+    job: str | None
+    detail: str
+
+
+def step_jobs(producer: Producer, record: JobRecord) -> dict[str, JobRecord | None]:
+    """The records of a pipeline's step jobs by node, in one round trip (None: a record is gone)."""
+    nodes = list(record.provider_ids)
+    jobs = producer.get_many([record.provider_ids[n] for n in nodes], presign=False)
+    return dict(zip(nodes, jobs, strict=True))
+
+
+def graph_line(request: PipelineRequest, shape: Shape) -> str:
+    """The steps in order and how they depend (README "Pipelines"): a step that follows just the one
+    before it comes after an arrow, any other after the steps it follows (``avatar, dub → notify``); a
+    fanned step shows its count of runs and its fan (``for_each``, ``per branch of dub``), a step's join
+    is shown, and so are the pipeline's join and failure policy where they are not the defaults."""
+    line, previous = "", None
+    for step in shape.order:
+        deps = shape.deps[step]
+        if previous is not None and deps == [previous]:
+            line += f" → {_step_said(request, shape, step)}"
+        else:
+            lead = f"{', '.join(deps)} → " if deps else ""
+            line += ("; " if line else "") + lead + _step_said(request, shape, step)
+        previous = step
+    policy = [_join_said(request.join)] if request.join != "all" else []
+    policy += [f"on_failure {request.on_failure}"] if request.on_failure != "fail_fast" else []
+    return line + "".join(f" · {said}" for said in policy)
+
+
+def _step_said(request: PipelineRequest, shape: Shape, step: str) -> str:
+    origin = shape.fan[step]
+    notes = [] if origin is None else ["for_each" if origin == step else f"per branch of {origin}"]
+    join = request.steps[step].join
+    notes += [_join_said(join)] if join is not None else []
+    times = f" {TIMES}{shape.width[origin]}" if origin is not None else ""
+    return step + times + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _join_said(join: Join) -> str:
+    return "join all" if join == "all" else f"join at_least {join.at_least}"
+
+
+def node_views(record: JobRecord, jobs: Mapping[str, JobRecord | None]) -> list[NodeView]:
+    """Every node of the pipeline in graph order: how it ended (its recorded outcome), else its step job's
+    own status, else pending."""
+    assert isinstance(record.request, PipelineRequest)
+    shape = record.request.shape()
+    return [
+        _node_view(record, shape, step, branch, jobs.get(node_key(step, branch)))
+        for step in shape.order
+        for branch in shape.branches(step)
+    ]
+
+
+def _outcome(record: JobRecord, key: str) -> StepOutcome | None:
+    raw = record.data.get(OUTCOME_PREFIX + key)
+    return StepOutcome.model_validate(raw) if raw is not None else None
+
+
+def _node_view(
+    record: JobRecord, shape: Shape, step: str, branch: int | None, job: JobRecord | None
+) -> NodeView:
+    key = node_key(step, branch)
+    outcome = _outcome(record, key)
+    job_id = record.provider_ids.get(key) or (outcome.job if outcome is not None else None)
+    if outcome is not None:
+        detail = _ended(outcome.status, outcome.outputs, outcome.error, outcome.reason)
+        return NodeView(key, outcome.status, job_id, detail)
+    if job is not None:
+        state = _JOB_STATE.get(job.status, job.status.value)
+        detail = _ended(state, job.outputs, job.error) if job.is_terminal else _current(job)
+        return NodeView(key, state, job_id, detail)
+    if job_id is not None:
+        return NodeView(key, "pending", job_id, "its job's record is gone")
+    if record.is_terminal:
+        return NodeView(key, "pending", None, f"not run: the pipeline {record.status.value}")
+    own = record.stages.get(key)
+    if own is not None and own.status in _NODE_BUSY:
+        return NodeView(key, "running", None, own.detail or "")
+    waits = [n.key for n in shape.needs(step, branch) if _outcome(record, n.key) is None]
+    return NodeView(key, "pending", None, f"waits for {', '.join(waits)}" if waits else "")
+
+
+def _ended(state: str, outputs: list[Output], error: JobError | None, reason: str | None = None) -> str:
+    """The detail of an ended node: its outputs, whole, one a line; its error; why it was skipped."""
+    if state == "succeeded":
+        return "\n".join(where(o) for o in outputs)
+    return error_text(error) if error is not None else reason or ""
+
+
+def _current(job: JobRecord) -> str:
+    """The stage(s) a step job that has not ended is at (``wait: waiting for syncso generation …``)."""
+    active = [
+        f"{name}: {state.detail or state.status.value}"
+        for name, state in job.stages.items()
+        if state.status not in (StageStatus.DONE, StageStatus.PENDING)
+    ]
+    return "; ".join(active) or job.status.value
+
+
+def render_pipeline(record: JobRecord, jobs: Mapping[str, JobRecord | None]) -> Group:
+    """The pipeline: its title, the graph's line, one row per node (state, job id, detail), then its own
+    outputs and error."""
+    assert isinstance(record.request, PipelineRequest)
+    title = Text(f"job {record.id} (pipeline): {record.status.value}", style="italic")
+    graph = Text(graph_line(record.request, record.request.shape()))
+    table = Table()
+    table.add_column("node", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("job", no_wrap=True, min_width=len(record.id))
+    table.add_column("detail", overflow="fold")
+    for view in node_views(record, jobs):
+        table.add_row(view.node, view.state, view.job or "", view.detail)
+    if record.outputs or record.error:
+        table.add_section()
+    for output in record.outputs:
+        table.add_row("output", "", "", where(output))
+    if record.error is not None:
+        table.add_row("error", "", "", error_text(record.error))
+    return Group(title, graph, table)
+
+
+UNBOUNDED = 1_000_000  # columns: a width no view needs
+
+
+def show(console: Console, renderable: RenderableType) -> None:
+    """Print ``renderable``; to a file or a pipe, as wide as it needs, so no path or id is cut or folded."""
+    if not console.is_terminal:
+        unbounded = console.options.update_width(UNBOUNDED)
+        width = max(console.width, console.measure(renderable, options=unbounded).maximum)
+        console = Console(file=console.file, width=width)
+    console.print(renderable)
+
+
+def _view(producer: Producer, record: JobRecord) -> RenderableType:
+    if isinstance(record.request, PipelineRequest):
+        return render_pipeline(record, step_jobs(producer, record))
+    return render(record, producer.parked(record))
 
 
 @click.command()
@@ -278,15 +452,19 @@ def render(record: JobRecord, parked: list[ParkedWait] | None = None) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @redis_option
 def status(job_id: str, as_json: bool, redis_url: str) -> None:
-    """Show a job's status, stages, provider ids, outputs and error."""
+    """Show a job's status, stages, provider ids, outputs and error; a pipeline's, each run of a step
+    with its state, job and detail."""
     producer = Producer(redis_url)
     record = _get(producer, job_id)
+    if not as_json:
+        show(Console(), _view(producer, record))
+        return
     parked = producer.parked(record)
-    if as_json:
-        data = record.model_dump(mode="json") | {"parked": [w.model_dump(mode="json") for w in parked]}
-        click.echo(json.dumps(data, indent=2))
-    else:
-        Console().print(render(record, parked))
+    data = record.model_dump(mode="json") | {"parked": [w.model_dump(mode="json") for w in parked]}
+    if isinstance(record.request, PipelineRequest):
+        views = node_views(record, step_jobs(producer, record))
+        data["steps"] = {v.node: {"state": v.state, "job": v.job} for v in views}
+    click.echo(json.dumps(data, indent=2))
 
 
 @click.command()
@@ -294,16 +472,23 @@ def status(job_id: str, as_json: bool, redis_url: str) -> None:
 @click.option("--timeout-s", type=float, default=None, help="Give up watching after this long (exit 4).")
 @redis_option
 def watch(job_id: str, timeout_s: float | None, redis_url: str) -> None:
-    """Follow a job's stages live until it ends. Exit 0 if it succeeded, 1 if it failed or was
-    cancelled, 4 if --timeout-s passed first (the job goes on)."""
+    """Follow a job's stages (a pipeline's steps) live until it ends. Exit 0 if it succeeded, 1 if it
+    failed or was cancelled, 4 if --timeout-s passed first (the job goes on)."""
     producer = Producer(redis_url)
     record = _get(producer, job_id)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    with Live(render(record, producer.parked(record)), refresh_per_second=4) as live:
+    console = Console()
+    if console.is_terminal:
+        with Live(_view(producer, record), console=console, refresh_per_second=4) as live:
+            while not record.is_terminal and (deadline is None or time.monotonic() < deadline):
+                time.sleep(0.25)
+                record = _get(producer, job_id)
+                live.update(_view(producer, record))
+    else:  # a file or a pipe is shown the last view only, whole
         while not record.is_terminal and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.25)
             record = _get(producer, job_id)
-            live.update(render(record, producer.parked(record)))
+        show(console, _view(producer, record))
     if not record.is_terminal:
         click.echo(f"genq: {job_id} is still {record.status.value} after {timeout_s:g} s", err=True)
         sys.exit(Exit.TIMED_OUT)
@@ -318,13 +503,32 @@ def cancel(job_id: str, redis_url: str) -> None:
     or the status of a job that had already succeeded or failed (exit 1). Stages check before they act,
     so nothing more is created or downloaded for it. A provider job already started (a sync.so
     generation, an AI Studios render, an Aimi execution) cannot be called back: genq follows it to its
-    end at the provider, holding its concurrency slot until then, and downloads nothing."""
+    end at the provider, holding its concurrency slot until then, and downloads nothing. A pipeline's
+    step jobs that had not ended are cancelled with it (how many: on stderr)."""
+    producer = Producer(redis_url)
     try:
-        record = Producer(redis_url).cancel(job_id)
+        before = producer.get(job_id, presign=False)
+        open_steps = _open_steps(producer, before)
+        record = producer.cancel(job_id)
     except JobNotFound:
         raise no_such_job(job_id) from None
     click.echo(f"{job_id} {record.status.value}")
+    if open_steps:
+        now = step_jobs(producer, record)
+        count = sum(1 for node in open_steps if (job := now.get(node)) and job.status is JobStatus.CANCELLED)
+        click.echo(
+            f"genq: cancelled {count} step job{'s' if count != 1 else ''} of pipeline {job_id}", err=True
+        )
     sys.exit(Exit.OK if record.status is JobStatus.CANCELLED else Exit.ENDED_BADLY)
+
+
+def _open_steps(producer: Producer, record: JobRecord) -> list[str]:
+    """The nodes of a pipeline that has not ended whose step jobs have not ended either."""
+    if not isinstance(record.request, PipelineRequest) or record.is_terminal:
+        return []
+    return [
+        node for node, job in step_jobs(producer, record).items() if job is not None and not job.is_terminal
+    ]
 
 
 @click.command()

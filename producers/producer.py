@@ -507,6 +507,19 @@ class Producer:
         record = L.record_from_fields(job_id, raw)
         return self.presigned(record) if presign and record.outputs else record
 
+    def get_many(self, job_ids: Sequence[str], *, presign: bool = True) -> list[JobRecord | None]:
+        """The current records of ``job_ids`` in one round trip, in order; None where there is none. With
+        ``presign``, as ``get``."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(L.job_key(job_id))
+            raws = pipe.execute()
+        records = [
+            L.record_from_fields(job_id, raw) if raw else None
+            for job_id, raw in zip(job_ids, raws, strict=True)
+        ]
+        return [self.presigned(r) if presign and r is not None and r.outputs else r for r in records]
+
     def presigned(self, record: JobRecord) -> JobRecord:
         """``record`` with a presigned GET URL (``GENQ_OUTPUTS__PRESIGN_EXPIRES_S``, 15 minutes) on each
         output in an S3 store: whoever gets it downloads the output with no credentials. An output in a
