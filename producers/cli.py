@@ -572,17 +572,23 @@ def replay(job_id: str, redis_url: str) -> None:
 def get(job_id: str, output_dir: Path, redis_url: str) -> None:
     """Download a job's outputs into a directory, from wherever its output store is (an S3 bucket, with
     this host's GENQ_OUTPUTS__ settings; a file store on this host). Each file's size and SHA-256 are
-    checked against the job record before it takes its name. Prints one path per output; exit 1 if the
-    job has no outputs or one cannot be read or does not match."""
+    checked against the job record before it takes its name; a name already taken by an earlier output
+    (a pipeline's outputs come from several jobs) is prefixed with the id of the job that made it. Prints
+    one path per output; exit 1 if the job has no outputs or one cannot be read or does not match."""
     producer = Producer(redis_url)
     record = _get(producer, job_id, presign=False)
     if not record.outputs:
         click.echo(f"genq: job {job_id} has no outputs (it is {record.status.value})", err=True)
         sys.exit(Exit.ENDED_BADLY)
     output_dir.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
     for n, output in enumerate(record.outputs):
         name = Path(output.path).name
-        dest = output_dir / (name if name not in ("", ".", "..") else f"output_{n}")
+        name = name if name not in ("", ".", "..") else f"output_{n}"
+        if name in taken:
+            name = f"{Path(output.path).parent.name}-{name}"
+        taken.add(name)
+        dest = output_dir / name
         try:
             _fetch(producer, output, dest)
         except (StoreError, OSError, ValueError) as exc:

@@ -40,12 +40,15 @@ def test_demo_runs_jobs_to_the_end_and_prints_a_summary(tmp_path: Path) -> None:
         cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "12/12 succeeded" in result.stdout
+    assert "16/16 succeeded" in result.stdout
     assert re.search(r"flower\s+http://127\.0\.0\.1:\d+", result.stdout)
     outputs = sorted(p.name for p in (tmp_path / "artifacts").glob("demo-*/artifacts/*/*.*"))
     expected = sorted(
         [f"{kind}_{i:03d}.mp4" for kind in ("avatar", "lipsync") for i in range(4)]
         + [f"music_{i:03d}_{n}.{'zip' if i % 4 == 0 else 'mp4'}" for i in range(4) for n in range(2)]
+        # Each pipeline's avatar, its three dubs and the music on each (one name, three jobs' folders).
+        + [f"promo_{i:03d}{lang}.mp4" for i in range(4) for lang in ("", "_fr", "_de", "_es")]
+        + [f"promo_{i:03d}_score_0.mp4" for i in range(4) for _ in range(3)]
     )
     assert outputs == expected
 

@@ -3,9 +3,11 @@ the graph's line and one row per run of a step, read as a script reads them (std
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -119,3 +121,18 @@ def test_cancel_counts_the_step_jobs_it_cancelled_and_watch_ends_1(
         *((node, "pending", "", "not run: the pipeline cancelled") for node in NODES[1:]),
     ]
     assert producer.get(avatar).status is JobStatus.CANCELLED
+
+
+def test_get_of_a_pipeline_downloads_each_final_output_under_a_name_of_its_own(
+    services: Services, producer: Producer, sim: Sim, tmp_path: Path
+) -> None:
+    pipeline_id = producer.submit(demo_pipeline())  # the three music jobs' outputs share one file name
+    record = producer.wait(pipeline_id, timeout_s=90)
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    result = CliRunner().invoke(
+        main, ["get", pipeline_id, "-o", str(tmp_path), "--redis-url", services.redis.url]
+    )
+    assert result.exit_code == 0, result.output
+    written = [Path(line) for line in result.stdout.splitlines()]
+    assert len(set(written)) == 3
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in written] == [o.sha256 for o in record.outputs]
