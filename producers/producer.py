@@ -615,6 +615,9 @@ class Producer:
         job = self.get(job_id)
         if isinstance(job.request, PipelineRequest):
             return self._replay_pipeline(job)
+        if job.pipeline is not None:
+            raise InvalidRequest([f"job {job_id} runs a step of pipeline {job.pipeline}: replay the pipeline "
+                                  "(it runs its failed steps again, with new jobs)"])  # fmt: skip
         kind = SUBMITTABLE.get(job.kind)
         if kind is None:
             raise InvalidRequest(

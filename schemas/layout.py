@@ -264,6 +264,7 @@ def record_from_fields(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> J
         status=JobStatus(fields[F_STATUS]),
         request=STORED_REQUEST.validate_json(fields[F_REQUEST]),
         tenant=fields.get(F_TENANT),
+        pipeline=fields.get(F_PARENT),
         stages=stages,
         provider_ids=provider_ids,
         data=data,

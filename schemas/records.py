@@ -100,6 +100,7 @@ class JobRecord(BaseModel):
     status: JobStatus
     request: AnyRequest
     tenant: str | None = None
+    pipeline: str | None = None  # the pipeline whose step this job runs, if any
     stages: dict[str, StageState] = Field(default_factory=dict)
     provider_ids: dict[str, str] = Field(default_factory=dict)
     # What stages produced for later ones (e.g. a music job's analysis and plan), by name.

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from producers import Producer
+from producers import InvalidRequest, Producer
 from schemas import JobStatus, StageStatus
 from schemas import layout as L
 from tests.conftest import AVATAR, Sim, until
@@ -175,3 +175,18 @@ def test_cancelling_a_pipeline_cancels_its_running_step_job_and_makes_no_more(
     assert record.status is JobStatus.CANCELLED
     assert list(record.provider_ids) == ["avatar"]
     assert sim.stats("syncso")["generations_created"] == 0
+
+
+def test_a_step_job_is_replayed_through_its_pipeline_not_alone(producer: Producer, sim: Sim) -> None:
+    sim.configure("aistudios", fail_share=1.0)
+    pipeline_id = producer.submit(demo_pipeline())
+    record = producer.wait(pipeline_id, timeout_s=60)
+    avatar = producer.get(record.provider_ids["avatar"])
+    assert (avatar.status, avatar.pipeline) == (JobStatus.FAILED, pipeline_id)
+    with pytest.raises(InvalidRequest) as refused:
+        producer.replay(avatar.id)
+    assert refused.value.problems == [
+        f"job {avatar.id} runs a step of pipeline {pipeline_id}: replay the pipeline (it runs its failed "
+        "steps again, with new jobs)"
+    ]
+    assert producer.get(avatar.id).status is JobStatus.FAILED

@@ -1,17 +1,23 @@
-"""A pipeline survives its worker: SIGKILLed with a provider call held at each step boundary (the last
+"""Pipelines across worker processes (subprocess workers on a Redis of their own).
+
+A pipeline survives its worker: SIGKILLed with a provider call held at each step boundary (the last
 call of a step's job, before its end hands the output on, and the first call of the next step's job,
 right after the pipeline made it), every time a new worker takes over, and the pipeline still ends with
 one provider job per step run. One language: one provider call in flight at a time, so no kill lands in
 the instant between Aimi's answer to an execute and its record, which would start one more execution
-(Aimi has no idempotency key; see the README's guarantees)."""
+(Aimi has no idempotency key; see the README's guarantees). And on an S3 output store, with workers on
+disks of their own, each step takes the previous step's output by a presigned URL."""
 
 from __future__ import annotations
 
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
 from genq.redis_server import EmbeddedRedis
+from genq.s3_server import S3Server
 from producers import Producer
 from schemas import JobStatus
 from tests.conftest import Sim, until
@@ -54,3 +60,29 @@ def test_a_worker_sigkilled_at_each_step_boundary_the_pipeline_ends_with_one_pro
     assert [len(ids) for ids in syncso["generations_by_idempotency_key"].values()] == [1]
     aimi = sim.stats("aimi")
     assert (aimi["uploads"], aimi["executions_started"]) == (1, 1)
+
+
+def test_on_an_s3_store_each_step_takes_the_previous_output_by_a_url_presigned_for_its_run(
+    workers: Workers, own_redis: EmbeddedRedis, sim: Sim, s3: S3Server, tmp_path: Path
+) -> None:
+    """Two workers with disks of their own and one S3 store: an output is handed on as ``output:s3://…``
+    and each run presigns it, so sync.so fetches it by URL and Aimi reads it by range, from any host."""
+    sim.configure("syncso", fetch_input_urls=True)  # the simulator fetches URL inputs, to record their bytes
+    prefix = f"pipeline-{uuid.uuid4().hex[:8]}"
+    workers("one", 4, GENQ_ARTIFACT_DIR=str(tmp_path / "disk-one"), **s3.env(prefix))
+    workers("two", 4, GENQ_ARTIFACT_DIR=str(tmp_path / "disk-two"), **s3.env(prefix))
+    producer = Producer(own_redis.url)
+    record = producer.wait(producer.submit(demo_pipeline(("fr", "de"))), timeout_s=120)
+
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    jobs = {key: producer.get(job_id, presign=False) for key, job_id in record.provider_ids.items()}
+    [avatar] = jobs["avatar"].outputs
+    generations = sim.http.get("/_sim/syncso/inputs").raise_for_status().json()
+    for b in range(2):
+        dub = jobs[f"dub[{b}]"]
+        assert dub.request.video == f"output:{avatar.store_url}"
+        assert jobs[f"score[{b}]"].request.video == f"output:{dub.outputs[0].store_url}"
+        video = generations[dub.provider_ids["generation"]]["inputs"]["video"]
+        assert video["sha256"] == avatar.sha256
+        assert video["url"].startswith(s3.endpoint_url) and "X-Amz-Signature=" in video["url"]
+    assert all(o.store_url and o.store_url.startswith("s3://") for o in record.outputs)
