@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from redis.connection import AbstractConnection, Connection
 from redis.exceptions import NoScriptError
 
 from schemas import (
     JOB_REQUEST,
+    KINDS,
     SUBMITTABLE,
     JobRecord,
     JobRequest,
@@ -35,6 +37,7 @@ from schemas.inputs import InputRefused, open_input, roots_from_env
 from schemas.lipsync_batch import LipsyncBatchRequest
 from schemas.lipsync_wire import BATCH_MAX_FILE_BYTES, BATCH_MAX_RECORDS, BATCH_MIN_RECORDS, batch_file
 from schemas.pipeline import END, GENERATIONS, OUTCOME_PREFIX, PipelineRequest
+from schemas.problems import field_problem, unknown_kind
 from schemas.redis_url import CA_FILE_ENV, tls_options
 from schemas.wire import task_message, task_messages
 from storage import OutputSettings, OutputStore, StoreError, store_for
@@ -170,7 +173,7 @@ def _validated(
     except ValidationError as exc:
         raise InvalidRequest([_problem(err) for err in exc.errors()]) from None
     if parsed.kind not in SUBMITTABLE:
-        raise InvalidRequest([f"kind: {parsed.kind!r} is made by genq and cannot be submitted"])
+        raise InvalidRequest([f"kind: {_MADE_BY_GENQ.format(kind=parsed.kind)}"])
     handed = [f"{field}: {source} is a pipeline step's output; in a pipeline, a step takes one as "
               '{"from": "<step>"}' for field, source in parsed.output_refs().items()]  # fmt: skip
     if handed:
@@ -205,12 +208,25 @@ def _file_problem(field: str, path: str, roots: Sequence[Path], request: JobRequ
     return None
 
 
-def _problem(err: Any) -> str:
+_MADE_BY_GENQ = "{kind!r} is made by genq and cannot be submitted"  # a batch record
+
+
+def _problem(err: ErrorDetails, model: type[BaseModel] | None = None) -> str:
+    """One line of a refused request (``schemas.problems``): an error of the job request union names its
+    kind's model first (pydantic puts the tag first), or ``model`` is the one validated."""
     loc = list(err["loc"])
-    if loc and loc[0] in L.QUEUE_FOR_KIND:  # the discriminator tag pydantic puts first
-        loc = loc[1:]
-    where = ".".join(str(p) for p in loc) or "request"
-    return f"{where}: {err['msg']}"
+    if err["type"] in ("union_tag_not_found", "union_tag_invalid") and not loc:
+        return f"kind: {_kind_problem(err['input'])}"
+    if loc and isinstance(loc[0], str) and loc[0] in KINDS:
+        model, loc = KINDS[loc[0]].model, loc[1:]
+    return field_problem(err, loc, model)
+
+
+def _kind_problem(request: Any) -> str:
+    kind = request.get("kind") if isinstance(request, Mapping) else None
+    if isinstance(kind, str) and kind in KINDS and kind not in SUBMITTABLE:
+        return _MADE_BY_GENQ.format(kind=kind)
+    return unknown_kind(kind, SUBMITTABLE)
 
 
 @contextlib.contextmanager
@@ -486,7 +502,9 @@ class Producer:
         try:
             return LipsyncBatchRequest(jobs=job_ids, request_ids=request_ids)
         except ValidationError as exc:
-            problems = [_problem(err).replace("request: ", "batch: ", 1) for err in exc.errors()]
+            problems = [
+                _problem(err, LipsyncBatchRequest).replace("request: ", "batch: ", 1) for err in exc.errors()
+            ]
             raise InvalidRequest(problems) from None
 
     def _prepare(

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from schemas.problems import unknown_field
+
 # Each operation and the member it takes besides ``op`` and ``path``.
 ARGUMENT: Mapping[str, str | None] = {
     "add": "value",
@@ -62,8 +64,9 @@ def operation_problems(operation: Mapping[str, Any], *, extra_members: bool = Fa
         problems.append(("value", f"Field required by {op}"))
     if not extra_members:
         taken = {"op", "path", argument} if known else {"op", "path", "value", "from"}
+        members = [m for m in taken if m]
         for member in (m for m in operation if m not in taken):
-            why = f"not taken by {op}" if member in ("value", "from") else "Extra inputs are not permitted"
+            why = f"not taken by {op}" if member in ("value", "from") else unknown_field(member, members)
             problems.append((member, why))
     if not problems and op == "move" and operation["path"].startswith(operation["from"] + "/"):
         problems.append(("path", "is inside from; a location cannot be moved into one of its children"))

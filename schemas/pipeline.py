@@ -38,6 +38,7 @@ from pydantic import Field, JsonValue, ValidationError
 
 from schemas.base import JobRequestBase, Strict, is_local_path
 from schemas.caps import Caps, over
+from schemas.problems import problem_of
 
 StepName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 END = "end"  # the pipeline's own last run: it ends the pipeline (a step may not take the name)
@@ -350,7 +351,7 @@ class PipelineRequest(JobRequestBase):
         return problems
 
     def _member_problems(self, name: str, branch: int | None, caps: Caps) -> list[str]:
-        from schemas.requests import MEMBER_REQUEST  # noqa: PLC0415 (requests imports this module)
+        from schemas.requests import KINDS, MEMBER_REQUEST  # noqa: PLC0415 (requests imports this module)
 
         spec = self.steps[name]
         request = self.member(name, branch)
@@ -362,19 +363,22 @@ class PipelineRequest(JobRequestBase):
 
         if "tenant" in spec.request or "tenant" in item:
             return [f"{where('tenant')}: set tenant on the pipeline; each step's job takes the pipeline's"]
-        if request.get("kind") not in MEMBER_KINDS:
-            kinds = ", ".join(MEMBER_KINDS)
-            return [f"{where('kind')}: a step is one of {kinds}, not {request.get('kind')!r}"]
+        kind = request.get("kind")
+        if kind not in MEMBER_KINDS:
+            said = "missing" if kind is None else f"{kind!r} cannot be a step"
+            return [f"{where('kind')}: {said}; a step is one of {', '.join(MEMBER_KINDS)}"]
         for path, _ in refs_in(request):
             replace_at(request, path, PLACEHOLDER)
         try:
             member = MEMBER_REQUEST.validate_python(request)
         except ValidationError as exc:
+            model = KINDS[str(kind)].model
             lines = []
             for err in exc.errors():
-                parts = [str(p) for p in err["loc"]]
+                parts = list(err["loc"])
                 parts = parts[1:] if parts and parts[0] in MEMBER_KINDS else parts
-                lines.append(f"{where('.'.join(parts) or 'kind')}: {err['msg']}")
+                at = ".".join(str(p) for p in parts) or "kind"
+                lines.append(f"{where(at)}: {problem_of(err, parts, model)}")
             return lines
         lines = []
         for line in member.over_caps(caps):

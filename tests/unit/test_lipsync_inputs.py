@@ -157,7 +157,7 @@ def test_a_local_file_over_the_providers_limit_is_refused_at_submit(
 def test_a_batch_record_cannot_be_submitted() -> None:
     with pytest.raises(InvalidRequest) as from_json:
         validate({"kind": "lipsync_batch", "jobs": ["a"] * 20, "request_ids": [str(i) for i in range(20)]})
-    assert "Input tag 'lipsync_batch' found using 'kind' does not match" in from_json.value.problems[0]
+    assert from_json.value.problems == ["kind: 'lipsync_batch' is made by genq and cannot be submitted"]
     built = LipsyncBatchRequest(jobs=[f"{i:x}" for i in range(20)], request_ids=[str(i) for i in range(20)])
     with pytest.raises(InvalidRequest) as from_model:
         validate(built)

@@ -53,8 +53,8 @@ def test_valid_requests(changes: dict[str, object]) -> None:
         ({"options": {"active_speaker_detection": {"frame_number": 1}}}, "frame_number and coordinates"),
         ({"output_file_name": "no spaces.mp4"}, "output_file_name: String should match pattern"),
         ({"output_file_name": "x" * 256}, "output_file_name: String should match pattern"),
-        ({"api_key": "secret"}, "api_key: Extra inputs are not permitted"),
-        ({"kind": "karaoke"}, "Input tag 'karaoke' found using 'kind' does not match"),
+        ({"api_key": "secret"}, "api_key: unknown field"),
+        ({"kind": "karaoke"}, "kind: 'karaoke' is unknown; one of lipsync, avatar, music, pipeline"),
     ],
 )
 def test_invalid_requests_name_the_field(changes: dict[str, object], problem: str) -> None:
