@@ -15,8 +15,9 @@ job whose message was lost should run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from schemas import JobRecord, StageStatus
@@ -27,6 +28,30 @@ from schemas.wire import task_message
 def state_key(name: str, branch: int | None) -> str:
     """Where the job record keeps a run's state: ``execute[2]`` for a branch, ``create`` otherwise."""
     return name if branch is None else f"{name}[{branch}]"
+
+
+def parse_state_key(key: str) -> tuple[str, int | None]:
+    """The step and branch of a state key: ``("execute", 2)`` for ``execute[2]``, ``("create", None)``."""
+    name, bracket, rest = key.partition("[")
+    if bracket and rest.endswith("]") and rest[:-1].isdigit():
+        return name, int(rest[:-1])
+    return key, None
+
+
+# What a job's record says of the provider's side (its provider ids, and what its stages recorded of the
+# provider's answers), as ``genq status`` shows it: (label, sentence) rows, e.g. ("generation", "3f0c…").
+Facts = Callable[[JobRecord], list[tuple[str, str]]]
+
+
+def clock(moment: datetime | str) -> str:
+    """A moment (or its ISO 8601 text) as this host's time of day: ``12:03:04``."""
+    when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return when.astimezone().strftime("%H:%M:%S")
+
+
+def id_facts(job: JobRecord, *, said: Collection[str] = ()) -> list[tuple[str, str]]:
+    """Each provider id of ``job`` under its own name, but those ``said`` otherwise."""
+    return [(name, value) for name, value in job.provider_ids.items() if name not in said]
 
 
 def branch_of(args: Sequence[Any]) -> int | None:
@@ -123,6 +148,7 @@ class Next:
 class Graph:
     kind: str
     steps: tuple[Step, ...]
+    facts: Facts = id_facts  # what a job's provider ids say, for ``genq status``
     _by_name: dict[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -133,6 +159,28 @@ class Graph:
 
     def step(self, name: str) -> Step:
         return self._by_name[name]
+
+    def ordered(self, keys: Iterable[str]) -> list[str]:
+        """State keys of a job's record in the order the job runs them: step after step, and through
+        consecutive steps of one fan branch by branch, as each branch goes on by itself
+        (``execute[0]``, ``wait[0]``, ``download[0]``, ``execute[1]`` …); keys of no step come last, as
+        given."""
+        place: dict[str, tuple[int, int]] = {}  # step -> (the first step of its group, its own index)
+        first = 0
+        for at, step in enumerate(self.steps):
+            if not (at and step.fan is not None and self.steps[at - 1].fan is step.fan):
+                first = at  # a step outside a fan, or a fan's first, starts a group
+            place[step.name] = (first, at)
+
+        def order(item: tuple[int, str]) -> tuple[int, int, int, int]:
+            given, key = item
+            name, branch = parse_state_key(key)
+            if name not in place:
+                return len(self.steps), 0, 0, given
+            first, at = place[name]
+            return first, -1 if branch is None else branch, at, given
+
+        return [key for _, key in sorted(enumerate(keys), key=order)]
 
     def applying(self, job: JobRecord) -> list[Step]:
         """The steps this job runs, in order."""

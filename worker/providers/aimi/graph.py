@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from schemas import JobRecord
 from schemas.music import MusicRequest
-from worker.graph import Fan, Graph, Step
+from worker.graph import Fan, Graph, Step, id_facts
 from worker.providers.aimi.spec import EXECUTIONS as EXECUTION_SLOTS
 
 
@@ -24,6 +24,20 @@ def _request(job: JobRecord) -> MusicRequest:
 
 CHUNKS = Fan("chunk", lambda job: int(job.data["upload"]["chunks"]))
 EXECUTIONS = Fan("execution", lambda job: _request(job).executions)
+
+
+def _music_facts(job: JobRecord) -> list[tuple[str, str]]:
+    """Its Aimi task, how many chunks of the video Aimi acknowledged, and each execution's id."""
+    from worker.providers.aimi.steps import TASK, chunk_key, exec_key  # noqa: PLC0415 (imports the worker)
+
+    ids, executions = job.provider_ids, range(_request(job).executions)
+    chunks = range(int(job.data.get("upload", {}).get("chunks", 0)))
+    facts = [(TASK, ids[TASK])] if TASK in ids else []
+    acknowledged = sum(1 for i in chunks if chunk_key(i) in ids)
+    facts += [("upload", f"{acknowledged} of {len(chunks)} chunks acknowledged")] if acknowledged else []
+    facts += [(f"execution[{n}]", ids[exec_key(n)]) for n in executions if exec_key(n) in ids]
+    return facts + id_facts(job, said={TASK, *map(chunk_key, chunks), *map(exec_key, executions)})
+
 
 MUSIC = Graph(
     "music",
@@ -39,6 +53,7 @@ MUSIC = Graph(
         Step("download", "genq.aimi.download", fan=EXECUTIONS),
         Step("collect", "genq.aimi.collect"),
     ),
+    facts=_music_facts,
 )
 
 GRAPHS = (MUSIC,)
