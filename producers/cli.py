@@ -29,7 +29,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from producers.producer import InvalidRequest, JobNotFound, Producer
+from producers.producer import InvalidRequest, JobNotFound, Producer, is_job_id
 from schemas import JobError, JobRecord, JobStatus, Output, ParkedWait, StageStatus
 from schemas.caps import Caps, json_bytes, setting
 from schemas.pipeline import OUTCOME_PREFIX, Join, PipelineRequest, Shape, node_key
@@ -238,7 +238,18 @@ def submit(file: IO[Any], idempotency_key: str | None, batch: bool, redis_url: s
 
 
 def no_such_job(job_id: str) -> InvalidInput:
-    return InvalidInput([f"{job_id}: no such job (records are kept 7 days after the job ends)"])
+    return InvalidInput([f"{job_id}: no such job (none was submitted with this id, or its record expired: "
+                         "records are kept 7 days after the job ends)"])  # fmt: skip
+
+
+def _well_formed(_ctx: click.Context, _param: click.Parameter, job_id: str) -> str:
+    """A JOB_ID argument: an id genq never makes is refused before Redis is asked."""
+    if not is_job_id(job_id):
+        raise InvalidInput([f"{job_id}: not a job id (28 lowercase hex characters, as genq submit prints)"])
+    return job_id
+
+
+job_id_argument = click.argument("job_id", callback=_well_formed)
 
 
 def _get(producer: Producer, job_id: str, *, presign: bool = True) -> JobRecord:
@@ -448,7 +459,7 @@ def _view(producer: Producer, record: JobRecord) -> RenderableType:
 
 
 @click.command()
-@click.argument("job_id")
+@job_id_argument
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @redis_option
 def status(job_id: str, as_json: bool, redis_url: str) -> None:
@@ -468,7 +479,7 @@ def status(job_id: str, as_json: bool, redis_url: str) -> None:
 
 
 @click.command()
-@click.argument("job_id")
+@job_id_argument
 @click.option("--timeout-s", type=float, default=None, help="Give up watching after this long (exit 4).")
 @redis_option
 def watch(job_id: str, timeout_s: float | None, redis_url: str) -> None:
@@ -496,7 +507,7 @@ def watch(job_id: str, timeout_s: float | None, redis_url: str) -> None:
 
 
 @click.command()
-@click.argument("job_id")
+@job_id_argument
 @redis_option
 def cancel(job_id: str, redis_url: str) -> None:
     """Cancel a job that has not ended: prints "<id> cancelled" (exit 0, also if it was cancelled before),
@@ -551,7 +562,7 @@ def dead(limit: int, redis_url: str) -> None:
 
 
 @click.command()
-@click.argument("job_id")
+@job_id_argument
 @redis_option
 def replay(job_id: str, redis_url: str) -> None:
     """Run a failed job again from its first stage; provider ids it already has are kept."""
@@ -565,7 +576,7 @@ def replay(job_id: str, redis_url: str) -> None:
 
 
 @click.command()
-@click.argument("job_id")
+@job_id_argument
 @click.option("-o", "--output-dir", "output_dir", type=click.Path(file_okay=False, path_type=Path),
               default=".", show_default=True, help="Where the files go (created if need be).")  # fmt: skip
 @redis_option

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -97,6 +98,7 @@ _SUBMIT_SHA = hashlib.sha1(_SUBMIT_LUA.encode()).hexdigest()
 # Jobs per script call: Redis runs one call at a time, so this bounds how long a call holds up other
 # clients (a few ms), and Lua's unpack() takes at most about 8,000 values. 200 to 2,000 submit as fast.
 _CHUNK = 500
+_JOB_ID = re.compile(r"[0-9a-f]{28}")
 
 
 class InvalidRequest(ValueError):
@@ -131,6 +133,11 @@ class JobNotFound(KeyError):
 def new_job_id() -> str:
     """28 hex characters, time-ordered (milliseconds first), so ids sort by submission time."""
     return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+
+
+def is_job_id(text: str) -> bool:
+    """Whether ``text`` has the form of every job id genq makes (``new_job_id``'s: 28 lowercase hex)."""
+    return _JOB_ID.fullmatch(text) is not None
 
 
 def _new_job_ids(count: int) -> list[str]:
