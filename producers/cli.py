@@ -17,7 +17,6 @@ import time
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +34,8 @@ from schemas.caps import Caps, json_bytes, setting
 from schemas.pipeline import OUTCOME_PREFIX, Join, PipelineRequest, Shape, node_key
 from schemas.records import StepOutcome
 from storage import StoreError
+from worker.graph import clock
+from worker.providers.registry import graph_for
 
 
 class Exit(IntEnum):
@@ -259,14 +260,10 @@ def _get(producer: Producer, job_id: str, *, presign: bool = True) -> JobRecord:
         raise no_such_job(job_id) from None
 
 
-def _clock(moment: datetime) -> str:
-    return moment.astimezone().strftime("%H:%M:%S")
-
-
 def parked_detail(wait: ParkedWait) -> str:
     """What a parked stage waits for, since when, and when it is checked next."""
-    check = f"next check {_clock(wait.next_check)}" if wait.next_check else "being checked"
-    return f"parked: waiting for {wait.provider} {wait.provider_id} since {_clock(wait.since)}, {check}"
+    check = f"next check {clock(wait.next_check)}" if wait.next_check else "being checked"
+    return f"parked: waiting for {wait.provider} {wait.provider_id} since {clock(wait.since)}, {check}"
 
 
 def where(output: Output) -> str:
@@ -274,30 +271,61 @@ def where(output: Output) -> str:
     return output.store_url if output.store_url and not output.store_url.startswith("file:") else output.path
 
 
-def error_text(error: JobError) -> str:
-    """``<provider> <code>: <message>`` (the provider and code where the error names them)."""
-    said = " ".join(x for x in (error.provider, error.code) if x)
+def error_text(error: JobError, *, status_code: bool = False) -> str:
+    """``<provider> <code>: <message>`` (the provider and code where the error names them), with the
+    provider's HTTP status before the code if asked: ``syncso 402 batch_plan_required: …``. A pipeline's
+    rows leave the status out, as the pipeline's own error does when it names a step's."""
+    parts = (error.provider, error.status_code if status_code else None, error.code)
+    said = " ".join(str(x) for x in parts if x is not None)
     return f"{said}: {error.message}" if said else error.message
 
 
-def render(record: JobRecord, parked: list[ParkedWait] | None = None) -> Table:
-    """The job as a table: one row per stage, then its provider ids, outputs and error."""
-    table = Table(title=f"job {record.id} ({record.kind}): {record.status.value}", title_justify="left")
-    for column in ("stage", "status", "attempts", "detail"):
-        table.add_column(column)
+def error_said(error: JobError) -> str:
+    """The error as a job's view shows it: ``error_text`` with the HTTP status, the stage it failed at
+    and the provider's id of the refused request."""
+    request = f"; the provider's request id {error.request_id}" if error.request_id else ""
+    return f"{error_text(error, status_code=True)} (at {error.stage}{request})"
+
+
+def output_said(output: Output) -> str:
+    """Where the output is, whole, then its size and SHA-256."""
+    return f"{where(output)} ({output.bytes} bytes, sha256 {output.sha256})"
+
+
+def stage_order(record: JobRecord) -> list[str]:
+    """The record's stages in the order the job runs them (its kind's step graph, ``Graph.ordered``)."""
+    return graph_for(record.kind).ordered(record.stages)
+
+
+def facts(record: JobRecord) -> list[tuple[str, str]]:
+    """What the record says of the provider's side (its provider ids, as its kind's graph words them),
+    its outputs and its error: (label, sentence) rows."""
+    said = graph_for(record.kind).facts(record)
+    said += [("output", output_said(output)) for output in record.outputs]
+    return said + ([("error", error_said(record.error))] if record.error is not None else [])
+
+
+def render(record: JobRecord, parked: list[ParkedWait] | None = None) -> Group:
+    """The job: its title, then one row per stage in the order the job runs them (status, attempts,
+    detail), then a row for each of its ``facts``. Every cell is plain text, never console markup (a
+    provider's ``[syncso 402 …]`` is shown as it is); the detail column folds rather than cuts."""
+    title = Text(f"job {record.id} ({record.kind}): {record.status.value}", style="italic")
+    table = Table()
+    table.add_column("stage", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("attempts", no_wrap=True, justify="right")
+    table.add_column("detail", overflow="fold")
     waits = {wait.stage: wait for wait in parked or []}
-    for name, stage in record.stages.items():
+    for name in stage_order(record):
+        stage = record.stages[name]
         detail = parked_detail(waits[name]) if name in waits else stage.detail or ""
-        table.add_row(name, stage.status.value, str(stage.attempts), detail)
-    for name, value in record.provider_ids.items():
-        table.add_row(f"{name} id", value, "", "")
-    for output in record.outputs:
-        table.add_row("output", where(output), "", f"{output.bytes} bytes sha256 {output.sha256[:16]}…")
-    if record.error:
-        e = record.error
-        said = " ".join(str(x) for x in (e.provider, e.status_code, e.code) if x is not None)
-        table.add_row("error", f"[{said}]", "", e.message)
-    return table
+        table.add_row(Text(name), Text(stage.status.value), Text(str(stage.attempts)), Text(detail))
+    rows = facts(record)
+    if rows and record.stages:
+        table.add_section()
+    for label, said in rows:
+        table.add_row(Text(label), "", "", Text(said))
+    return Group(title, table)
 
 
 # --- pipelines -------------------------------------------------------------------------------------
@@ -412,8 +440,8 @@ def _current(job: JobRecord) -> str:
     """The stage(s) a step job that has not ended is at (``wait: waiting for syncso generation …``)."""
     active = [
         f"{name}: {state.detail or state.status.value}"
-        for name, state in job.stages.items()
-        if state.status not in (StageStatus.DONE, StageStatus.PENDING)
+        for name in stage_order(job)
+        if (state := job.stages[name]).status not in (StageStatus.DONE, StageStatus.PENDING)
     ]
     return "; ".join(active) or job.status.value
 
@@ -429,14 +457,14 @@ def render_pipeline(record: JobRecord, jobs: Mapping[str, JobRecord | None]) -> 
     table.add_column("state", no_wrap=True)
     table.add_column("job", no_wrap=True, min_width=len(record.id))
     table.add_column("detail", overflow="fold")
-    for view in node_views(record, jobs):
-        table.add_row(view.node, view.state, view.job or "", view.detail)
+    for view in node_views(record, jobs):  # plain text, as the job view's cells
+        table.add_row(Text(view.node), Text(view.state), Text(view.job or ""), Text(view.detail))
     if record.outputs or record.error:
         table.add_section()
     for output in record.outputs:
-        table.add_row("output", "", "", where(output))
+        table.add_row("output", "", "", Text(where(output)))
     if record.error is not None:
-        table.add_row("error", "", "", error_text(record.error))
+        table.add_row("error", "", "", Text(error_text(record.error)))
     return Group(title, graph, table)
 
 

@@ -303,3 +303,18 @@ def test_the_demos_step_bars_count_each_steps_runs_ended_across_the_pipelines() 
     second = record(pipeline(2), data={"step:avatar": outcome("avatar", "succeeded")})
     lipsync = step("x", LIPSYNC, JobStatus.SUCCEEDED)
     assert step_runs([first, lipsync, second]) == {"avatar": (2, 0, 2), "dub": (2, 1, 5), "score": (1, 1, 5)}
+
+
+def test_a_running_step_job_shows_its_active_stages_in_run_order_as_plain_text() -> None:
+    retrying = StageState(status=StageStatus.RETRYING, detail="[aimi 503] Service Unavailable")
+    stages = {"wait[1]": WAITING, "download[0]": retrying, "execute[0]": StageState(status=StageStatus.DONE)}
+    music = {"kind": "music", "video": "https://x.test/v.mp4", "executions": 2}
+    job = step("score[0]", music, JobStatus.RUNNING, stages=stages)
+    running = record(pipeline(1), provider_ids={"score[0]": job_id("score[0]")})
+    detail = f"download[0]: [aimi 503] Service Unavailable; wait[1]: {WAITING.detail}"
+    assert node_views(running, {"score[0]": job})[-1] == NodeView(
+        "score[0]", "running", job_id("score[0]"), detail
+    )
+    pipe = io.StringIO()
+    show(Console(file=pipe, width=80), render_pipeline(running, {"score[0]": job}))
+    assert cells(pipe.getvalue())[-1] == ("score[0]", "running", job_id("score[0]"), detail)
