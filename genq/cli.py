@@ -8,6 +8,7 @@ from typing import IO, Any
 import click
 import redis
 
+from genq.budgets import budgets
 from producers.cli import (
     REDIS_URL_META,
     Exit,
@@ -120,6 +121,7 @@ def limits(as_json: bool, prometheus: bool, redis_url: str) -> None:
 
     from rich.console import Console
 
+    from genq.budgets import as_dicts, spend_table, usage_rows
     from genq.report import backlog_tables, budget_table, in_use
     from worker.context import Context
     from worker.limits.report import prometheus_text
@@ -130,12 +132,15 @@ def limits(as_json: bool, prometheus: bool, redis_url: str) -> None:
     if prometheus:
         click.echo(prometheus_text(states, waits, scheduled), nl=False)
         return
+    spend = usage_rows(ctx.spend)
     if as_json:
-        click.echo(json.dumps({"budgets": states, "parked": waits, "scheduled": scheduled}, indent=2,
-                              default=lambda o: o.__dict__))  # fmt: skip
+        figures = {"budgets": states, "parked": waits, "scheduled": scheduled, "spend": as_dicts(spend)}
+        click.echo(json.dumps(figures, indent=2, default=lambda o: o.__dict__))
         return
     console = Console()
     console.print(budget_table(states))
+    if spend:
+        console.print(spend_table(spend))
     for table in backlog_tables(waits, scheduled):
         console.print(table)
 
@@ -180,6 +185,7 @@ for _spec in PROVIDERS.values():  # each provider's account commands (sync.so: e
         for _command in load(_spec.commands):
             main.add_command(_command)
 main.add_command(submit)
+main.add_command(budgets)
 main.add_command(status)
 main.add_command(watch)
 main.add_command(cancel)

@@ -112,6 +112,7 @@ class GenqCollector:
             replies = pipe.execute()
         yield from self._queues(replies[0 : 2 * count : 2], replies[1 : 2 * count : 2], self.clock())
         yield from self._budgets()
+        yield from self._spend()
         stages, responses, jobs, repairs = (_text_fields(raw) for raw in replies[2 * count :])
         yield stage_histograms(stages)
         yield counters(
@@ -124,7 +125,7 @@ class GenqCollector:
             "genq_jobs", "Jobs that reached a terminal status, by kind and status.", ["kind", "status"], jobs
         )
         yield counters(
-            "genq_repairs", "Repairs the reconciler made (message, lease, unacked).", ["kind"], repairs
+            "genq_repairs", "Repairs the reconciler made (message, lease, unacked, spend).", ["kind"], repairs
         )
 
     def _queues(self, lengths: list[int], tails: list[list[bytes]], now: float) -> Iterator[Metric]:
@@ -150,6 +151,34 @@ class GenqCollector:
             for labels, value in gauge.samples:
                 family.add_metric(list(labels.values()), float(value))
             yield family
+
+    def _spend(self) -> Iterator[Metric]:
+        """Each tenant's spend budget in its current period, and the jobs refused for budget."""
+        spend = self.ctx.spend
+        labels = ["tenant", "per"]
+        families = {
+            "limit": GaugeMetricFamily(
+                "genq_spend_limit_usd", "A tenant's spend budget per period.", labels=labels
+            ),
+            "spent": GaugeMetricFamily("genq_spend_spent_usd", "Spent in the current period.", labels=labels),
+            "reserved": GaugeMetricFamily(
+                "genq_spend_reserved_usd", "Reserved by jobs not ended.", labels=labels
+            ),
+            "waiting": GaugeMetricFamily(
+                "genq_spend_waiting_jobs", "Jobs waiting for budget.", labels=labels
+            ),
+        }
+        for budget in spend.budgets():
+            usage, values = spend.usage(budget), [budget.tenant, budget.per]
+            families["limit"].add_metric(values, budget.limit_usd)
+            families["spent"].add_metric(values, usage.spent_usd)
+            families["reserved"].add_metric(values, usage.reserved_usd)
+            families["waiting"].add_metric(values, float(usage.waiting))
+        yield from families.values()
+        refusals = {L.text(k): L.text(v) for k, v in self.ctx.redis.hgetall(L.METRICS_REFUSALS_KEY).items()}
+        yield counters(
+            "genq_spend_refusals", "Jobs refused for their tenant's spend budget.", ["tenant"], refusals
+        )
 
 
 def _text_fields(raw: Mapping[bytes, bytes]) -> dict[str, str]:

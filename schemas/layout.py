@@ -265,6 +265,7 @@ def record_from_fields(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> J
         request=STORED_REQUEST.validate_json(fields[F_REQUEST]),
         tenant=fields.get(F_TENANT),
         pipeline=fields.get(F_PARENT),
+        cost_usd=int(fields[F_SPEND_COST]) / 1_000_000 if F_SPEND_COST in fields else None,
         stages=stages,
         provider_ids=provider_ids,
         data=data,
@@ -280,6 +281,28 @@ def record_from_fields(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> J
 def text(value: object) -> str:
     """A Redis reply as text (redis-py types many replies loosely)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# Spend budgets per tenant (worker/spend.py). Amounts are integers of micro-dollars.
+# - BUDGET_KEY hash: limit, per (day|month), over (refuse|wait), unknown (the price a job of unknown cost
+#   is admitted at; none: refused). BUDGETS_KEY set: the tenants that have one. Kept until deleted.
+# - SPEND_KEY hash per tenant and period (2026-12-06, 2026-12): spent, reserved, refused; kept 70 days.
+# - SPEND_HOLDS_KEY hash per tenant: job id -> "<period> <amount>" of each reservation not yet settled.
+# - SPEND_WAITING_KEY set per tenant: the jobs waiting for budget (``over: wait``).
+# - METRICS_REFUSALS_KEY hash: tenant -> jobs refused for budget (a counter).
+# - Job fields: F_SPEND_HOLD "<period> <amount>" once reserved; F_SPEND_COST what it was charged.
+BUDGET_KEY = PREFIX + "budget:{tenant}"
+BUDGETS_KEY = PREFIX + "budgets"
+SPEND_KEY = PREFIX + "spend:{tenant}:{period}"
+SPEND_HOLDS_KEY = PREFIX + "spend:{tenant}:holds"
+SPEND_WAITING_KEY = PREFIX + "spend:{tenant}:waiting"
+METRICS_REFUSALS_KEY = PREFIX + "metrics:budget_refusals"
+F_SPEND_HOLD = "spend_hold"
+F_SPEND_COST = "spend_cost"
+
+
+def spend_key(tenant: str, period: str) -> str:
+    return SPEND_KEY.format(tenant=tenant, period=period)
 
 
 # Provider budgets (worker/limits). `{name}` is a budget name such as `syncso.create`.

@@ -90,6 +90,7 @@ class StepOutcome(BaseModel):
     outputs: list[Output] = Field(default_factory=list)
     error: JobError | None = None
     reason: str | None = None
+    cost_usd: float | None = None
 
 
 class JobRecord(BaseModel):
@@ -101,6 +102,9 @@ class JobRecord(BaseModel):
     request: AnyRequest
     tenant: str | None = None
     pipeline: str | None = None  # the pipeline whose step this job runs, if any
+    # What the job was charged (USD), once settled against its tenant's budget; a pipeline's is the sum of
+    # its steps' jobs'.
+    cost_usd: float | None = None
     stages: dict[str, StageState] = Field(default_factory=dict)
     provider_ids: dict[str, str] = Field(default_factory=dict)
     # What stages produced for later ones (e.g. a music job's analysis and plan), by name.

@@ -26,6 +26,7 @@ from worker.providers.spec import ProviderSpec, load
 from worker.schedule import Schedule
 from worker.sections import ProviderSettings
 from worker.settings import Settings, get_settings, redis_client
+from worker.spend import Spend
 from worker.store import JobStore
 from worker.sweep import Watcher
 from worker.waits import Waits
@@ -69,6 +70,11 @@ class Context:
     def budgets_in_use(self) -> Budgets:
         """The budgets of the providers whose credentials are set here: the ones this process sweeps."""
         return budgets_from(self.settings, configured_only=True)
+
+    @cached_property
+    def spend(self) -> Spend:
+        """Tenants' spend budgets (worker/spend.py)."""
+        return Spend(self.redis)
 
     @cached_property
     def egress(self) -> Egress:

@@ -96,6 +96,9 @@ class Step:
     releases: tuple[str, ...] = ()
     # Its runs take their state key as argument (``dub[1]``): one task runs every step (a pipeline's).
     keyed: bool = False
+    # The step whose provider call costs money: the job reserves its cost against its tenant's spend budget
+    # before it runs (worker/spend.py).
+    spends: bool = False
 
     def state_key(self, branch: int | None) -> str:
         return state_key(self.name, branch)

@@ -299,7 +299,8 @@ class Node:
 
     def outcome(self, child: str) -> StepOutcome:
         record = self.store.get(child)
-        return StepOutcome(status=record.status.value, job=child, outputs=record.outputs, error=record.error)
+        return StepOutcome(status=record.status.value, job=child, outputs=record.outputs, error=record.error,
+                           cost_usd=record.cost_usd)  # fmt: skip
 
     def ended(self, outcome: StepOutcome) -> Done:
         """Record how this node ended; with ``fail_fast``, end the pipeline if its join can no longer
@@ -323,6 +324,11 @@ class Node:
                 failure_message(self.job, self.shape), provider="genq", code="genq_pipeline_failed"
             )
         outputs = [output for key in good for output in outcomes[key].outputs]  # type: ignore[union-attr]
+        costs = [
+            o.cost_usd for key in self.shape.all_nodes() if (o := outcome_of(self.job, key)) and o.cost_usd
+        ]
+        if costs:  # the pipeline's cost: its steps' jobs'
+            self.store.redis.hset(L.job_key(self.job.id), L.F_SPEND_COST, round(sum(costs) * 1_000_000))
         return Done(outputs=outputs, detail=f"{len(good)} of {len(leaves)} final runs succeeded")
 
 

@@ -42,6 +42,7 @@ from worker.graph import Graph, run_message
 from worker.limits import Limiter, Pool
 from worker.lua import source
 from worker.providers.registry import graph_for
+from worker.spend import Spend, step_done
 from worker.store import JobStore
 from worker.sweep import holder_id
 
@@ -58,6 +59,7 @@ class Repairs:
     messages: int = 0  # runs pushed again
     leases: int = 0  # pool slots freed
     unacked: int = 0  # messages brought back after a restart
+    spend: int = 0  # reservations of ended or vanished jobs settled
 
 
 class Reconciler:
@@ -78,6 +80,7 @@ class Reconciler:
     ) -> None:
         self.redis = client
         self.store = JobStore(client)
+        self.spend = Spend(client)
         self.limiter = limiter
         self.pools = list(pools)
         self.queues = list(queues)
@@ -143,18 +146,23 @@ class Reconciler:
     def reconcile(self) -> Repairs:
         """One pass; returns what it repaired."""
         repairs = Repairs(
-            unacked=self.restore_after_restart(), messages=self.repush_lost(), leases=self.free_slots()
+            unacked=self.restore_after_restart(),
+            messages=self.repush_lost(),
+            leases=self.free_slots(),
+            spend=self.settle_spend(),
         )
         for kind, count in (
             ("message", repairs.messages),
             ("lease", repairs.leases),
             ("unacked", repairs.unacked),
+            ("spend", repairs.spend),
         ):
             if count:
                 self.redis.hincrby(L.REPAIRS_KEY, kind, count)
         self.total.messages += repairs.messages
         self.total.leases += repairs.leases
         self.total.unacked += repairs.unacked
+        self.total.spend += repairs.spend
         return repairs
 
     # Lost step runs.
@@ -271,6 +279,23 @@ class Reconciler:
                                 job.id, job.status.value)  # fmt: skip
                     freed += 1
         return freed
+
+    # Spend reservations.
+
+    def settle_spend(self) -> int:
+        """Settle the reservation of each job that ended without settling it (cancelled, or its worker
+        killed between its end and the settle) or whose record is gone (nothing charged), by
+        ``worker.spend.charge_of``."""
+        held: list[tuple[str, str, JobRecord | None, bool]] = []
+        for tenant in sorted(L.text(t) for t in self.redis.smembers(L.BUDGETS_KEY)):
+            ids = list(self.spend.holds(tenant))
+            for job_id, job in zip(ids, self.store.get_many(ids) if ids else [], strict=True):
+                costly = [s.name for s in graph_for(job.kind).applying(job) if s.spends] if job else []
+                held.append((tenant, job_id, job, bool(costly) and step_done(job, costly[0])))  # type: ignore[arg-type]
+        settled = self.spend.settle_ended(iter(held))
+        if settled:
+            log.warning("spend: settled %d reservation(s) of jobs that had ended without settling", settled)
+        return settled
 
     # Messages after a restart.
 

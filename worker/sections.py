@@ -36,6 +36,10 @@ class ProviderSettings(BaseModel):
     # A provider job that has not ended this long after create fails the job (genq_wait_timeout).
     max_wait_s: float = Field(7200.0, gt=0)
     max_output_bytes: int = Field(5 * 1024**3, gt=0)
+    # What one provider job costs (USD) where the provider gives no estimate before it runs (AI Studios: an
+    # export; Aimi: an execution); None: unknown (a job of a tenant with a spend budget is then refused,
+    # unless the budget admits jobs of unknown cost at a stated price). sync.so estimates each job itself.
+    price_usd: float | None = Field(None, ge=0)
 
     @property
     def configured(self) -> bool:

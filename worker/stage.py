@@ -51,6 +51,7 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from schemas import JobError, JobRecord, Output, StageState, StageStatus
+from schemas import layout as L
 from schemas.inputs import outside_roots
 from worker.context import Context, get_context
 from worker.graph import branch_of, run_message, state_key
@@ -59,9 +60,17 @@ from worker.inputs import refused
 from worker.limits import Gate, Parked
 from worker.outcomes import Awaiting, Done, JobFailed, Later, Stop, Wait
 from worker.outputs import OutputBudget
-from worker.providers.errors import InfrastructureError, InternalError, ProviderError, Throttled
-from worker.providers.registry import graph_for
+from worker.providers.errors import (
+    BudgetExceeded,
+    InfrastructureError,
+    InternalError,
+    ProviderError,
+    Throttled,
+)
+from worker.providers.registry import for_kind, graph_for
+from worker.providers.spec import load
 from worker.retry import backoff_s, throttle_delay_s
+from worker.spend import charge_of, next_period_in_s, step_done
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,8 @@ Action = Callable[[JobRecord, Gate], object]
 # What a stage retries when it is not a provider's error: Redis, the network, the disk (OSError covers
 # a full disk and a refused connection).
 INFRASTRUCTURE = (redis.RedisError, OSError, httpx.TransportError)
+# A job waiting for budget (``over: wait``) asks again this often, or when the next period starts.
+WAIT_FOR_BUDGET_S = 60.0
 
 
 class _Skip(Exception):
@@ -133,6 +144,7 @@ class Stage(Task):  # type: ignore[type-arg]
         try:
             self._check_inputs(job)
             job = presigned_inputs(job, self.ctx)
+            self._reserve(job, gate)
             result = action(job, gate)
         except Parked as parked:
             store.set_stage(job_id, self.state_key, _moved(state, StageStatus.THROTTLED, str(parked)))
@@ -178,11 +190,53 @@ class Stage(Task):  # type: ignore[type-arg]
         more = [(then.join, [self.message(run.step.task, job.id, *run.args) for run in then.runs])
                 for then in after.more]  # fmt: skip
         outputs = (done.outputs or []) if after.end else None
+        if after.end and job.tenant is not None:  # before the end is recorded: a crash between settles again
+            self.ctx.spend.settle(job.id, job.tenant, None)
         ended = _moved(state, StageStatus.DONE, done.detail, ended=True)
         outcome = self.ctx.store.advance(
             job.id, self.state_key, ended, join=after.join, pushes=pushes, more=more, outputs=outputs
         )
         return "done" if outcome in ("advanced", "ended", "joined") else f"done ({outcome})"
+
+    def _spends(self, job: JobRecord) -> bool:
+        """Whether this run is of the step whose provider call costs money (``Step.spends``)."""
+        steps = graph_for(job.kind).applying(job)
+        return any(step.name == self.step_name and step.spends for step in steps)
+
+    def _reserve(self, job: JobRecord, gate: Gate) -> None:
+        """Reserve the job's cost against its tenant's budget, once (a resent or re-run stage reserves
+        nothing more). Over the budget, the job fails (``genq_budget_exceeded``, nothing created) or, if
+        the budget says ``wait``, runs this stage again when the next period starts or a minute from now,
+        whichever is sooner (a raised limit lets it through then)."""
+        if job.tenant is None or not self._spends(job):
+            return
+        spend = self.ctx.spend
+        budget = spend.budget(job.tenant)
+        if budget is None or self.ctx.redis.hexists(L.job_key(job.id), L.F_SPEND_HOLD):
+            return
+        cost_of = for_kind(job.kind).cost
+        amount = load(cost_of)(job, self.ctx, gate) if cost_of else None
+        if amount is None:
+            if budget.unknown_usd is None:
+                admit = f"genq budgets set {job.tenant} --unknown-usd N admits such jobs at N"
+                raise BudgetExceeded(
+                    f"tenant {job.tenant} has a spend budget and this job's cost cannot be estimated; "
+                    f"nothing was created ({admit})",
+                    provider="genq", code="genq_budget_exceeded",
+                )  # fmt: skip
+            amount = budget.unknown_usd
+        reserved = spend.reserve(job.id, budget, amount)
+        if reserved.outcome != "over":
+            return
+        figures = (f"tenant {job.tenant}: ${reserved.spent_usd:.2f} spent and ${reserved.reserved_usd:.2f} "
+                   f"reserved of ${reserved.limit_usd:.2f} a {budget.per}; "
+                   f"this job needs ${amount:.2f}")  # fmt: skip
+        if budget.over == "wait":
+            spend.waiting(job.tenant, job.id, now_waiting=True)
+            raise Later(min(next_period_in_s(budget.per), WAIT_FOR_BUDGET_S), f"over budget: {figures}",
+                        status=StageStatus.THROTTLED)  # fmt: skip
+        raise BudgetExceeded(f"over budget: {figures}; nothing was created", provider="genq",
+                             code="genq_budget_exceeded")  # fmt: skip
 
     def _check_inputs(self, job: JobRecord) -> None:
         """Refuse a job whose local inputs are not under the input roots (symlinks resolved now), before
@@ -340,6 +394,7 @@ class Stage(Task):  # type: ignore[type-arg]
             stage=key, message=message, provider="genq", code="genq_stage_timeout", retryable=True
         )
         store.fail(job_id, error, dead_letter=True, stage=(key, failed))
+        self._settle_ended(job_id)
         self._release_slots(job_id, job_id if branch is None else f"{job_id}:{branch}")
         self.on_failed(job_id, error)
 
@@ -373,9 +428,19 @@ class Stage(Task):  # type: ignore[type-arg]
         failed = _moved(state, StageStatus.FAILED, str(exc), ended=True)
         dead = exc.retryable or isinstance(exc, InternalError)
         store.fail(job.id, error, dead_letter=dead, stage=(self.state_key, failed))
+        self._settle_ended(job.id)
         self._release_slots(job.id)
         self.on_failed(job.id, error)
         raise JobFailed(f"job {job.id} failed at {self.state_key}: {exc}")
+
+    def _settle_ended(self, job_id: str) -> None:
+        """Settle the reservation of a job that has just ended otherwise than by succeeding (``charge_of``);
+        should this be lost, the reconciler settles it."""
+        job = self.ctx.store.get(job_id)
+        if job.tenant is not None:
+            costly = [s.name for s in graph_for(job.kind).applying(job) if s.spends]
+            done = bool(costly) and step_done(job, costly[0])
+            self.ctx.spend.settle(job_id, job.tenant, charge_of(job, done))
 
     def on_failed(self, job_id: str, error: JobError) -> None:
         """After the job failed: what else must end with it (a batch's jobs). Nothing by default."""

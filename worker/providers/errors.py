@@ -102,6 +102,10 @@ class JobRejected(ProviderError):
     """The provider job ended in a failure state (sync.so FAILED or REJECTED)."""
 
 
+class BudgetExceeded(JobRejected):
+    """The job's tenant's spend budget cannot take it (``genq_budget_exceeded``): nothing was created."""
+
+
 class InfrastructureError(ProviderError):
     """genq's own footing failed in the middle of a stage (Redis, the network, the disk): the stage is
     retried with backoff like a provider's 5xx. ``provider`` is ``"genq"``."""

@@ -47,6 +47,9 @@ class ProviderSpec(Generic[S, C]):
     # (sync.so: generations and batches), each with its own wait namespace (``Watcher.provider``).
     watchers: tuple[str, ...] = ()
     webhook: str | None = None  # "module:function": (Receiver, Request) -> Response, at POST /<name>
+    # "module:function": (JobRecord, Context, Gate) -> what the job will cost (USD), or None if unknown: what
+    # it reserves against its tenant's spend budget (worker/spend.py).
+    cost: str | None = None
     # "module:attribute": a sequence of click commands ``genq`` offers for the account (sync.so: estimate,
     # models, assets).
     commands: str | None = None

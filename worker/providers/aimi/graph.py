@@ -48,7 +48,7 @@ MUSIC = Graph(
         Step("analyze_video", "genq.aimi.analyze_video"),
         Step("analyze_audio", "genq.aimi.analyze_audio", when=lambda job: _request(job).keep_original_audio),
         Step("generate_plan", "genq.aimi.generate_plan"),
-        Step("execute", "genq.aimi.execute", fan=EXECUTIONS),
+        Step("execute", "genq.aimi.execute", fan=EXECUTIONS, spends=True),
         Step("wait", "genq.aimi.wait", fan=EXECUTIONS, releases=(EXECUTION_SLOTS,)),
         Step("download", "genq.aimi.download", fan=EXECUTIONS),
         Step("collect", "genq.aimi.collect"),

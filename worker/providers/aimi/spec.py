@@ -23,5 +23,6 @@ SPEC = ProviderSpec(
     client=AimiClient.from_settings,
     stages="worker.providers.aimi.stages",
     graphs="worker.providers.aimi.graph:GRAPHS",
+    cost="worker.providers.aimi.stages:job_cost",
     watchers=("worker.providers.aimi.watch:watcher",),
 )

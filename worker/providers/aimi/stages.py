@@ -8,10 +8,22 @@ state in the job record and, for executions, its own slot of the account's pool 
 
 from __future__ import annotations
 
+from schemas import JobRecord, MusicRequest
 from worker.app import app
+from worker.context import Context
+from worker.limits import Gate
 from worker.providers.aimi import steps
+from worker.providers.aimi.spec import SPEC
 from worker.providers.aimi.steps import Aimi
 from worker.stage import Stage
+
+
+def job_cost(job: JobRecord, ctx: Context, gate: Gate) -> float | None:
+    """What the job will cost (``ProviderSpec.cost``): Aimi gives no estimate, so the account's price of
+    an execution (``GENQ_AIMI__PRICE_USD``) times the job's executions, or None when it is not set."""
+    price = ctx.section(SPEC).price_usd
+    assert isinstance(job.request, MusicRequest)
+    return None if price is None else price * job.request.executions
 
 
 @app.task(bind=True, base=Stage, name="genq.aimi.upload_init", stage="upload_init")

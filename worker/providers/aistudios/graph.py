@@ -28,7 +28,7 @@ def _avatar_facts(job: JobRecord) -> list[tuple[str, str]]:
 AVATAR = Graph(
     "avatar",
     (
-        Step("create", "genq.aistudios.create"),
+        Step("create", "genq.aistudios.create", spends=True),
         Step("wait", "genq.aistudios.wait", releases=(RENDERS,)),
         Step("download", "genq.aistudios.download"),
     ),

@@ -23,6 +23,7 @@ SPEC = ProviderSpec(
     client=AIStudiosClient.from_settings,
     stages="worker.providers.aistudios.stages",
     graphs="worker.providers.aistudios.graph:GRAPHS",
+    cost="worker.providers.aistudios.stages:job_cost",
     watchers=("worker.providers.aistudios.watch:watcher",),
     webhook="worker.providers.aistudios.webhook:receive",
 )

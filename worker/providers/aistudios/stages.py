@@ -177,6 +177,12 @@ def fetch_video(
     return store_output(outputs, key, fetch, budget=budget).output()
 
 
+def job_cost(job: JobRecord, ctx: Context, gate: Gate) -> float | None:
+    """What the job will cost (``ProviderSpec.cost``): AI Studios gives no estimate before an export, so
+    the account's price of one (``GENQ_AISTUDIOS__PRICE_USD``), or None when it is not set."""
+    return ctx.section(SPEC).price_usd
+
+
 @app.task(bind=True, base=Stage, name="genq.aistudios.create", stage="create")
 def create(self: Stage, job_id: str) -> str:
     ctx = self.ctx

@@ -71,7 +71,7 @@ LIPSYNC = Graph(
         Step(BATCH, "genq.syncso.batch_collect", when=_in_batch, external=True),
         Step("upload", "genq.syncso.upload", when=_uploads),
         Step("estimate", "genq.syncso.estimate", when=_estimates),
-        Step("create", "genq.syncso.create", when=_alone),
+        Step("create", "genq.syncso.create", when=_alone, spends=True),
         Step("wait", "genq.syncso.wait", when=_alone, releases=(GENERATIONS,)),
         Step("download", "genq.syncso.download"),
     ),

@@ -37,4 +37,5 @@ SPEC = ProviderSpec(
     watchers=("worker.providers.syncso.watch:watcher", "worker.providers.syncso.watch:batch_watcher"),
     webhook="worker.providers.syncso.webhook:receive",
     commands="worker.providers.syncso.commands:COMMANDS",
+    cost="worker.providers.syncso.stages:job_cost",
 )

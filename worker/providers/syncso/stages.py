@@ -16,6 +16,7 @@ from schemas import JobError, JobRecord, JobStatus, LipsyncRequest, Output
 from schemas.lipsync_wire import generation_body
 from storage import OutputStore, Sink, Stored
 from worker.app import app
+from worker.context import Context
 from worker.follow import Followed, followed_end
 from worker.handoff import Roots
 from worker.inputs import open_local
@@ -75,30 +76,49 @@ def _checked_upload(kind: str, path: str, max_bytes: int, roots: Sequence[Path])
     return file
 
 
-def check_cost(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> float:
-    """sync.so's estimate of the job's generation; past the job's ``max_cost_usd`` the job fails here,
-    before anything is created. The estimate is recorded (``data:estimate``) and reused on a rerun."""
-    assert isinstance(job.request, LipsyncRequest) and job.request.max_cost_usd is not None
-    cap = job.request.max_cost_usd
+def estimated_usd(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> float:
+    """sync.so's estimate of the job's generation (``POST /v2/analyze/cost``), recorded (``data:estimate``)
+    and reused on a rerun. ``BadRequest`` when sync.so cannot estimate it."""
+    assert isinstance(job.request, LipsyncRequest)
     recorded = job.data.get(ESTIMATE)
     if recorded is None:
         body, _ = generation_body(job.request, assets=job.data.get(ASSETS, {}))
-        try:
-            with gate.calling(sync.other_rate):
-                estimates = sync.client.estimate_cost(body)
-        except BadRequest as exc:
-            raise JobRejected(
-                f"sync.so could not estimate the cost ({exc.message}); the job has max_cost_usd, so nothing "
-                "was created",
-                provider=PROVIDER,
-                code="genq_cost_unknown",
-                status_code=exc.status_code,
-            ) from None
+        with gate.calling(sync.other_rate):
+            estimates = sync.client.estimate_cost(body)
         usd = round(sum(e.estimated_generation_cost for e in estimates), 6)
         frames = sum(e.estimated_frame_count or 0 for e in estimates)
         recorded = {"usd": usd, "frames": frames}
         store.set_data(job.id, ESTIMATE, recorded)
-    usd = float(recorded["usd"])
+    return float(recorded["usd"])
+
+
+def job_cost(job: JobRecord, ctx: Context, gate: Gate) -> float | None:
+    """What the job will cost (``ProviderSpec.cost``): sync.so's estimate, or None when it cannot make
+    one (an input sent with the create call itself is not reachable before it)."""
+    assert isinstance(job.request, LipsyncRequest)
+    if direct_fields(job.request, job.data.get(ASSETS, {})):
+        return None
+    try:
+        return estimated_usd(job, ctx.store, SyncSo.of(ctx), gate)
+    except BadRequest:
+        return None
+
+
+def check_cost(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) -> float:
+    """sync.so's estimate of the job's generation; past the job's ``max_cost_usd`` the job fails here,
+    before anything is created."""
+    assert isinstance(job.request, LipsyncRequest) and job.request.max_cost_usd is not None
+    cap = job.request.max_cost_usd
+    try:
+        usd = estimated_usd(job, store, sync, gate)
+    except BadRequest as exc:
+        raise JobRejected(
+            f"sync.so could not estimate the cost ({exc.message}); the job has max_cost_usd, so nothing "
+            "was created",
+            provider=PROVIDER,
+            code="genq_cost_unknown",
+            status_code=exc.status_code,
+        ) from None
     if usd > cap:
         raise JobRejected(
             f"estimated cost ${usd:.4f} is over max_cost_usd ${cap:.4f}; nothing was created",
