@@ -301,6 +301,9 @@ def facts(record: JobRecord) -> list[tuple[str, str]]:
     """What the record says of the provider's side (its provider ids, as its kind's graph words them),
     its outputs and its error: (label, sentence) rows."""
     said = graph_for(record.kind).facts(record)
+    if record.cost_usd is not None:
+        of = "its steps' jobs together" if record.kind == "pipeline" else f"tenant {record.tenant}'s budget"
+        said.append(("cost", f"${record.cost_usd:.2f} ({of})"))
     said += [("output", output_said(output)) for output in record.outputs]
     return said + ([("error", error_said(record.error))] if record.error is not None else [])
 

@@ -316,6 +316,11 @@ class Node:
         return Done(detail=_said(outcome))
 
     def end(self) -> Done:
+        costs = [
+            o.cost_usd for key in self.shape.all_nodes() if (o := outcome_of(self.job, key)) and o.cost_usd
+        ]
+        if costs:  # the pipeline's cost: its steps' jobs', whether it succeeds or not
+            self.store.redis.hset(L.job_key(self.job.id), L.F_SPEND_COST, round(sum(costs) * 1_000_000))
         leaves = [key for step in self.shape.leaves() for key in self.shape.nodes(step)]
         outcomes = {key: outcome_of(self.job, key) for key in leaves}
         good = [key for key, o in outcomes.items() if o is not None and o.status == "succeeded"]
@@ -324,11 +329,6 @@ class Node:
                 failure_message(self.job, self.shape), provider="genq", code="genq_pipeline_failed"
             )
         outputs = [output for key in good for output in outcomes[key].outputs]  # type: ignore[union-attr]
-        costs = [
-            o.cost_usd for key in self.shape.all_nodes() if (o := outcome_of(self.job, key)) and o.cost_usd
-        ]
-        if costs:  # the pipeline's cost: its steps' jobs'
-            self.store.redis.hset(L.job_key(self.job.id), L.F_SPEND_COST, round(sum(costs) * 1_000_000))
         return Done(outputs=outputs, detail=f"{len(good)} of {len(leaves)} final runs succeeded")
 
 

@@ -62,8 +62,8 @@ def test_a_worker_sigkilled_at_each_step_boundary_the_pipeline_ends_with_one_pro
     assert (aimi["uploads"], aimi["executions_started"]) == (1, 1)
 
 
-def test_on_an_s3_store_each_step_takes_the_previous_output_by_a_url_presigned_for_its_run(
-    workers: Workers, own_redis: EmbeddedRedis, sim: Sim, s3: S3Server, tmp_path: Path
+def test_on_an_s3_store_each_step_takes_the_previous_output_by_a_url_presigned_for_its_run(  # noqa: PLR0917
+    workers: Workers, own_redis: EmbeddedRedis, sim: Sim, s3: S3Server, media: dict[str, str], tmp_path: Path
 ) -> None:
     """Two workers with disks of their own and one S3 store: an output is handed on as ``output:s3://…``
     and each run presigns it, so sync.so fetches it by URL and Aimi reads it by range, from any host."""
@@ -72,7 +72,10 @@ def test_on_an_s3_store_each_step_takes_the_previous_output_by_a_url_presigned_f
     workers("one", 4, GENQ_ARTIFACT_DIR=str(tmp_path / "disk-one"), **s3.env(prefix))
     workers("two", 4, GENQ_ARTIFACT_DIR=str(tmp_path / "disk-two"), **s3.env(prefix))
     producer = Producer(own_redis.url)
-    record = producer.wait(producer.submit(demo_pipeline(("fr", "de"))), timeout_s=120)
+    request = demo_pipeline(("fr", "de"))
+    for item in request["steps"]["dub"]["for_each"]:  # a local track (the simulator fetches URL inputs)
+        item["audio"] = media["audio"]
+    record = producer.wait(producer.submit(request), timeout_s=120)
 
     assert record.status is JobStatus.SUCCEEDED, record.error
     jobs = {key: producer.get(job_id, presign=False) for key, job_id in record.provider_ids.items()}

@@ -117,3 +117,18 @@ def test_a_tenant_out_of_budget_leaves_another_tenants_jobs_alone(
     assert sum(r.status is JobStatus.SUCCEEDED for r in spender) == 2
     assert all(r.status is JobStatus.SUCCEEDED for r in other)
     assert all(r.cost_usd is None for r in other)  # no budget: nothing reserved or charged
+
+
+def test_a_pipelines_cost_is_the_sum_of_its_steps_jobs(
+    workers: Workers, own_redis: EmbeddedRedis, sim: Sim
+) -> None:
+    sim.configure("syncso", **PRICE)
+    Spend(redis.Redis.from_url(own_redis.url)).set_budget(Budget("acme", 10.0, "day"))
+    workers("w0", 4)
+    producer = Producer(own_redis.url)
+    items = [{"audio": f"https://x.test/{lang}.wav"} for lang in ("fr", "de", "es")]
+    dub = {"request": {k: v for k, v in LIPSYNC.items() if k != "audio"}, "for_each": items}
+    record = producer.wait(producer.submit({"kind": "pipeline", "tenant": "acme", "steps": {"dub": dub}}), 60)
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert [producer.get(j).cost_usd for j in sorted(record.provider_ids.values())] == [0.5, 0.5, 0.5]
+    assert record.cost_usd == 1.5
