@@ -78,8 +78,6 @@ Action = Callable[[JobRecord, Gate], object]
 # What a stage retries when it is not a provider's error: Redis, the network, the disk (OSError covers
 # a full disk and a refused connection).
 INFRASTRUCTURE = (redis.RedisError, OSError, httpx.TransportError)
-# A job waiting for budget (``over: wait``) asks again this often, or when the next period starts.
-WAIT_FOR_BUDGET_S = 60.0
 
 
 class _Skip(Exception):
@@ -206,8 +204,9 @@ class Stage(Task):  # type: ignore[type-arg]
     def _reserve(self, job: JobRecord, gate: Gate) -> None:
         """Reserve the job's cost against its tenant's budget, once (a resent or re-run stage reserves
         nothing more). Over the budget, the job fails (``genq_budget_exceeded``, nothing created) or, if
-        the budget says ``wait``, runs this stage again when the next period starts or a minute from now,
-        whichever is sooner (a raised limit lets it through then)."""
+        the budget says ``wait``, runs this stage again when the next period starts or
+        ``GENQ_LIMITS__BUDGET_RECHECK_S`` from now, whichever is sooner (a raised limit lets it through
+        then)."""
         if job.tenant is None or not self._spends(job):
             return
         spend = self.ctx.spend
@@ -233,7 +232,8 @@ class Stage(Task):  # type: ignore[type-arg]
                    f"this job needs ${amount:.2f}")  # fmt: skip
         if budget.over == "wait":
             spend.waiting(job.tenant, job.id, now_waiting=True)
-            raise Later(min(next_period_in_s(budget.per), WAIT_FOR_BUDGET_S), f"over budget: {figures}",
+            recheck_s = self.ctx.settings.limits.budget_recheck_s
+            raise Later(min(next_period_in_s(budget.per), recheck_s), f"over budget: {figures}",
                         status=StageStatus.THROTTLED)  # fmt: skip
         raise BudgetExceeded(f"over budget: {figures}; nothing was created", provider="genq",
                              code="genq_budget_exceeded")  # fmt: skip

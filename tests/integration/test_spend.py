@@ -12,6 +12,7 @@ import redis
 from genq.redis_server import EmbeddedRedis
 from producers import Producer
 from schemas import JobRecord, JobStatus
+from schemas import layout as L
 from tests.conftest import LIPSYNC, Sim, until
 from tests.integration.conftest import Workers
 from worker.spend import Budget, Spend
@@ -132,3 +133,28 @@ def test_a_pipelines_cost_is_the_sum_of_its_steps_jobs(
     assert record.status is JobStatus.SUCCEEDED, record.error
     assert [producer.get(j).cost_usd for j in sorted(record.provider_ids.values())] == [0.5, 0.5, 0.5]
     assert record.cost_usd == 1.5
+
+
+def test_over_a_budget_that_waits_a_job_parks_until_the_limit_is_raised(
+    workers: Workers, own_redis: EmbeddedRedis, sim: Sim
+) -> None:
+    sim.configure("syncso", **PRICE)
+    spend = Spend(redis.Redis.from_url(own_redis.url))
+    spend.set_budget(Budget("acme", 0.5, "day", "wait"))
+    workers("w0", 4, GENQ_LIMITS__BUDGET_RECHECK_S="0.5")
+    producer = Producer(own_redis.url)
+    ids = producer.submit_many([{**LIPSYNC, "tenant": "acme"}] * 2)
+    budget = Budget("acme", 0.5, "day", "wait")
+    until(lambda: spend.usage(budget).waiting == 1, 30, "one job waiting for budget")
+    [second] = [job_id for job_id in ids if not producer.redis.hexists(L.job_key(job_id), L.F_SPEND_HOLD)]
+    [first] = [job_id for job_id in ids if job_id != second]
+    assert producer.wait(first, timeout_s=30).status is JobStatus.SUCCEEDED
+    waiting = producer.get(second).stages["create"]
+    assert waiting.status.value == "throttled" and waiting.detail is not None
+    assert waiting.detail.startswith("over budget: tenant acme: $0.")  # spent or reserved by the first job
+    assert waiting.detail.endswith(" of $0.50 a day; this job needs $0.50")
+    assert sim.stats()["generations_created"] == 1
+    spend.set_budget(Budget("acme", 1.0, "day", "wait"))  # raised: the job goes on at its next check
+    assert producer.wait(second, timeout_s=30).status is JobStatus.SUCCEEDED
+    usage = spend.usage(budget)
+    assert (usage.spent_usd, usage.reserved_usd, usage.waiting) == (1.0, 0.0, 0)

@@ -92,6 +92,9 @@ class LimitsSettings(BaseModel):
     # re-run): a longer one, or an HTTP-date further ahead, counts as this long, so that no answer can
     # stop an account for a day.
     max_retry_after_s: float = Field(300.0, gt=0)
+    # A job over its tenant's spend budget with ``over: wait`` asks again this often (or when the next
+    # period starts, if sooner): a raised limit lets it through then.
+    budget_recheck_s: float = Field(60.0, gt=0)
     # How often each worker reclaims lapsed leases and wakes parked stages.
     sweep_interval_s: float = Field(1.0, gt=0)
     # Celery's own per-worker `rate_limit` per task name (e.g. {"genq.syncso.create": "1/s"}); only for
