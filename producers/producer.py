@@ -450,6 +450,10 @@ class Producer:
         parsed, problems = self._batch_members(requests)
         if len(parsed) < BATCH_MIN_RECORDS:
             problems.append(self._batch_count_problem(len(parsed)))
+        for tenant in sorted({m.tenant for m in parsed if m.tenant is not None}):
+            if self.redis.exists(L.BUDGET_KEY.format(tenant=tenant)):
+                held = "which a batch's jobs are not held to (sync.so estimates no batch)"
+                problems.append(f"batch: tenant {tenant} has a spend budget, {held}: submit them one by one")
         if problems:
             raise InvalidRequest(problems)
         job_ids = [new_job_id() for _ in parsed]

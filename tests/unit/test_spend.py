@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from producers import Producer
+from producers import InvalidRequest, Producer
 from schemas import JobError, JobRecord, JobStatus
 from schemas import layout as L
 from tests.conftest import LIPSYNC
@@ -97,3 +97,17 @@ def test_what_an_ended_job_is_charged(status: JobStatus, provider: str | None, c
     job = JobRecord(id="j", kind="lipsync", status=status, request=LIPSYNC, error=error, created_at=now,
                     updated_at=now)  # fmt: skip
     assert charge_of(job, costly_done) == charged
+
+
+def test_a_batch_of_a_tenant_with_a_budget_is_refused_at_submit(
+    scratch_url: str, scratch: redis.Redis
+) -> None:
+    Spend(scratch).set_budget(Budget("acme", 10.0))
+    before = scratch.dbsize()
+    with pytest.raises(InvalidRequest) as refused:
+        Producer(scratch_url).submit_batch([{**LIPSYNC, "tenant": "acme"}] * 20)
+    assert refused.value.problems == [
+        "batch: tenant acme has a spend budget, which a batch's jobs are not held to (sync.so estimates no "
+        "batch): submit them one by one"
+    ]
+    assert scratch.dbsize() == before
