@@ -94,7 +94,7 @@ for r = 1, runs do
     redis.call('HSET', KEYS[key], unpack(hash))
     pushed[#pushed + 1] = ARGV[a]
     local n = 2 * (key - queues)
-    indexed[n - 1], indexed[n] = created, string.match(KEYS[key], '[^:]+$')
+    indexed[n - 1], indexed[n] = created, string.sub(KEYS[key], {len(L.job_key(""))} + 1)
   end
 end
 index_add(unpack(indexed))
