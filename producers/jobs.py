@@ -24,7 +24,7 @@ from schemas import TERMINAL_STATUSES, JobRecord, JobStatus
 from schemas import layout as L
 
 # Index entries a call of _MATCHING_LUA reads while a kind or tenant filter walks: Redis runs one call at
-# a time, so this bounds how long a call holds up other clients (about 2.5 ms here, like a submit's chunk).
+# a time, so this bounds how long a call holds up other clients (about 2 ms here, like a submit's chunk).
 PAGE = 500
 
 # The entries of one status's set (KEYS[1]) newest first from rank ARGV[2] (ARGV[3] of them, created at or
