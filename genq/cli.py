@@ -15,6 +15,7 @@ from producers.cli import (
     cancel,
     dead,
     get,
+    jobs,
     redis_option,
     replay,
     status,
@@ -190,6 +191,7 @@ main.add_command(status)
 main.add_command(watch)
 main.add_command(cancel)
 main.add_command(dead)
+main.add_command(jobs)
 main.add_command(replay)
 main.add_command(get)
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from pydantic_core import ErrorDetails
 from redis.connection import AbstractConnection, Connection
 from redis.exceptions import NoScriptError
 
+from producers.jobs import JobListing, find
 from schemas import (
     JOB_REQUEST,
     KINDS,
@@ -43,23 +45,29 @@ from schemas.redis_url import CA_FILE_ENV, tls_options
 from schemas.wire import task_message, task_messages
 from storage import OutputSettings, OutputStore, StoreError, store_for
 
-_SUBMIT_IDEMPOTENT_LUA = """
+# Stores a job under an idempotency key, unless the key names one already. KEYS: the key, the job, its
+# queue. ARGV: the job's id, the key's time to live (s), its first message, its creation time (ms: the
+# jobs index's score), then its hash.
+_SUBMIT_IDEMPOTENT_LUA = f"""{L.INDEX_LUA}
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
-redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+index_add(ARGV[4], ARGV[1])
 redis.call('LPUSH', KEYS[3], ARGV[3])
 return ARGV[1]
 """
 # Stores jobs and pushes their first messages, all or none. KEYS: the queues, then one job key per job.
-# ARGV: how many queues, the time of submission, how many groups and runs; each group's (queue index in
-# KEYS, kind, tenant or ''); each run's (group index, how many jobs: consecutive jobs of one group);
-# then each job's (request JSON, message). The hash is ``layout.new_job_fields``'s. Checks come before
+# ARGV: how many queues, the time of submission (ISO, then ms: the jobs index's score), how many groups
+# and runs; each group's (queue index in KEYS, kind, tenant or ''); each run's (group index, how many
+# jobs: consecutive jobs of one group); then each job's (request JSON, message). The hash is
+# ``layout.new_job_fields``'s; every job enters the jobs index's queued set. Checks come before
 # the first write and no write after it can fail (a full Redis refuses only a script's first write), so
 # a refusal leaves nothing behind. A call whose jobs all exist already was run before (redis-py resends
 # a command whose reply a broken connection lost): it is not run twice.
-_SUBMIT_LUA = f"""
-local queues, now, groups, runs = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+_SUBMIT_LUA = f"""{L.INDEX_LUA}
+local queues, now, created = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local groups, runs = tonumber(ARGV[4]), tonumber(ARGV[5])
 for i = 1, queues do
   local kind = redis.call('TYPE', KEYS[i]).ok
   if kind ~= 'none' and kind ~= 'list' then
@@ -70,16 +78,16 @@ local jobs = #KEYS - queues
 local existing = redis.call('EXISTS', unpack(KEYS, queues + 1))
 if existing == jobs then return jobs end
 if existing > 0 then return redis.error_reply('genq: ' .. existing .. ' of the new job ids are taken') end
-local fields, queue_of, messages = {{}}, {{}}, {{}}
+local fields, queue_of, messages, indexed = {{}}, {{}}, {{}}, {{}}
 for g = 1, groups do
-  local at = 4 + (g - 1) * 3
+  local at = 5 + (g - 1) * 3
   queue_of[g] = tonumber(ARGV[at + 1])
   fields[g] = {{'{L.F_REQUEST}', '', '{L.F_KIND}', ARGV[at + 2], '{L.F_STATUS}', '{JobStatus.QUEUED.value}',
     '{L.F_CREATED}', now, '{L.F_UPDATED}', now, '{L.F_ATTEMPTS}', '0'}}
   if ARGV[at + 3] ~= '' then fields[g][13], fields[g][14] = '{L.F_TENANT}', ARGV[at + 3] end
 end
 for i = 1, queues do messages[i] = {{}} end
-local run_at = 4 + groups * 3
+local run_at = 5 + groups * 3
 local key, a = queues, run_at + runs * 2
 for r = 1, runs do
   local g = tonumber(ARGV[run_at + 2 * r - 1])
@@ -89,8 +97,11 @@ for r = 1, runs do
     hash[2] = ARGV[a - 1]
     redis.call('HSET', KEYS[key], unpack(hash))
     pushed[#pushed + 1] = ARGV[a]
+    local n = 2 * (key - queues)
+    indexed[n - 1], indexed[n] = created, string.sub(KEYS[key], {len(L.job_key(""))} + 1)
   end
 end
+index_add(unpack(indexed))
 for i = 1, queues do redis.call('LPUSH', KEYS[i], unpack(messages[i])) end
 return jobs
 """
@@ -294,7 +305,8 @@ class Producer:
         fields, message, queue = self._prepare(job_id, valid.request, valid.json)
         flat = [x for pair in fields.items() for x in pair]
         keys = [L.idempotency_key(idempotency_key), L.job_key(job_id), queue]
-        result = self._submit_idempotent(keys=keys, args=[job_id, L.JOB_TTL_S, message, *flat])
+        created = L.epoch_ms(fields[L.F_CREATED])
+        result = self._submit_idempotent(keys=keys, args=[job_id, L.JOB_TTL_S, message, created, *flat])
         return L.text(result)
 
     def submit_many(self, requests: Iterable[JobRequest | Mapping[str, Any]]) -> list[str]:
@@ -429,7 +441,8 @@ class Producer:
             else:
                 runs += (group, 1)
             job_args += (valid.json, message)
-        args = [len(queues), L.now_iso(), len(groups), len(runs) // 2, *group_args, *runs, *job_args]
+        now = L.now_iso()
+        args = [len(queues), now, L.epoch_ms(now), len(groups), len(runs) // 2, *group_args, *runs, *job_args]
         return _Call(ids, [*queues, *(L.job_key(job_id) for job_id in ids)], args)
 
     def submit_batch(
@@ -475,6 +488,8 @@ class Producer:
                 pipe.hset(L.job_key(job_id), mapping=_redis_mapping(fields))
             fields, message, queue = self._prepare(batch_id, batch)
             pipe.hset(L.job_key(batch_id), mapping=_redis_mapping(fields))
+            created = dict.fromkeys(job_ids, L.epoch_ms(now)) | {batch_id: L.epoch_ms(fields[L.F_CREATED])}
+            pipe.zadd(L.jobs_key(JobStatus.QUEUED), created)
             pipe.lpush(queue, message)
             pipe.execute()
         return BatchSubmission(batch_id, job_ids)
@@ -636,6 +651,27 @@ class Producer:
                 records.append(self.get(job_id))
         return records
 
+    def jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        kind: str | None = None,
+        tenant: str | None = None,
+        since: datetime | timedelta | None = None,
+        limit: int = 50,
+    ) -> JobListing:
+        """The newest ``limit`` jobs (``genq jobs``) of a ``status``, ``kind`` and ``tenant`` (None: any),
+        created at or after ``since`` (a time, or how long ago), from the jobs index, with how many jobs
+        each status has among those created since then (of every kind and tenant). A kind or tenant
+        filter reads the two fields of each job newest first until ``limit`` match (``producers.jobs``)."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if isinstance(since, timedelta):
+            since = datetime.now(UTC) - since
+        since_ms = None if since is None else L.epoch_ms(since)
+        wanted = None if status is None else JobStatus(status)
+        return find(self.redis, status=wanted, kind=kind, tenant=tenant, since_ms=since_ms, limit=limit)
+
     def replay(self, job_id: str) -> JobRecord:
         """Run a failed job again from its first stage, keeping its provider ids (so a generation it
         already has is followed, not created again) and the ends recorded for them, except genq's own
@@ -668,7 +704,7 @@ class Producer:
         """Run a failed pipeline again: each run of a step that succeeded keeps its job and output; every
         other run (failed, cancelled, skipped or never reached) and the pipeline's end run again, a
         run whose job was made getting a new job (its provider job failed: a new one is made). In one
-        transaction, which a concurrent change to the pipeline makes fail."""
+        transaction (the jobs index moved with it), which a concurrent change to the pipeline makes fail."""
         assert isinstance(job.request, PipelineRequest)
         if job.status is not JobStatus.FAILED:
             raise InvalidRequest([f"job {job.id} is {job.status.value}; only a failed job can be replayed"])
@@ -691,11 +727,14 @@ class Producer:
             pipe.watch(key)  # type: ignore[no-untyped-call]
             if L.text(pipe.hget(key, L.F_STATUS) or b"") != JobStatus.FAILED.value:
                 raise InvalidRequest([f"job {job.id} changed while it was replayed; try again"])
+            created = pipe.zscore(L.jobs_key(JobStatus.FAILED), job.id)  # moves only with the status
             pipe.multi()
             pipe.hdel(key, *fields)
             pipe.hset(key, mapping={L.F_STATUS: JobStatus.QUEUED.value, L.F_UPDATED: L.now_iso(),
                                     L.DATA_PREFIX + GENERATIONS: json.dumps(generations)})  # fmt: skip
             pipe.persist(key)
+            pipe.zrem(L.jobs_key(JobStatus.FAILED), job.id)
+            pipe.zadd(L.jobs_key(JobStatus.QUEUED), {job.id: created or L.epoch_ms(job.created_at)})
             pipe.zrem(L.DEAD_LETTERS, job.id)
             pipe.lpush(L.QUEUE_FOR_KIND[job.kind], message)
             try:

@@ -6,6 +6,7 @@ does its own I/O. Lifetimes:
 - ``JOB_KEY`` hash: from submit until ``JOB_TTL_S`` after the job ends.
 - ``IDEMPOTENCY_KEY`` string: the job id a producer key maps to; lives as long as the job.
 - ``DEAD_LETTERS`` sorted set: job ids whose retries ran out, by time; kept until replayed or removed.
+- ``JOBS_KEY`` sorted sets: every job, in the set of its status, by creation time (below).
 - ``RUNNING_KEY`` sorted set and ``RUN_KEY`` strings: running jobs and stage runs in progress (below).
 - Celery's own keys (queues named after ``QUEUE_FOR_KIND`` values, ``unacked``, ``_kombu.*``) are kombu's.
 """
@@ -48,6 +49,14 @@ UNACKED_INDEX = "unacked_index"
 # counts a pipeline whose jobs' notices are here as holding its messages.
 PIPELINE_NOTIFY_KEY = PREFIX + "pipeline:notify"
 JOB_TTL_S = 7 * 24 * 3600
+# The jobs index (`genq jobs`, ``Producer.jobs``): one sorted set per status, job id -> its creation time
+# (ms, the ``created_at`` of its record). A job is in the set of its status and no other: it enters the
+# queued set in the step that stores it (the submit scripts, submit_batch's transaction, pipeline_step.lua)
+# and moves in the step that changes its status (``INDEX_LUA``'s ``index_move``). A job that ends trims
+# its new status's set of entries created more than JOB_TTL_S ago (their records, which expire JOB_TTL_S
+# after their end, are gone or about to go), so the ended sets hold about JOB_TTL_S of jobs; a listing
+# trims them too, and drops an id whose record is gone. Queued and running jobs' records never expire.
+JOBS_KEY = PREFIX + "jobs:{status}"
 # The bytes each download of a job has written or will write (its Content-Length), a hash: the stage's
 # state key (``download``, ``download[2]``) -> bytes. Its sum is held to GENQ_CAPS__MAX_JOB_OUTPUT_BYTES
 # (worker/outputs.py). Expires JOB_TTL_S after its last write, as the job's record after its end.
@@ -92,19 +101,46 @@ METRICS_RESPONSES_KEY = PREFIX + "metrics:responses"
 METRICS_JOBS_KEY = PREFIX + "metrics:jobs"
 METRICS_SEP = "|"
 
+# The jobs index's Lua functions, at the head of every script that stores a job or changes its status (this
+# module's, the producer's submit scripts, and run_begin, advance and pipeline_step as ``JobStore`` loads
+# them). ``index_add``: jobs just stored, queued. ``index_move``: a job whose status changed, keeping its
+# creation time (a job stored before the index existed has none: it enters scored by the Redis clock now);
+# into an ended status, that set's entries created more than JOB_TTL_S ago leave.
+INDEX_LUA = f"""
+local function index_now()
+  local t = redis.call('TIME')
+  return t[1] * 1000 + math.floor(t[2] / 1000)
+end
+local function index_add(...)  -- created_ms, job, created_ms, job ...
+  redis.call('ZADD', '{JOBS_KEY.format(status=JobStatus.QUEUED.value)}', ...)
+end
+local function index_move(job, from, to)
+  if from == to then return end
+  local old, new = '{JOBS_KEY.format(status="")}' .. from, '{JOBS_KEY.format(status="")}' .. to
+  local created = redis.call('ZSCORE', old, job)
+  if created then redis.call('ZREM', old, job) else created = index_now() end
+  redis.call('ZADD', new, created, job)
+  if to == 'succeeded' or to == 'failed' or to == 'cancelled' then
+    redis.call('ZREMRANGEBYSCORE', new, '-inf', '(' .. (index_now() - {JOB_TTL_S * 1000}))
+  end
+end
+"""
+
+
 # Moves a job to ARGV[1] unless it already ended; sets updated_at (and finished_at and the TTL for a
 # terminal status, counts the job in METRICS_JOBS_KEY and pushes its pipeline's notice, if it has one:
-# PIPELINE_NOTIFY_KEY) and keeps RUNNING_KEY (a job enters it as it
-# starts running and leaves it as it ends). Those two are named here rather than in KEYS, so callers are
+# PIPELINE_NOTIFY_KEY) and keeps RUNNING_KEY (a job enters it as it starts running and leaves it as it
+# ends) and the jobs index (JOBS_KEY). Those are named here rather than in KEYS, so callers are
 # unchanged; genq's one Redis is not a cluster. A failure's error and dead-letter entry, and the state of
 # the stage it happened in (ARGV[9] its field, ARGV[10] the state), are written in the same step, so a
 # job that has ended keeps its status, its first error and its place (or none) in the dead-letter set.
 # KEYS and ARGV: ``transition_call``. Returns the previous status, or false when the job does not exist.
-TRANSITION_LUA = f"""
+TRANSITION_LUA = f"""{INDEX_LUA}
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return status end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[2])
+index_move(ARGV[8], status, ARGV[1])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], '{F_ERROR}', ARGV[5]) end
 if ARGV[6] == '1' then redis.call('ZADD', KEYS[2], tonumber(ARGV[7]), ARGV[8]) end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], ARGV[9], ARGV[10]) end
@@ -146,13 +182,13 @@ def transition_call(
 
 
 # Puts a failed job back in line: status queued, error and stage history cleared, no expiry, out of the
-# dead-letter set, and its first message pushed, all at once. Provider ids stay, so stages resume (a
-# recorded generation is followed, not created again). A wait's recorded end that is genq's own timeout
-# is dropped, so the replayed wait follows its provider job again; a real end stays (a finished generation
-# is downloaded, not made again). ARGV[4] is WAIT_RESULT_KEY of the job's provider without the id (those
-# keys are named here rather than in KEYS, like TRANSITION_LUA's metrics). Returns 1, or the status of a
-# job that had not failed, or false when there is no such job.
-REPLAY_LUA = """
+# dead-letter set, moved in the jobs index, and its first message pushed, all at once. Provider ids stay,
+# so stages resume (a recorded generation is followed, not created again). A wait's recorded end that is
+# genq's own timeout is dropped, so the replayed wait follows its provider job again; a real end stays (a
+# finished generation is downloaded, not made again). ARGV[4] is WAIT_RESULT_KEY of the job's provider
+# without the id (those keys are named here rather than in KEYS, like TRANSITION_LUA's metrics). Returns
+# 1, or the status of a job that had not failed, or false when there is no such job.
+REPLAY_LUA = f"""{INDEX_LUA}
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 if status ~= 'failed' then return status end
@@ -169,23 +205,25 @@ end
 redis.call('HDEL', KEYS[1], 'error', 'finished_at')
 redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at', ARGV[1])
 redis.call('PERSIST', KEYS[1])
+index_move(ARGV[2], 'failed', 'queued')
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('LPUSH', KEYS[3], ARGV[3])
 return 1
 """
 
 
-# Starts a job once: if it is still queued, moves it to running (and into RUNNING_KEY), records its root
-# task id (ARGV[3]: Flower groups the job's runs under it) and pushes the first messages of its graph
-# (ARGV[4:], onto KEYS[2]), in one step (genq.start). A redelivered start
+# Starts a job once: if it is still queued, moves it to running (into RUNNING_KEY and the jobs index's
+# running set), records its root task id (ARGV[3]: Flower groups the job's runs under it) and pushes the
+# first messages of its graph (ARGV[4:], onto KEYS[2]), in one step (genq.start). A redelivered start
 # finds it running and does nothing, so a worker that died after this step and before its ack cannot
 # start the job twice; one that died before it left the job queued, and the redelivery starts it.
 # Returns 1, the status of a job that was not queued, or false.
-START_LUA = f"""
+START_LUA = f"""{INDEX_LUA}
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 if status ~= 'queued' then return status end
 redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1], '{F_ROOT}', ARGV[3])
+index_move(ARGV[2], 'queued', 'running')
 local t = redis.call('TIME')
 redis.call('ZADD', '{RUNNING_KEY}', 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[2])
 for i = 4, #ARGV do redis.call('LPUSH', KEYS[2], ARGV[i]) end
@@ -217,6 +255,16 @@ def run_key(job_id: str, state: str) -> str:
 
 def idempotency_key(key: str) -> str:
     return IDEMPOTENCY_KEY.format(key=key)
+
+
+def jobs_key(status: JobStatus | str) -> str:
+    """The jobs index's set of one status."""
+    return JOBS_KEY.format(status=JobStatus(status).value)
+
+
+def epoch_ms(moment: str | datetime) -> int:
+    """A time (a record's ISO text, or a datetime) in ms since the epoch: how the jobs index scores it."""
+    return int((datetime.fromisoformat(moment) if isinstance(moment, str) else moment).timestamp() * 1000)
 
 
 def now_iso() -> str:

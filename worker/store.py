@@ -35,10 +35,11 @@ class JobStore:
         self.redis = client
         self._transition = client.register_script(L.TRANSITION_LUA)
         self._start = client.register_script(L.START_LUA)
-        self._begin = client.register_script(source("run_begin"))
-        self._advance = client.register_script(source("advance"))
+        # The scripts that store a job or change its status keep the jobs index with it.
+        self._begin = client.register_script(L.INDEX_LUA + source("run_begin"))
+        self._advance = client.register_script(L.INDEX_LUA + source("advance"))
         self._claim = client.register_script(source("claim"))
-        self._step_job = client.register_script(source("pipeline_step"))
+        self._step_job = client.register_script(L.INDEX_LUA + source("pipeline_step"))
 
     def get(self, job_id: str) -> JobRecord:
         raw = self.redis.hgetall(L.job_key(job_id))
@@ -132,9 +133,9 @@ class JobStore:
         ``notice``, or wait for it again (``pipeline_step.lua``); the script's answer, as text."""
         queue, start, fields = made if made is not None else (L.DEFAULT_QUEUE, "", {})
         keys = [L.job_key(pipeline_id), L.job_key(job_id), L.PIPELINE_NOTIFY_KEY, queue]
-        args = [L.PROVIDER_ID_PREFIX + node, job_id, notice]
+        args: list[str | int] = [L.PROVIDER_ID_PREFIX + node, job_id, notice]
         if made is not None:
-            args += [start, *(x for pair in fields.items() for x in pair)]
+            args += [start, L.epoch_ms(fields[L.F_CREATED]), *(x for pair in fields.items() for x in pair)]
         return [L.text(x) for x in self._step_job(keys=keys, args=args)]
 
     def transition(

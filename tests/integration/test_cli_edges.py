@@ -69,6 +69,7 @@ COMMANDS: list[tuple[str, ...]] = [
     ("watch", JOB, "--timeout-s", "5"),
     ("cancel", JOB),
     ("dead",),
+    ("jobs",),
     ("replay", JOB),
     ("limits",),
     ("limits", "--prometheus"),

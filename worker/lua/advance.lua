@@ -9,7 +9,8 @@
 -- 'joined' while no group's join is done, 'ended' when the job succeeded, 'advanced' when messages
 -- were pushed, the status of a job that is no longer running (the state is recorded, nothing pushed),
 -- or false when the job has no record. A job of a pipeline that ends pushes the run of its pipeline
--- that waits for it (its notice), in the same step.
+-- that waits for it (its notice), in the same step. A job that ends moves to succeeded in the jobs index
+-- (index_move: layout.INDEX_LUA, which JobStore puts before this script).
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 local before = redis.call('HGET', KEYS[1], ARGV[1])
@@ -44,6 +45,7 @@ if ARGV[5] == '1' and not waiting then
   redis.call('HSET', KEYS[1], 'outputs', ARGV[6], 'status', 'succeeded', 'finished_at', ARGV[3])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
   redis.call('ZREM', KEYS[2], job)
+  index_move(job, 'running', 'succeeded')
   redis.call('HINCRBY', KEYS[3], (redis.call('HGET', KEYS[1], 'kind') or '') .. '|succeeded', 1)
   local notice = redis.call('HGET', KEYS[4], job)
   if notice then

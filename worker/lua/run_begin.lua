@@ -6,6 +6,8 @@
 -- renews the lease while it runs), {'missing'}, {'ended', status} for a job that has ended, {'done'}
 -- for a stage that advanced before (a copy of a message whose run finished); otherwise the run is
 -- recorded (status running, one more attempt, its lease taken) and {'run', the job's hash} returned.
+-- A queued job moves to running in the jobs index too (index_move: layout.INDEX_LUA, which JobStore puts
+-- before this script).
 local held = redis.call('GET', KEYS[2])
 if held and held ~= ARGV[2] and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
   return {'busy'}
@@ -25,7 +27,9 @@ redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]))
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'running')
   local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[3], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(KEYS[1], '[^:]+$'))
+  local job = string.match(KEYS[1], '[^:]+$')
+  redis.call('ZADD', KEYS[3], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), job)
+  index_move(job, 'queued', 'running')
 end
 state['status'] = 'running'
 state['attempts'] = (tonumber(state['attempts']) or 0) + 1
