@@ -95,7 +95,7 @@ def test_one_failed_language_with_at_least_2_the_pipeline_succeeds_with_two_outp
     assert record.data["step:dub[1]"]["error"]["code"] == "generation_pipeline_failed"
     assert record.data["step:score[1]"] == {
         "status": "skipped", "job": None, "outputs": [], "error": None,
-        "reason": "it takes the output of dub[1], which did not succeed",
+        "reason": "it takes the output of dub[1], which did not succeed", "cost_usd": None,
     }  # fmt: skip
     assert "score[1]" not in record.provider_ids
 

@@ -57,7 +57,8 @@ def test_status_of_a_pipeline_that_succeeded_is_its_graph_and_a_row_per_step_run
     command = [sys.executable, "-m", "genq", "status", pipeline_id, "--redis-url", services.redis.url]
     shown = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     lines = shown.stdout.splitlines()
-    assert lines[:2] == [f"job {pipeline_id} (pipeline): succeeded", GRAPH]
+    counts = "7 step jobs: 7 succeeded, 0 failed, 0 running"
+    assert lines[:3] == [counts, f"job {pipeline_id} (pipeline): succeeded", GRAPH]
     assert rows(shown.stdout) == [
         *((node, "succeeded", jobs[node].id, jobs[node].outputs[0].path) for node in NODES),
         *(("output", "", "", output.path) for output in record.outputs),
@@ -90,7 +91,8 @@ def test_a_failed_run_shows_its_error_and_what_it_skipped(
         return (node, "succeeded", jobs[node].id, jobs[node].outputs[0].path)
 
     shown = status(services, pipeline_id)
-    assert shown.splitlines()[:2] == [
+    assert shown.splitlines()[:3] == [
+        "6 step jobs: 5 succeeded, 1 failed, 0 running",
         f"job {pipeline_id} (pipeline): failed",
         f"{GRAPH} · on_failure continue",
     ]
