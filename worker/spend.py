@@ -160,6 +160,19 @@ class Spend:
         self.redis.srem(waiting, job_id)
         return Reserved(said)
 
+    def nothing_left(self, budget: Budget) -> str | None:
+        """When spent + reserved has reached the limit, what to say of it (the refusal counted, as the
+        reservation counts one); else None."""
+        usage = self.usage(budget)
+        if usage.spent_usd + usage.reserved_usd < budget.limit_usd:
+            return None
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(L.spend_key(budget.tenant, usage.period), "refused", 1)
+            pipe.hincrby(L.METRICS_REFUSALS_KEY, budget.tenant, 1)
+            pipe.execute()
+        return (f"tenant {budget.tenant}: ${usage.spent_usd:.2f} spent and ${usage.reserved_usd:.2f} "
+                f"reserved of ${budget.limit_usd:.2f} a {budget.per}")  # fmt: skip
+
     def waiting(self, tenant: str, job_id: str, *, now_waiting: bool) -> None:
         """Count the job among the tenant's jobs waiting for budget (or no longer)."""
         key = L.SPEND_WAITING_KEY.format(tenant=tenant)

@@ -213,6 +213,11 @@ class Stage(Task):  # type: ignore[type-arg]
         budget = spend.budget(job.tenant)
         if budget is None or self.ctx.redis.hexists(L.job_key(job.id), L.F_SPEND_HOLD):
             return
+        if budget.over == "refuse" and (left := spend.nothing_left(budget)):
+            # Refused without asking the provider for an estimate: the reservation below is what holds
+            # the limit; this spares a spent tenant's jobs their estimate calls.
+            raise BudgetExceeded(f"over budget: {left}; nothing was created", provider="genq",
+                                 code="genq_budget_exceeded")  # fmt: skip
         cost_of = for_kind(job.kind).cost
         amount = load(cost_of)(job, self.ctx, gate) if cost_of else None
         if amount is None:

@@ -59,10 +59,14 @@ def test_500_jobs_of_one_tenant_on_4_workers_against_a_budget_for_100_create_exa
     refused = [r for r in records if r.status is JobStatus.FAILED]
     assert len(refused) == 400
     assert {r.error.code for r in refused if r.error} == {"genq_budget_exceeded"}
-    assert (
-        refused[0].error is not None
-        and "this job needs $0.50; nothing was created" in refused[0].error.message
-    )
+    for record in refused:  # with the figures (and the job's estimate, if it was asked for)
+        assert record.error is not None and record.error.message.startswith("over budget: tenant acme: $")
+        assert record.error.message.endswith(
+            (
+                " of $50.00 a day; nothing was created",
+                " of $50.00 a day; this job needs $0.50; nothing was created",
+            )
+        )
     assert max(samples) <= 50.0 and len(samples) > 10
     usage = spend.usage(budget)
     assert (usage.spent_usd, usage.reserved_usd, usage.refused) == (50.0, 0.0, 400)
