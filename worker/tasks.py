@@ -8,15 +8,28 @@ import redis
 from celery import Task
 from celery.exceptions import Ignore, Reject
 
-from schemas import JobError, JobStatus
+from schemas import JobError, JobRecord, JobStatus
 from schemas import layout as L
 from worker.app import app
-from worker.context import get_context
+from worker.context import Context, get_context
 from worker.graph import run_message
 from worker.providers.registry import graph_for
 from worker.store import JobMissing
 
 log = logging.getLogger(__name__)
+
+
+def spent_tenant(ctx: Context, job: JobRecord) -> str | None:
+    """Why a job whose tenant's spend budget has nothing left (and refuses what is over it) fails at its
+    start, before any stage runs (an upload, an estimate); None otherwise. A job whose graph spends
+    nothing (a pipeline: its steps' jobs do) is not held to it here."""
+    if job.tenant is None or not any(s.spends for s in graph_for(job.kind).applying(job)):
+        return None
+    budget = ctx.spend.budget(job.tenant)
+    if budget is None or budget.over != "refuse":
+        return None
+    left = ctx.spend.nothing_left(budget)
+    return None if left is None else f"over budget: {left}; nothing was created"
 
 
 @app.task(bind=True, name=L.START_TASK)
@@ -33,6 +46,11 @@ def start(self: Task, job_id: str) -> str:  # type: ignore[type-arg]
             raise Ignore() from None
         if job.status is not JobStatus.QUEUED:
             return f"skipped: the job is {job.status.value}"
+        refused = spent_tenant(ctx, job)
+        if refused is not None:
+            ctx.store.fail(job_id, JobError(stage="start", message=refused, provider="genq",
+                                            code="genq_budget_exceeded"))  # fmt: skip
+            return f"failed: {refused}"
         try:
             runs = graph_for(job.kind).first(job)
         except Exception as exc:  # a bug in the graph: the job fails, dead-lettered

@@ -153,8 +153,13 @@ def test_over_a_budget_that_waits_a_job_parks_until_the_limit_is_raised(
     [second] = [job_id for job_id in ids if not producer.redis.hexists(L.job_key(job_id), L.F_SPEND_HOLD)]
     [first] = [job_id for job_id in ids if job_id != second]
     assert producer.wait(first, timeout_s=30).status is JobStatus.SUCCEEDED
+
+    def throttled() -> bool:  # between its checks (every 0.5 s), not during one
+        return producer.get(second).stages["create"].status.value == "throttled"
+
+    until(throttled, 10, "the waiting job throttled between its checks")
     waiting = producer.get(second).stages["create"]
-    assert waiting.status.value == "throttled" and waiting.detail is not None
+    assert waiting.detail is not None
     assert waiting.detail.startswith("over budget: tenant acme: $0.")  # spent or reserved by the first job
     assert waiting.detail.endswith(" of $0.50 a day; this job needs $0.50")
     assert sim.stats()["generations_created"] == 1
