@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Final
 
+from schemas.requests import CREDENTIALS
+
 # A credential in a URL's query that a provider may echo in an error body: genq's per-job webhook token
 # (AI Studios: ``<base>/aistudios?job=<id>&token=<hmac>``), any ``*token`` and a signed URL's signature,
 # with ``=`` plain, percent-encoded or JSON-escaped. The value runs to the next separator.
@@ -80,6 +82,12 @@ class ConcurrencyLimited(Throttled):
 
 class AuthFailed(ProviderError):
     """401/403: the key is missing, wrong or expired."""
+
+
+def credentials_refused(message: str, *, provider: str, title: str) -> str:
+    """The message of a 401/403 an API call got: the provider's own, then the settings that hold the
+    credentials it refused (``schemas.requests.CREDENTIALS``), so the job's error says what to fix."""
+    return f"{message} ({title} refused genq's credentials; check {' and '.join(CREDENTIALS[provider])})"
 
 
 class PaymentRequired(ProviderError):
