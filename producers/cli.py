@@ -235,6 +235,10 @@ def submit(file: IO[Any], idempotency_key: str | None, batch: bool, redis_url: s
         raise InvalidInput(exc.problems) from None
     for job_id in ids:
         click.echo(job_id)
+    for provider, settings in producer.unserved(requests).items():  # workers may start later: exit 0
+        click.echo(f"genq: warning: no worker has registered an account for {provider} in Redis yet: its "
+                   f"jobs wait in queue {provider} until workers with {' and '.join(settings)} set take them",
+                   err=True)  # fmt: skip
 
 
 def no_such_job(job_id: str) -> InvalidInput:

@@ -33,9 +33,17 @@ from schemas import layout as L
 from schemas.caps import Caps, json_bytes, over, setting
 from schemas.inputs import InputRefused, open_input, roots_from_env
 from schemas.lipsync_batch import LipsyncBatchRequest
-from schemas.lipsync_wire import BATCH_MAX_FILE_BYTES, BATCH_MAX_RECORDS, BATCH_MIN_RECORDS, batch_file
+from schemas.lipsync_wire import (
+    BATCH_MAX_FILE_BYTES,
+    BATCH_MAX_RECORDS,
+    BATCH_MIN_RECORDS,
+    BATCH_PLANS,
+    PLAN_SETTING,
+    batch_file,
+)
 from schemas.pipeline import END, GENERATIONS, OUTCOME_PREFIX, PipelineRequest
 from schemas.redis_url import CA_FILE_ENV, tls_options
+from schemas.requests import CREDENTIALS, KINDS
 from schemas.wire import task_message, task_messages
 from storage import OutputSettings, OutputStore, StoreError, store_for
 
@@ -203,6 +211,31 @@ def _file_problem(field: str, path: str, roots: Sequence[Path], request: JobRequ
     if max_bytes is not None and size > max_bytes:
         return f"{field}: {path} is {size} bytes; the provider takes files of at most {max_bytes} bytes"
     return None
+
+
+def _kinds(request: JobRequest | Mapping[str, Any]) -> list[str]:
+    """The kinds of the jobs ``request`` makes: its own, or a pipeline's steps'."""
+    if isinstance(request, PipelineRequest):
+        return [str(step.request.get("kind")) for step in request.steps.values()]
+    if not isinstance(request, Mapping):
+        return [request.kind]
+    steps = request.get("steps")
+    if request.get("kind") != "pipeline" or not isinstance(steps, Mapping):
+        return [str(request.get("kind"))]
+    parts = [step.get("request") for step in steps.values() if isinstance(step, Mapping)]
+    return [str(part.get("kind")) for part in parts if isinstance(part, Mapping)]
+
+
+def _plan_problem(plan: str, where: str) -> str:
+    whose = (
+        f"{PLAN_SETTING} is {plan!r} here"
+        if where == "here"
+        else f"the workers' {PLAN_SETTING} is {plan!r} (registered in Redis by their sync.so sweep)"
+    )
+    return (
+        f"batch: sync.so runs batches on the {' and '.join(BATCH_PLANS)} plans only, and {whose}; submit "
+        f"the jobs one by one, or set {PLAN_SETTING} to the account's plan"
+    )
 
 
 def _problem(err: Any) -> str:
@@ -420,11 +453,14 @@ class Producer:
         and maps each result row back to its job. ``request_ids`` (default: the job ids) are the
         batch file's ids, e.g. the caller's own keys. Everything is checked first, including the batch
         file's size: a batch sync.so would refuse is refused here and nothing is stored, and so is one of
-        more jobs than ``GENQ_CAPS__MAX_BATCH_JOBS``."""
+        more jobs than ``GENQ_CAPS__MAX_BATCH_JOBS``, and one on a plan without batches (``batch_plan``)."""
         count = len(requests)
         if count > self.caps.max_batch_jobs or count > BATCH_MAX_RECORDS:  # the jobs are not even read
             raise InvalidRequest([self._batch_count_problem(count)])
+        plan = self.batch_plan()
         parsed, problems = self._batch_members(requests)
+        if plan is not None and plan[0] not in BATCH_PLANS:
+            problems.insert(0, _plan_problem(*plan))
         if len(parsed) < BATCH_MIN_RECORDS:
             problems.append(self._batch_count_problem(len(parsed)))
         if problems:
@@ -451,6 +487,25 @@ class Producer:
             pipe.lpush(queue, message)
             pipe.execute()
         return BatchSubmission(batch_id, job_ids)
+
+    def batch_plan(self) -> tuple[str, str] | None:
+        """The sync.so plan a batch would run on, and where genq knows it from: this process's
+        ``GENQ_SYNCSO__PLAN`` if it is set, else the plan the workers' settings name, which their sync.so
+        sweep registered in Redis (``layout.PLANS_KEY``); None before either is known."""
+        own = next((v for k, v in os.environ.items() if k.upper() == PLAN_SETTING), None)
+        if own is not None:
+            return own.strip().lower(), "here"
+        registered = self.redis.hget(L.PLANS_KEY, KINDS["lipsync"].provider)
+        return (L.text(registered), "workers") if registered is not None else None
+
+    def unserved(self, requests: Iterable[JobRequest | Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
+        """The providers ``requests`` need (a pipeline: those of its steps) for which no worker has
+        registered an account in Redis (``layout.ACCOUNTS_KEY``: each worker's status sweep registers its
+        own as it starts, and it stays), each with the settings that configure it on the workers. Their
+        jobs wait in their queues until such workers start."""
+        needed = dict.fromkeys(KINDS[kind].provider for r in requests for kind in _kinds(r) if kind in KINDS)
+        registered = {L.text(n).split(".", 1)[0] for n in self.redis.hkeys(L.ACCOUNTS_KEY)}
+        return {p: CREDENTIALS[p] for p in needed if p in CREDENTIALS and p not in registered}
 
     def _batch_count_problem(self, count: int) -> str:
         if count > self.caps.max_batch_jobs and self.caps.max_batch_jobs < BATCH_MAX_RECORDS:

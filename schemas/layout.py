@@ -322,6 +322,10 @@ SWEEP_LEASE_KEY = PREFIX + "sweep:{provider}:{account}"
 #   sweep runs for: written by each worker's sweep as it starts, kept until deleted, so that a service
 #   without the credentials (`genq metrics`, `genq limits`) reports the accounts the fleet uses.
 ACCOUNTS_KEY = PREFIX + "accounts"
+# - PLANS_KEY hash, provider -> the plan its workers' settings name (sync.so: GENQ_SYNCSO__PLAN, default
+#   creator), written with ACCOUNTS_KEY and kept like it, so that a producer without the workers' settings
+#   refuses at submit what that plan cannot run (a sync.so batch below scale).
+PLANS_KEY = PREFIX + "plans"
 # - CLAIMED_KEY set per kind of provider job (e.g. ``syncso.batch``): the ids some genq record owns, so
 #   a record adopting a provider job it found by a search (after a crash) never takes another's.
 CLAIMED_KEY = PREFIX + "claimed:{kind}"

@@ -1,5 +1,6 @@
 """What genq can know early it says early, through the command line (exit status and output): a provider
-that refuses genq's key fails the job with the setting that holds it."""
+that refuses genq's key fails the job with the setting that holds it; a batch on a plan without batches
+is refused at submit; a job of a provider no worker serves yet is stored with a warning."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from genq.redis_server import EmbeddedRedis
+from schemas import layout as L
 from schemas.requests import CREDENTIALS
-from tests.conftest import AVATAR, LIPSYNC, Sim
+from tests.conftest import AVATAR, LIPSYNC, Sim, until
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +62,71 @@ def test_a_refused_key_fails_the_job_naming_the_setting_that_holds_it(
     assert next(iter(settings.values())) not in json.dumps(record)
     shown = genq("status", job_id, "--redis-url", own_redis.url, COLUMNS="240")
     assert next(iter(CREDENTIALS[provider])) in shown.stdout, shown.stdout
+
+
+# --- at submit: a batch the plan cannot run, jobs no worker serves yet -------------------------------
+
+BATCH = "\n".join(json.dumps({**LIPSYNC, "video": f"https://x.test/{i}.mp4"}) for i in range(20))
+MUSIC = {"kind": "music", "video": "https://x.test/v.mp4"}
+PIPELINE = {"kind": "pipeline", "steps": {"avatar": {"request": AVATAR}, "dub": {"request": {
+    **LIPSYNC, "video": {"from": "avatar"}}}}}  # fmt: skip
+
+
+def warning(provider: str, settings: str) -> str:
+    return (f"genq: warning: no worker has registered an account for {provider} in Redis yet: its jobs wait "
+            f"in queue {provider} until workers with {settings} set take them\n")  # fmt: skip
+
+
+def test_a_batch_on_a_plan_without_batches_is_refused_at_submit_by_this_process_setting(
+    scratch_url: str, scratch: redis.Redis
+) -> None:
+    result = genq(
+        "submit", "--batch", "-", "--redis-url", scratch_url, stdin=BATCH, GENQ_SYNCSO__PLAN="creator"
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "invalid: batch: sync.so runs batches on the scale and enterprise plans only, and GENQ_SYNCSO__PLAN "
+        "is 'creator' here; submit the jobs one by one, or set GENQ_SYNCSO__PLAN to the account's plan\n"
+    )
+    assert scratch.dbsize() == 0
+
+
+def test_submit_says_at_once_what_the_workers_cannot_run(
+    own_redis: EmbeddedRedis, workers: Callable[..., subprocess.Popen[bytes]], sim: Sim
+) -> None:
+    url = own_redis.url
+    client = redis.Redis.from_url(url)
+    early = genq("submit", "-", "--redis-url", url, stdin=json.dumps(AVATAR))
+    assert early.returncode == 0 and len(early.stdout.split()) == 1  # stored all the same: workers may come
+    assert early.stderr == warning("aistudios", "GENQ_AISTUDIOS__APP_ID and GENQ_AISTUDIOS__USER_KEY")
+    unknown_plan = genq("submit", "--batch", "-", "--redis-url", url, stdin=BATCH)
+    assert unknown_plan.returncode == 0, unknown_plan.stderr  # no plan known anywhere: sync.so will say
+
+    # A worker with sync.so's key only, on the creator plan: it registers both as it starts.
+    workers("syncso-only", queues=("default", "syncso"), GENQ_SYNCSO__PLAN="creator",
+            GENQ_AISTUDIOS__APP_ID="", GENQ_AIMI__API_KEY="")  # fmt: skip
+    until(lambda: client.hget(L.PLANS_KEY, "syncso") == b"creator", 15, "the worker's plan in Redis")
+    assert set(client.hkeys(L.ACCOUNTS_KEY)) >= {b"syncso"}
+
+    jobs = len(list(client.scan_iter(L.JOB_KEY.format(job_id="*"))))
+    refused = genq("submit", "--batch", "-", "--redis-url", url, stdin=BATCH)
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert refused.stderr == (
+        "invalid: batch: sync.so runs batches on the scale and enterprise plans only, and the workers' "
+        "GENQ_SYNCSO__PLAN is 'creator' (registered in Redis by their sync.so sweep); submit the jobs one by "
+        "one, or set GENQ_SYNCSO__PLAN to the account's plan\n"
+    )
+    assert len(list(client.scan_iter(L.JOB_KEY.format(job_id="*")))) == jobs  # nothing stored
+    served = genq("submit", "-", "--redis-url", url, stdin=json.dumps(LIPSYNC))
+    assert (served.returncode, served.stderr) == (0, "")
+    mixed = genq("submit", "-", "--redis-url", url, stdin=json.dumps(PIPELINE))
+    assert mixed.returncode == 0
+    assert mixed.stderr == warning("aistudios", "GENQ_AISTUDIOS__APP_ID and GENQ_AISTUDIOS__USER_KEY")
+    music = genq("submit", "-", "--redis-url", url, stdin=json.dumps(MUSIC))
+    assert (music.returncode, music.stderr) == (0, warning("aimi", "GENQ_AIMI__API_KEY"))
+
+    # This process's own setting, when it has one, is what it goes by.
+    told = genq("submit", "--batch", "-", "--redis-url", url, stdin=BATCH, GENQ_SYNCSO__PLAN="scale")
+    assert told.returncode == 0, told.stderr
+    assert told.stderr.startswith("batch ") and told.stderr.endswith(": 20 jobs\n")
+    client.close()
