@@ -22,6 +22,7 @@ from redis.exceptions import NoScriptError
 from schemas import (
     JOB_REQUEST,
     SUBMITTABLE,
+    JobError,
     JobRecord,
     JobRequest,
     JobStatus,
@@ -224,6 +225,14 @@ def _kinds(request: JobRequest | Mapping[str, Any]) -> list[str]:
         return [str(request.get("kind"))]
     parts = [step.get("request") for step in steps.values() if isinstance(step, Mapping)]
     return [str(part.get("kind")) for part in parts if isinstance(part, Mapping)]
+
+
+def _said(error: JobError | None) -> str:
+    """How a job failed, in a few words: ``failed at create (syncso 401)``."""
+    if error is None:
+        return "failed"
+    parts = " ".join(str(part) for part in (error.provider, error.status_code, error.code) if part)
+    return f"failed at {error.stage}" + (f" ({parts})" if parts else "")
 
 
 def _plan_problem(plan: str, where: str) -> str:
@@ -662,11 +671,13 @@ class Producer:
                 records.append(self.get(job_id))
         return records
 
-    def replay(self, job_id: str) -> JobRecord:
+    def replay(self, job_id: str, *, fresh: bool = False) -> JobRecord:
         """Run a failed job again from its first stage, keeping its provider ids (so a generation it
         already has is followed, not created again) and the ends recorded for them, except genq's own
         wait timeouts (so a wait that timed out follows its provider job again). Refuses a job that did
-        not fail."""
+        not fail. With ``fresh``, a job whose provider job failed at the provider first drops that
+        provider job's ids and recorded end (``JobError.failed_provider_ids``), so a new one is created
+        (and paid for); everything else is kept. A pipeline's replay always makes new step jobs."""
         job = self.get(job_id)
         if isinstance(job.request, PipelineRequest):
             return self._replay_pipeline(job)
@@ -680,15 +691,45 @@ class Producer:
             )
         message = task_message(L.START_TASK, [job_id], L.QUEUE_FOR_KIND[job.kind])
         ends = L.WAIT_RESULT_KEY.format(provider=kind.provider, provider_id="")  # + a provider id
-        result = self._replay(
-            keys=[L.job_key(job_id), L.DEAD_LETTERS, L.QUEUE_FOR_KIND[job.kind]],
-            args=[L.now_iso(), job_id, message, ends],
-        )
+        keys = [L.job_key(job_id), L.DEAD_LETTERS, L.QUEUE_FOR_KIND[job.kind]]
+        args = [L.now_iso(), job_id, message, ends]
+        if fresh:
+            self._replay_fresh(job, ends, keys, args)
+            return self.get(job_id)
+        result = self._replay(keys=keys, args=args)
         if result is None:
             raise JobNotFound(job_id)
         if result != 1:
             raise InvalidRequest([f"job {job_id} is {L.text(result)}; only a failed job can be replayed"])
         return self.get(job_id)
+
+    def _replay_fresh(self, job: JobRecord, ends: str, keys: list[str], args: list[str]) -> None:
+        """``REPLAY_LUA`` after dropping the provider job that failed at the provider (its ids, its
+        recorded end) and counting the fresh replay (``L.FRESH_REPLAYS``), in one transaction, which a
+        concurrent change to the job makes fail."""
+        if job.status is not JobStatus.FAILED:
+            raise InvalidRequest([f"job {job.id} is {job.status.value}; only a failed job can be replayed"])
+        names = job.error.failed_provider_ids if job.error else ()
+        if not names:
+            raise InvalidRequest([f"job {job.id} {_said(job.error)}, not with a provider job that failed at "
+                                  f"the provider: nothing to make anew (genq replay {job.id} runs it again "
+                                  "as it is)"])  # fmt: skip
+        key, fresh = L.job_key(job.id), int(job.data.get(L.FRESH_REPLAYS, 0)) + 1
+        dropped = [job.provider_ids[name] for name in names if name in job.provider_ids]
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.watch(key)  # type: ignore[no-untyped-call]
+            if L.text(pipe.hget(key, L.F_STATUS) or b"") != JobStatus.FAILED.value:
+                raise InvalidRequest([f"job {job.id} changed while it was replayed; try again"])
+            pipe.multi()
+            pipe.hdel(key, *(L.PROVIDER_ID_PREFIX + name for name in names))
+            if dropped:
+                pipe.delete(*(ends + provider_id for provider_id in dropped))
+            pipe.hset(key, L.DATA_PREFIX + L.FRESH_REPLAYS, json.dumps(fresh))
+            self._replay(keys=keys, args=args, client=pipe)
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                raise InvalidRequest([f"job {job.id} changed while it was replayed; try again"]) from None
 
     def _replay_pipeline(self, job: JobRecord) -> JobRecord:
         """Run a failed pipeline again: each run of a step that succeeded keeps its job and output; every

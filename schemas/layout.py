@@ -79,6 +79,9 @@ STAGE_PREFIX = "stage:"
 PROVIDER_ID_PREFIX = "pid:"
 # What stages produced for later stages, as JSON: an analysis, the plan, one branch's output ...
 DATA_PREFIX = "data:"
+# A data field: how many times ``genq replay --fresh`` dropped a provider job of the job that failed at
+# the provider; a sync.so create's Idempotency-Key carries it, so the new create makes a new generation.
+FRESH_REPLAYS = "fresh_replays"
 
 # Metrics (worker/metrics.py and TRANSITION_LUA add to them, `genq metrics` reads them): counters that
 # only grow, kept until deleted (Prometheus handles a reset). Fields are label values joined by METRICS_SEP.

@@ -1,6 +1,7 @@
 """What genq can know early it says early, through the command line (exit status and output): a provider
 that refuses genq's key fails the job with the setting that holds it; a batch on a plan without batches
-is refused at submit; a job of a provider no worker serves yet is stored with a warning."""
+is refused at submit; a job of a provider no worker serves yet is stored with a warning; ``genq replay
+--fresh`` makes a new provider job where the old one failed at the provider."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner, Result
 
+from genq.cli import main
 from genq.redis_server import EmbeddedRedis
+from producers import Producer
+from schemas import JobStatus
 from schemas import layout as L
 from schemas.requests import CREDENTIALS
-from tests.conftest import AVATAR, LIPSYNC, Sim, until
+from tests.conftest import AVATAR, LIPSYNC, Services, Sim, until
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +136,113 @@ def test_submit_says_at_once_what_the_workers_cannot_run(
     assert told.returncode == 0, told.stderr
     assert told.stderr.startswith("batch ") and told.stderr.endswith(": 20 jobs\n")
     client.close()
+
+
+# --- genq replay --fresh -----------------------------------------------------------------------------
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def test_replay_fresh_makes_a_new_generation_where_the_old_one_failed_at_the_provider(
+    services: Services, producer: Producer, sim: Sim
+) -> None:
+    url = services.redis.url
+    sim.configure(fail_share=1.0)  # every generation ends FAILED
+    job_id = producer.submit({**LIPSYNC, "max_cost_usd": 5.0})
+    assert cli("watch", job_id, "--redis-url", url, "--timeout-s", "30").exit_code == 1
+    failed = producer.get(job_id)
+    assert failed.error is not None and failed.error.failed_provider_ids == ("generation",)
+    first = failed.provider_ids["generation"]
+    estimate = failed.data["estimate"]
+
+    again = cli("replay", job_id, "--redis-url", url)  # as before: the same generation, failed again
+    assert (again.exit_code, again.stdout, again.stderr) == (0, f"{job_id} queued\n", "")
+    assert cli("watch", job_id, "--redis-url", url, "--timeout-s", "30").exit_code == 1
+    assert producer.get(job_id).provider_ids["generation"] == first
+
+    sim.configure(fail_share=0.0)
+    fresh = cli("replay", "--fresh", job_id, "--redis-url", url)
+    assert (fresh.exit_code, fresh.stdout) == (0, f"{job_id} queued\n")
+    frames = f", {estimate['frames']} frames" if estimate["frames"] else ""
+    assert fresh.stderr == (
+        f"genq: {job_id}: a new provider job replaces generation {first}, which failed at syncso, and is "
+        f"paid for again: syncso estimated ${estimate['usd']:.4f}{frames}\n"
+    )
+    assert cli("watch", job_id, "--redis-url", url, "--timeout-s", "30").exit_code == 0
+    done = producer.get(job_id)
+    second = done.provider_ids["generation"]
+    assert second != first
+    assert done.data[L.FRESH_REPLAYS] == 1
+    assert done.data["estimate"] == estimate  # estimated once: the request is the same
+    keys = sim.stats()["generations_by_idempotency_key"]
+    assert (keys[f"genq-{job_id}"], keys[f"genq-{job_id}-fresh1"]) == ([first], [second])
+
+    done_again = cli("replay", "--fresh", job_id, "--redis-url", url)
+    assert (done_again.exit_code, done_again.stderr) == (
+        1, f"Error: job {job_id} is succeeded; only a failed job can be replayed\n"
+    )  # fmt: skip
+
+
+def test_replay_fresh_makes_a_new_project_where_the_render_failed(
+    services: Services, producer: Producer, sim: Sim
+) -> None:
+    url = services.redis.url
+    sim.configure("aistudios", fail_share=1.0)
+    job_id = producer.submit(AVATAR)
+    assert cli("watch", job_id, "--redis-url", url, "--timeout-s", "30").exit_code == 1
+    first = producer.get(job_id).provider_ids["project"]
+    sim.configure("aistudios", fail_share=0.0)
+    fresh = cli("replay", "--fresh", job_id, "--redis-url", url)
+    assert fresh.exit_code == 0
+    assert fresh.stderr == (
+        f"genq: {job_id}: a new provider job replaces project {first}, which failed at aistudios, and is "
+        "paid for again (genq has no estimate of its cost)\n"
+    )
+    assert cli("watch", job_id, "--redis-url", url, "--timeout-s", "30").exit_code == 0
+    assert producer.get(job_id).provider_ids["project"] != first
+
+
+def test_replay_fresh_refuses_a_job_whose_provider_job_did_not_fail(
+    services: Services, producer: Producer, sim: Sim
+) -> None:
+    url = services.redis.url
+    sim.fault(route="syncso.create", status=400, times=1)  # refused before any generation was made
+    job_id = producer.submit(LIPSYNC)
+    assert cli("watch", job_id, "--redis-url", url, "--timeout-s", "30").exit_code == 1
+    refused = cli("replay", "--fresh", job_id, "--redis-url", url)
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(f"Error: job {job_id} failed at create (syncso 400"), refused.stderr
+    assert refused.stderr.endswith(
+        ", not with a provider job that failed at the provider: nothing to make anew (genq replay "
+        f"{job_id} runs it again as it is)\n"
+    )
+    assert producer.get(job_id).status is JobStatus.FAILED  # unchanged
+    assert cli("replay", job_id, "--redis-url", url).exit_code == 0
+    assert cli("watch", job_id, "--redis-url", url, "--timeout-s", "30").exit_code == 0
+
+
+def test_replay_fresh_starts_a_new_execution_and_keeps_the_upload(
+    services: Services, producer: Producer, sim: Sim, tmp_path: Path
+) -> None:
+    url = services.redis.url
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(256 * 1024))
+    sim.configure("aimi", fail_share=1.0)
+    job_id = producer.submit({"kind": "music", "video": str(video)})
+    assert cli("watch", job_id, "--redis-url", url, "--timeout-s", "60").exit_code == 1
+    failed = producer.get(job_id)
+    first, task = failed.provider_ids["exec[0]"], failed.provider_ids["task"]
+    sim.configure("aimi", fail_share=0.0)
+    fresh = cli("replay", "--fresh", job_id, "--redis-url", url)
+    assert fresh.exit_code == 0
+    assert fresh.stderr == (
+        f"genq: {job_id}: a new provider job replaces exec[0] {first}, which failed at aimi, and is paid for "
+        "again (genq has no estimate of its cost)\n"
+    )
+    assert cli("watch", job_id, "--redis-url", url, "--timeout-s", "60").exit_code == 0
+    done = producer.get(job_id)
+    assert done.provider_ids["exec[0]"] != first
+    assert done.provider_ids["task"] == task  # the upload, analyses and plan are not made again
+    assert len(sim.http.get("/_sim/aimi/uploads").raise_for_status().json()) == 1

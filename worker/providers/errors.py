@@ -38,6 +38,7 @@ class ProviderError(Exception):
         status_code: int | None = None,
         code: str | None = None,
         request_id: str | None = None,
+        failed_provider_ids: tuple[str, ...] = (),
     ) -> None:
         message = scrub_tokens(message)
         super().__init__(message)
@@ -46,6 +47,9 @@ class ProviderError(Exception):
         self.status_code = status_code
         self.code = code
         self.request_id = request_id
+        # The job's provider ids (by name) of a provider job that failed at the provider: the job
+        # records them with its error, and ``genq replay --fresh`` drops them.
+        self.failed_provider_ids = failed_provider_ids
 
     def __str__(self) -> str:
         parts = [f"{self.provider}"]
