@@ -581,7 +581,7 @@ def fresh_note(before: JobRecord, error: JobError) -> str:
     failed = f"{name} {before.provider_ids.get(name, '(none recorded)')}"
     estimate = before.data.get("estimate")  # a lipsync job with max_cost_usd: sync.so's estimate
     if isinstance(estimate, dict) and "usd" in estimate:
-        frames = f", {estimate['frames']} frames" if estimate.get("frames") else ""
+        frames = f", {float(estimate['frames']):g} frames" if estimate.get("frames") else ""
         cost = f": {error.provider} estimated ${float(estimate['usd']):.4f}{frames}"
     else:
         cost = " (genq has no estimate of its cost)"

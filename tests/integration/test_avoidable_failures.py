@@ -165,7 +165,7 @@ def test_replay_fresh_makes_a_new_generation_where_the_old_one_failed_at_the_pro
     sim.configure(fail_share=0.0)
     fresh = cli("replay", "--fresh", job_id, "--redis-url", url)
     assert (fresh.exit_code, fresh.stdout) == (0, f"{job_id} queued\n")
-    frames = f", {estimate['frames']} frames" if estimate["frames"] else ""
+    frames = f", {float(estimate['frames']):g} frames" if estimate["frames"] else ""
     assert fresh.stderr == (
         f"genq: {job_id}: a new provider job replaces generation {first}, which failed at syncso, and is "
         f"paid for again: syncso estimated ${estimate['usd']:.4f}{frames}\n"
