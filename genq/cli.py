@@ -153,13 +153,17 @@ def limits(as_json: bool, prometheus: bool, redis_url: str) -> None:
 def metrics(host: str, port: int, redis_url: str) -> None:
     """Serve Prometheus metrics on GET /metrics, read from Redis at each scrape: queue depths and oldest
     message ages, the figures of `genq limits --prometheus`, stage-run durations, provider responses and
-    job outcomes (see README, Metrics)."""
+    job outcomes (see README, Metrics). Every scrape is answered: genq_up says whether it read Redis.
+    GET /health answers 503 while Redis does not answer."""
     from genq.metrics import serve
     from worker.context import Context
+    from worker.health import health_client, redis_problem
     from worker.settings import get_settings
 
     ctx = Context(get_settings().with_redis_url(redis_url))
-    ctx.redis.ping()  # an unreachable Redis is the one-line exit 3, not a server that cannot scrape
+    problem = redis_problem(health_client(ctx.settings))
+    if problem:  # an exporter starts all the same: its scrapes say genq_up 0 until Redis answers
+        click.echo(f"genq metrics: {problem}; scrapes answer genq_up 0 until it answers", err=True)
     serve(ctx, host, port)
 
 

@@ -5,17 +5,28 @@ number of these serve the same figures and none keeps state.
 - the budgets and backlog of ``genq limits --prometheus`` (``worker.limits.report.gauges``);
 - what the workers counted (``worker.metrics``): stage-run durations and provider responses; and the
   job outcomes ``TRANSITION_LUA`` counted.
+
+Every scrape is answered: when Redis cannot be read, with ``genq_up 0`` and the time of the last
+scrape that read it (one log line when Redis goes away, one when it is back; never a traceback).
+``GET /health`` answers 503 while Redis does not answer a PING within a second (``worker.health``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import start_http_server
+import redis
+from prometheus_client import make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
@@ -24,9 +35,12 @@ from genq.report import in_use
 from schemas import layout as L
 from schemas.wire import SENT_AT_HEADER
 from worker.context import Context
+from worker.health import health, health_client, unreachable
 from worker.limits.report import gauges
 from worker.metrics import BUCKETS_S
 from worker.providers.registry import PROVIDERS
+
+log = logging.getLogger(__name__)
 
 # How many messages from a queue's tail (the next to be taken) are read for the oldest send time: a
 # woken stage's message is pushed to the tail without one (worker/parking.py), ahead of older messages.
@@ -92,7 +106,8 @@ def counters(name: str, help_text: str, labels: list[str], fields: Mapping[str, 
 
 
 class GenqCollector:
-    """Reads every figure from Redis when Prometheus scrapes (``collect``)."""
+    """Reads every figure from Redis when Prometheus scrapes (``collect``). A scrape that cannot read
+    Redis is answered all the same: ``genq_up 0`` and the time of the last one that could."""
 
     def __init__(
         self, ctx: Context, queue_names: Sequence[str], *, clock: Callable[[], float] = time.time
@@ -100,8 +115,41 @@ class GenqCollector:
         self.ctx = ctx
         self.queue_names = list(queue_names)
         self.clock = clock
+        self.last_read_s: float | None = None  # when a scrape last read Redis whole
+        self.problem: str | None = None  # what kept the last scrape from reading it
+        self._lock = threading.Lock()  # scrapes run in threads of their own
 
     def collect(self) -> Iterator[Metric]:
+        try:
+            figures = list(self.read())  # all of it, or nothing: never half a scrape
+        except redis.RedisError as exc:
+            figures = []
+            self._failed(unreachable(self.ctx.redis, exc))
+        else:
+            self._read_at(self.clock())
+        up = GaugeMetricFamily("genq_up", "1 when this scrape read Redis, 0 when it could not.")
+        up.add_metric([], 0.0 if self.problem else 1.0)
+        last = GaugeMetricFamily(
+            "genq_last_successful_read_timestamp_seconds",
+            "When a scrape last read Redis whole (Unix time); 0 before the first.",
+        )
+        last.add_metric([], self.last_read_s or 0.0)
+        yield from [up, last, *figures]
+
+    def _failed(self, problem: str) -> None:
+        with self._lock:
+            if self.problem is None:
+                log.warning("genq metrics: cannot read Redis (%s); answering genq_up 0", problem)
+            self.problem = problem
+
+    def _read_at(self, now: float) -> None:
+        with self._lock:
+            if self.problem is not None:
+                log.warning("genq metrics: Redis answers again")
+            self.problem, self.last_read_s = None, now
+
+    def read(self) -> Iterator[Metric]:
+        """Every figure of one scrape, read from Redis (``redis.RedisError`` when it cannot be)."""
         count = len(self.queue_names)
         with self.ctx.redis.pipeline(transaction=False) as pipe:
             for queue in self.queue_names:
@@ -185,12 +233,49 @@ def _text_fields(raw: Mapping[bytes, bytes]) -> dict[str, str]:
     return {L.text(key): L.text(value) for key, value in raw.items()}
 
 
-def serve(ctx: Context, host: str, port: int) -> None:
-    """Serve ``GET /metrics`` on ``host:port`` until interrupted."""
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def create_app(ctx: Context) -> WsgiApp:
+    """The metrics server's WSGI app: ``GET /health`` (``worker.health``), every other path the metrics
+    (prometheus_client's app, which answers any path)."""
     registry = CollectorRegistry()
     registry.register(GenqCollector(ctx, queues()))
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    metrics = make_wsgi_app(registry)
+    checked = health_client(ctx.settings)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/health":
+            return metrics(environ, start_response)  # type: ignore[no-any-return]
+        status, body = health(checked)
+        text = json.dumps(body).encode()
+        phrase = "200 OK" if status == 200 else "503 Service Unavailable"
+        start_response(phrase, [("Content-Type", "application/json"), ("Content-Length", str(len(text)))])
+        return [text]
+
+    return app
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in progress does not hold the process at exit
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: a line per scrape says nothing."""
+
+
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the metrics (``GET /metrics``) and ``GET /health`` on ``host:port`` until interrupted."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+
+    class Server(_Server):
+        address_family = family  # an IPv6 --host binds too
+
+    server: WSGIServer = make_server(host, port, create_app(ctx), Server, handler_class=_Quiet)
     try:
-        thread.join()
+        server.serve_forever()
     except KeyboardInterrupt:
-        server.shutdown()
+        pass
+    finally:
+        server.server_close()

@@ -248,6 +248,10 @@ def submit(file: IO[Any], idempotency_key: str | None, batch: bool, redis_url: s
         raise InvalidInput(exc.problems) from None
     for job_id in ids:
         click.echo(job_id)
+    for provider, settings in producer.unserved(requests).items():  # workers may start later: exit 0
+        click.echo(f"genq: warning: no worker has registered an account for {provider} in Redis yet: its "
+                   f"jobs wait in queue {provider} until workers with {' and '.join(settings)} set take them",
+                   err=True)  # fmt: skip
 
 
 def no_such_job(job_id: str) -> InvalidInput:
@@ -664,16 +668,37 @@ def member_counts(producer: Producer, record: JobRecord) -> str | None:
 
 @click.command()
 @job_id_argument
+@click.option("--fresh", is_flag=True, help="Make a new provider job in place of the one that failed at the "
+              "provider (it costs again); everything else the job has is kept.")  # fmt: skip
 @redis_option
-def replay(job_id: str, redis_url: str) -> None:
-    """Run a failed job again from its first stage; provider ids it already has are kept."""
+def replay(job_id: str, fresh: bool, redis_url: str) -> None:
+    """Run a failed job again from its first stage; provider ids it already has are kept, unless --fresh
+    drops the provider job that failed at the provider."""
+    producer = Producer(redis_url)
     try:
-        record = Producer(redis_url).replay(job_id)
+        before = producer.get(job_id, presign=False)
+        record = producer.replay(job_id, fresh=fresh)
     except JobNotFound:
         raise no_such_job(job_id) from None
     except InvalidRequest as exc:
         raise click.ClickException(exc.problems[0]) from None
     click.echo(f"{job_id} {record.status.value}")
+    if fresh and before.error is not None and before.error.failed_provider_ids:
+        click.echo(fresh_note(before, before.error), err=True)
+
+
+def fresh_note(before: JobRecord, error: JobError) -> str:
+    """What ``genq replay --fresh`` replaced, and what the new provider job costs where genq knows."""
+    name = error.failed_provider_ids[0]
+    failed = f"{name} {before.provider_ids.get(name, '(none recorded)')}"
+    estimate = before.data.get("estimate")  # a lipsync job with max_cost_usd: sync.so's estimate
+    if isinstance(estimate, dict) and "usd" in estimate:
+        frames = f", {float(estimate['frames']):g} frames" if estimate.get("frames") else ""
+        cost = f": {error.provider} estimated ${float(estimate['usd']):.4f}{frames}"
+    else:
+        cost = " (genq has no estimate of its cost)"
+    return (f"genq: {before.id}: a new provider job replaces {failed}, which failed at {error.provider}, and "
+            f"is paid for again{cost}")  # fmt: skip
 
 
 @click.command()

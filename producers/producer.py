@@ -27,6 +27,7 @@ from schemas import (
     JOB_REQUEST,
     KINDS,
     SUBMITTABLE,
+    JobError,
     JobRecord,
     JobRequest,
     JobStatus,
@@ -38,10 +39,18 @@ from schemas import layout as L
 from schemas.caps import Caps, json_bytes, over, setting
 from schemas.inputs import InputRefused, open_input, roots_from_env
 from schemas.lipsync_batch import LipsyncBatchRequest
-from schemas.lipsync_wire import BATCH_MAX_FILE_BYTES, BATCH_MAX_RECORDS, BATCH_MIN_RECORDS, batch_file
+from schemas.lipsync_wire import (
+    BATCH_MAX_FILE_BYTES,
+    BATCH_MAX_RECORDS,
+    BATCH_MIN_RECORDS,
+    BATCH_PLANS,
+    PLAN_SETTING,
+    batch_file,
+)
 from schemas.pipeline import END, GENERATIONS, OUTCOME_PREFIX, PipelineRequest
 from schemas.problems import field_problem, unknown_kind
 from schemas.redis_url import CA_FILE_ENV, tls_options
+from schemas.requests import CREDENTIALS
 from schemas.wire import task_message, task_messages
 from storage import OutputSettings, OutputStore, StoreError, store_for
 
@@ -224,6 +233,39 @@ def _file_problem(field: str, path: str, roots: Sequence[Path], request: JobRequ
     if max_bytes is not None and size > max_bytes:
         return f"{field}: {path} is {size} bytes; the provider takes files of at most {max_bytes} bytes"
     return None
+
+
+def _kinds(request: JobRequest | Mapping[str, Any]) -> list[str]:
+    """The kinds of the jobs ``request`` makes: its own, or a pipeline's steps'."""
+    if isinstance(request, PipelineRequest):
+        return [str(step.request.get("kind")) for step in request.steps.values()]
+    if not isinstance(request, Mapping):
+        return [request.kind]
+    steps = request.get("steps")
+    if request.get("kind") != "pipeline" or not isinstance(steps, Mapping):
+        return [str(request.get("kind"))]
+    parts = [step.get("request") for step in steps.values() if isinstance(step, Mapping)]
+    return [str(part.get("kind")) for part in parts if isinstance(part, Mapping)]
+
+
+def _said(error: JobError | None) -> str:
+    """How a job failed, in a few words: ``failed at create (syncso 401)``."""
+    if error is None:
+        return "failed"
+    parts = " ".join(str(part) for part in (error.provider, error.status_code, error.code) if part)
+    return f"failed at {error.stage}" + (f" ({parts})" if parts else "")
+
+
+def _plan_problem(plan: str, where: str) -> str:
+    whose = (
+        f"{PLAN_SETTING} is {plan!r} here"
+        if where == "here"
+        else f"the workers' {PLAN_SETTING} is {plan!r} (registered in Redis by their sync.so sweep)"
+    )
+    return (
+        f"batch: sync.so runs batches on the {' and '.join(BATCH_PLANS)} plans only, and {whose}; submit "
+        f"the jobs one by one, or set {PLAN_SETTING} to the account's plan"
+    )
 
 
 _MADE_BY_GENQ = "{kind!r} is made by genq and cannot be submitted"  # a batch record
@@ -456,11 +498,14 @@ class Producer:
         and maps each result row back to its job. ``request_ids`` (default: the job ids) are the
         batch file's ids, e.g. the caller's own keys. Everything is checked first, including the batch
         file's size: a batch sync.so would refuse is refused here and nothing is stored, and so is one of
-        more jobs than ``GENQ_CAPS__MAX_BATCH_JOBS``."""
+        more jobs than ``GENQ_CAPS__MAX_BATCH_JOBS``, and one on a plan without batches (``batch_plan``)."""
         count = len(requests)
         if count > self.caps.max_batch_jobs or count > BATCH_MAX_RECORDS:  # the jobs are not even read
             raise InvalidRequest([self._batch_count_problem(count)])
+        plan = self.batch_plan()
         parsed, problems = self._batch_members(requests)
+        if plan is not None and plan[0] not in BATCH_PLANS:
+            problems.insert(0, _plan_problem(*plan))
         if len(parsed) < BATCH_MIN_RECORDS:
             problems.append(self._batch_count_problem(len(parsed)))
         for tenant in sorted({m.tenant for m in parsed if m.tenant is not None}):
@@ -493,6 +538,25 @@ class Producer:
             pipe.lpush(queue, message)
             pipe.execute()
         return BatchSubmission(batch_id, job_ids)
+
+    def batch_plan(self) -> tuple[str, str] | None:
+        """The sync.so plan a batch would run on, and where genq knows it from: this process's
+        ``GENQ_SYNCSO__PLAN`` if it is set, else the plan the workers' settings name, which their sync.so
+        sweep registered in Redis (``layout.PLANS_KEY``); None before either is known."""
+        own = next((v for k, v in os.environ.items() if k.upper() == PLAN_SETTING), None)
+        if own is not None:
+            return own.strip().lower(), "here"
+        registered = self.redis.hget(L.PLANS_KEY, KINDS["lipsync"].provider)
+        return (L.text(registered), "workers") if registered is not None else None
+
+    def unserved(self, requests: Iterable[JobRequest | Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
+        """The providers ``requests`` need (a pipeline: those of its steps) for which no worker has
+        registered an account in Redis (``layout.ACCOUNTS_KEY``: each worker's status sweep registers its
+        own as it starts, and it stays), each with the settings that configure it on the workers. Their
+        jobs wait in their queues until such workers start."""
+        needed = dict.fromkeys(KINDS[kind].provider for r in requests for kind in _kinds(r) if kind in KINDS)
+        registered = {L.text(n).split(".", 1)[0] for n in self.redis.hkeys(L.ACCOUNTS_KEY)}
+        return {p: CREDENTIALS[p] for p in needed if p in CREDENTIALS and p not in registered}
 
     def _batch_count_problem(self, count: int) -> str:
         if count > self.caps.max_batch_jobs and self.caps.max_batch_jobs < BATCH_MAX_RECORDS:
@@ -672,11 +736,13 @@ class Producer:
         wanted = None if status is None else JobStatus(status)
         return find(self.redis, status=wanted, kind=kind, tenant=tenant, since_ms=since_ms, limit=limit)
 
-    def replay(self, job_id: str) -> JobRecord:
+    def replay(self, job_id: str, *, fresh: bool = False) -> JobRecord:
         """Run a failed job again from its first stage, keeping its provider ids (so a generation it
         already has is followed, not created again) and the ends recorded for them, except genq's own
         wait timeouts (so a wait that timed out follows its provider job again). Refuses a job that did
-        not fail."""
+        not fail. With ``fresh``, a job whose provider job failed at the provider first drops that
+        provider job's ids and recorded end (``JobError.failed_provider_ids``), so a new one is created
+        (and paid for); everything else is kept. A pipeline's replay always makes new step jobs."""
         job = self.get(job_id)
         if isinstance(job.request, PipelineRequest):
             return self._replay_pipeline(job)
@@ -690,15 +756,45 @@ class Producer:
             )
         message = task_message(L.START_TASK, [job_id], L.QUEUE_FOR_KIND[job.kind])
         ends = L.WAIT_RESULT_KEY.format(provider=kind.provider, provider_id="")  # + a provider id
-        result = self._replay(
-            keys=[L.job_key(job_id), L.DEAD_LETTERS, L.QUEUE_FOR_KIND[job.kind]],
-            args=[L.now_iso(), job_id, message, ends],
-        )
+        keys = [L.job_key(job_id), L.DEAD_LETTERS, L.QUEUE_FOR_KIND[job.kind]]
+        args = [L.now_iso(), job_id, message, ends]
+        if fresh:
+            self._replay_fresh(job, ends, keys, args)
+            return self.get(job_id)
+        result = self._replay(keys=keys, args=args)
         if result is None:
             raise JobNotFound(job_id)
         if result != 1:
             raise InvalidRequest([f"job {job_id} is {L.text(result)}; only a failed job can be replayed"])
         return self.get(job_id)
+
+    def _replay_fresh(self, job: JobRecord, ends: str, keys: list[str], args: list[str]) -> None:
+        """``REPLAY_LUA`` after dropping the provider job that failed at the provider (its ids, its
+        recorded end) and counting the fresh replay (``L.FRESH_REPLAYS``), in one transaction, which a
+        concurrent change to the job makes fail."""
+        if job.status is not JobStatus.FAILED:
+            raise InvalidRequest([f"job {job.id} is {job.status.value}; only a failed job can be replayed"])
+        names = job.error.failed_provider_ids if job.error else ()
+        if not names:
+            raise InvalidRequest([f"job {job.id} {_said(job.error)}, not with a provider job that failed at "
+                                  f"the provider: nothing to make anew (genq replay {job.id} runs it again "
+                                  "as it is)"])  # fmt: skip
+        key, fresh = L.job_key(job.id), int(job.data.get(L.FRESH_REPLAYS, 0)) + 1
+        dropped = [job.provider_ids[name] for name in names if name in job.provider_ids]
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.watch(key)  # type: ignore[no-untyped-call]
+            if L.text(pipe.hget(key, L.F_STATUS) or b"") != JobStatus.FAILED.value:
+                raise InvalidRequest([f"job {job.id} changed while it was replayed; try again"])
+            pipe.multi()
+            pipe.hdel(key, *(L.PROVIDER_ID_PREFIX + name for name in names))
+            if dropped:
+                pipe.delete(*(ends + provider_id for provider_id in dropped))
+            pipe.hset(key, L.DATA_PREFIX + L.FRESH_REPLAYS, json.dumps(fresh))
+            self._replay(keys=keys, args=args, client=pipe)
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                raise InvalidRequest([f"job {job.id} changed while it was replayed; try again"]) from None
 
     def _replay_pipeline(self, job: JobRecord) -> JobRecord:
         """Run a failed pipeline again: each run of a step that succeeded keeps its job and output; every

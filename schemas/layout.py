@@ -88,6 +88,9 @@ STAGE_PREFIX = "stage:"
 PROVIDER_ID_PREFIX = "pid:"
 # What stages produced for later stages, as JSON: an analysis, the plan, one branch's output ...
 DATA_PREFIX = "data:"
+# A data field: how many times ``genq replay --fresh`` dropped a provider job of the job that failed at
+# the provider; a sync.so create's Idempotency-Key carries it, so the new create makes a new generation.
+FRESH_REPLAYS = "fresh_replays"
 
 # Metrics (worker/metrics.py and TRANSITION_LUA add to them, `genq metrics` reads them): counters that
 # only grow, kept until deleted (Prometheus handles a reset). Fields are label values joined by METRICS_SEP.
@@ -393,6 +396,10 @@ SWEEP_LEASE_KEY = PREFIX + "sweep:{provider}:{account}"
 #   sweep runs for: written by each worker's sweep as it starts, kept until deleted, so that a service
 #   without the credentials (`genq metrics`, `genq limits`) reports the accounts the fleet uses.
 ACCOUNTS_KEY = PREFIX + "accounts"
+# - PLANS_KEY hash, provider -> the plan its workers' settings name (sync.so: GENQ_SYNCSO__PLAN, default
+#   creator), written with ACCOUNTS_KEY and kept like it, so that a producer without the workers' settings
+#   refuses at submit what that plan cannot run (a sync.so batch below scale).
+PLANS_KEY = PREFIX + "plans"
 # - CLAIMED_KEY set per kind of provider job (e.g. ``syncso.batch``): the ids some genq record owns, so
 #   a record adopting a provider job it found by a search (after a crash) never takes another's.
 CLAIMED_KEY = PREFIX + "claimed:{kind}"

@@ -18,6 +18,10 @@ BATCH_ENDPOINT: Final = "/v2/generate"
 BATCH_MIN_RECORDS: Final = 20
 BATCH_MAX_RECORDS: Final = 500
 BATCH_MAX_FILE_BYTES: Final = 5 * 1024 * 1024
+# sync.so runs batches on these plans only (others: 402 batch_plan_required); the plan is the workers'
+# GENQ_SYNCSO__PLAN, which they register in Redis (layout.PLANS_KEY).
+BATCH_PLANS: Final = ("scale", "enterprise")
+PLAN_SETTING: Final = "GENQ_SYNCSO__PLAN"
 
 
 class LocalFileUnresolved(ValueError):

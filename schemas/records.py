@@ -60,6 +60,9 @@ class JobError(BaseModel):
     status_code: int | None = None
     retryable: bool = False
     request_id: str | None = None  # the provider's id of the failed request, for its support
+    # The names in ``provider_ids`` of the provider job that failed at the provider (a generation FAILED,
+    # a render failed), its own id first: ``genq replay --fresh`` drops them, so a new one is made.
+    failed_provider_ids: tuple[str, ...] = ()
 
 
 class Output(BaseModel):

@@ -44,6 +44,16 @@ KINDS: Mapping[str, Kind] = {
 }
 SUBMITTABLE: Mapping[str, Kind] = {name: kind for name, kind in KINDS.items() if kind.submittable}
 
+# The settings that give the workers each provider's account, by provider: a worker sweeps an account and
+# registers it in Redis (``layout.ACCOUNTS_KEY``) only when all of them are set. Named here so that a
+# producer can say what configures a provider no worker serves yet, and an error which setting holds the
+# key a provider refused; each provider's settings section agrees (tests/unit/test_settings.py).
+CREDENTIALS: Mapping[str, tuple[str, ...]] = {
+    "syncso": ("GENQ_SYNCSO__API_KEY",),
+    "aistudios": ("GENQ_AISTUDIOS__APP_ID", "GENQ_AISTUDIOS__USER_KEY"),
+    "aimi": ("GENQ_AIMI__API_KEY",),
+}
+
 # Every request is one of the models above, told apart by ``kind``.
 JobRequest = JobRequestBase
 

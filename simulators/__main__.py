@@ -8,14 +8,15 @@ a fault storm at launch (the fields of `POST /_sim/storm`; any one of them start
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from pydantic import BaseModel
 
 from simulators.config import SimConfig
 from simulators.registry import SIMULATORS
-from simulators.server import serve
-from simulators.spec import Option, SimSpec
+from simulators.server import listen, serve
+from simulators.spec import Option, SimSpec, section
 from simulators.storm import StormPlan
 
 
@@ -90,9 +91,31 @@ def storm_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
     return given or None
 
 
+def banner(base_url: str, config: SimConfig) -> str:
+    """What `genq sim` prints at start: where it serves, and per provider the settings that point a
+    worker at it (base URL, the keys it accepts, the secret it signs webhooks with, its plan)."""
+    lines = [f"genq sim: the provider simulators on {base_url} (Ctrl-C stops them); workers use them with:"]
+    for spec in SIMULATORS:
+        values = section(config, spec.name, BaseModel)
+        pairs = [(f"GENQ_{spec.name.upper()}__BASE_URL", base_url)]
+        pairs += [(setting, str(getattr(values, field))) for setting, field in spec.settings]
+        lines.append("export " + " ".join(f"{name}={value}" for name, value in pairs) + f"  # {spec.title}")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    serve(args.host, args.port, config_from_args(args), storm_from_args(args))
+    config = config_from_args(args)
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as exc:
+        raise SystemExit(
+            f"genq sim: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    sys.stdout.write(banner(f"http://{host}:{sock.getsockname()[1]}", config))
+    sys.stdout.flush()
+    serve(args.host, args.port, config, storm_from_args(args), sock=sock)
 
 
 if __name__ == "__main__":

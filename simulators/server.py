@@ -89,6 +89,30 @@ class SimulatorServer:
         self.stop()
 
 
-def serve(host: str, port: int, config: SimConfig, storm_plan: Mapping[str, Any] | None = None) -> None:
-    """Serve in the foreground until interrupted (used by `genq sim` and `python -m simulators`)."""
-    uvicorn.Server(_uvicorn_config(create_app(config, storm_plan), host, port)).run()
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (0: a free port), for ``serve``: bound before anything is
+    announced, so what is announced is where the simulators are (``OSError`` if it cannot be)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(
+    host: str,
+    port: int,
+    config: SimConfig,
+    storm_plan: Mapping[str, Any] | None = None,
+    *,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve in the foreground until interrupted (used by `genq sim` and `python -m simulators`), on
+    ``sock`` if given (``listen``)."""
+    sock = sock or listen(host, port)
+    app = create_app(config, storm_plan)
+    uvicorn.Server(_uvicorn_config(app, host, sock.getsockname()[1])).run(sockets=[sock])

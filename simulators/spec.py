@@ -41,6 +41,9 @@ class SimSpec:
     provider: Callable[[SimConfig, EventLog], Provider]
     options: tuple[Option, ...] = ()
     demo: Demo | None = None  # what `genq demo` runs against it
+    # The workers' settings this simulator's config decides (its keys, its webhook secret, its plan), as
+    # (setting, config field): `genq sim` prints them at start, with GENQ_<NAME>__BASE_URL.
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 def section(config: SimConfig, name: str, kind: type[S]) -> S:

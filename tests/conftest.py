@@ -73,7 +73,9 @@ WORKER_ENV = {
     "GENQ_RETRY__BACKOFF_BASE_S": "0.1",
     "GENQ_RETRY__BACKOFF_CAP_S": "1",
     "GENQ_RETRY__MAX_RETRIES": "4",
-    # Budgets far above what the tests send, except where a test sets its own.
+    # The simulator's plan (FAST_SYNCSO), which runs batches; budgets far above what the tests send, except
+    # where a test sets its own.
+    "GENQ_SYNCSO__PLAN": "scale",
     "GENQ_SYNCSO__CONCURRENCY": "6",
     "GENQ_SYNCSO__CREATE_RATE__LIMIT": "1000",
     "GENQ_SYNCSO__CREATE_RATE__PERIOD_S": "1",

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import bootsteps
 
-from worker.context import Context, watchers
+from worker.context import Context, plans, watchers
 from worker.heartbeat import Heartbeat
 from worker.metrics import start_flushing, stop_flushing
 from worker.reconcile import Reconciler
@@ -40,6 +40,7 @@ class Background(bootsteps.StartStopStep):
         waits, runs = ctx.settings.waits, ctx.settings.runs
         queues = sorted(worker.app.amqp.queues)
         sweeps = watchers(ctx)
+        plan_of = plans(ctx)
         self.loops = [
             Mover(ctx.redis, queues, max_sleep_s=waits.mover_max_sleep_s),
             *(
@@ -51,6 +52,7 @@ class Background(bootsteps.StartStopStep):
                     horizon_s=ctx.settings.limits.horizon_s,
                     pause_s=ctx.settings.limits.pause_s,
                     max_pause_s=ctx.settings.limits.max_retry_after_s,
+                    plan=plan_of.get(watcher.provider),
                 )
                 for watcher in sweeps
             ),

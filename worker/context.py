@@ -131,6 +131,14 @@ def watchers(ctx: Context, *, configured_only: bool = True) -> list[Watcher]:
     return found
 
 
+def plans(ctx: Context) -> dict[str, str]:
+    """Provider -> the plan its settings here name, of the providers in use here that have plans."""
+    found = {
+        spec.name: spec.section(ctx.settings).plan_name for spec in specs(ctx.settings, configured_only=True)
+    }
+    return {name: plan for name, plan in found.items() if plan is not None}
+
+
 def accounts_in_use(ctx: Context) -> dict[str, str]:
     """Wait namespace -> account, of every provider account in use: those whose credentials these
     settings hold, and those a worker's status sweep registered in Redis (``ACCOUNTS_KEY``), so that

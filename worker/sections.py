@@ -52,6 +52,12 @@ class ProviderSettings(BaseModel):
         """Names the account in Redis keys and reports without revealing its credentials."""
         raise NotImplementedError
 
+    @property
+    def plan_name(self) -> str | None:
+        """The account's plan as these settings name it, where plans differ in what they run (sync.so:
+        batches); workers register it in Redis (``layout.PLANS_KEY``) for producers to check at submit."""
+        return None
+
 
 def account_label(secret: str) -> str:
     """12 hex characters of the SHA-256 of a credential: stable per account, reveals nothing."""

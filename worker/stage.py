@@ -429,6 +429,7 @@ class Stage(Task):  # type: ignore[type-arg]
             status_code=exc.status_code,
             retryable=exc.retryable,
             request_id=exc.request_id,
+            failed_provider_ids=exc.failed_provider_ids,
         )
         failed = _moved(state, StageStatus.FAILED, str(exc), ended=True)
         dead = exc.retryable or isinstance(exc, InternalError)

@@ -95,6 +95,7 @@ class Sweeper:
         pause_s: float,
         max_pause_s: float = 300.0,
         holder: str | None = None,
+        plan: str | None = None,
     ) -> None:
         self.redis = client
         self.waits = Waits(client)
@@ -105,6 +106,7 @@ class Sweeper:
         self.pause_s = pause_s  # a 429 without Retry-After pauses the budget this long
         self.max_pause_s = max_pause_s  # and no Retry-After pauses it longer than this
         self.holder = holder or holder_id()
+        self.plan = plan  # the account's plan as the settings name it, registered with the account
         self.stopped = threading.Event()
         self._lease = client.register_script(source("lease"))
         self.requests = 0  # status requests sent by this sweeper
@@ -121,8 +123,8 @@ class Sweeper:
             # longer for its first check than the check interval says.
             pause_s = min(1.0, self.lease_s / 3, watcher.check_interval_s)
             try:
-                if not registered:  # for the reports of services that hold no credentials
-                    self.redis.hset(L.ACCOUNTS_KEY, watcher.provider, watcher.account)
+                if not registered:
+                    self._register(watcher)
                     registered = True
                 if self.holds(watcher):
                     pause_s = min(pause_s, self.sweep(watcher))
@@ -134,6 +136,15 @@ class Sweeper:
 
     def stop(self) -> None:
         self.stopped.set()
+
+    def _register(self, watcher: Watcher) -> None:
+        """The account (for the reports of services that hold no credentials, and producers' warnings)
+        and its plan (for producers' checks at submit), in Redis."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(L.ACCOUNTS_KEY, watcher.provider, watcher.account)
+            if self.plan is not None:
+                pipe.hset(L.PLANS_KEY, watcher.provider, self.plan)
+            pipe.execute()
 
     def holds(self, watcher: Watcher) -> bool:
         """Take or keep the account's sweep lease."""

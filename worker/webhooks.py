@@ -33,6 +33,7 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from schemas import layout as L
+from worker.health import health, health_client
 from worker.providers.registry import PROVIDERS
 from worker.providers.spec import load
 from worker.settings import Settings, WebhookSettings, get_settings, redis_client
@@ -202,12 +203,15 @@ def _with_body(request: Request, body: bytes) -> Request:
 
 
 def create_app(settings: Settings | None = None, client: redis.Redis | None = None) -> Starlette:
-    """The receiver over the worker settings' Redis (``GENQ_REDIS_URL``) and secrets."""
+    """The receiver over the worker settings' Redis (``GENQ_REDIS_URL``) and secrets. ``GET /health``
+    answers 200 while Redis answers a PING within a second, else 503 with what is wrong."""
     settings = settings or get_settings()
     receiver = Receiver(settings, client or redis_client(settings))
+    checked = client or health_client(settings)
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"ok": True})
+    async def healthy(request: Request) -> Response:
+        status, body = await run_in_threadpool(health, checked)
+        return JSONResponse(body, status_code=status)
 
     async def unavailable(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "Redis unavailable"}, status_code=503)
@@ -223,7 +227,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         for spec in PROVIDERS.values()
         if spec.webhook is not None
     ]
-    routes.append(Route("/health", health))
+    routes.append(Route("/health", healthy))
     return Starlette(routes=routes, exception_handlers={redis.RedisError: unavailable})
 
 

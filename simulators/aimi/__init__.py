@@ -29,4 +29,5 @@ SPEC = SimSpec(
     provider=AimiProvider,
     options=OPTIONS,
     demo=DEMO,
+    settings=(("GENQ_AIMI__API_KEY", "api_key"),),
 )

@@ -12,4 +12,5 @@ SPEC = SimSpec(
     provider=AIStudiosProvider,
     options=OPTIONS,
     demo=DEMO,
+    settings=(("GENQ_AISTUDIOS__APP_ID", "app_id"), ("GENQ_AISTUDIOS__USER_KEY", "user_key")),
 )

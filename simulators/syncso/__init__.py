@@ -12,4 +12,9 @@ SPEC = SimSpec(
     provider=SyncSoProvider,
     options=OPTIONS,
     demo=DEMO,
+    settings=(
+        ("GENQ_SYNCSO__API_KEY", "api_key"),
+        ("GENQ_SYNCSO__WEBHOOK_SECRET", "webhook_secret"),
+        ("GENQ_SYNCSO__PLAN", "plan"),
+    ),
 )

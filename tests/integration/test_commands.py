@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -72,6 +73,35 @@ def test_sim_serves_each_provider_with_its_own_options() -> None:
         assert httpx.post(token, json={"appId": "app-9", "userKey": "other"}).status_code == 401
     finally:
         stop(process)
+
+
+def test_sim_prints_where_it_serves_and_every_key_at_start(tmp_path: Path) -> None:
+    port = free_port()
+    options = ["--syncso-api-key", "k-123", "--syncso-webhook-secret", "whsec_mine", "--syncso-plan", "scale",
+               "--aimi-api-key", "aimi-9"]  # fmt: skip
+    out = tmp_path / "sim.out"
+    with out.open("wb") as log:
+        process = subprocess.Popen([*GENQ, "sim", "--port", str(port), *options], env=_clean_env(),
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/_sim/stats")
+    finally:
+        stop(process)
+    assert out.read_text().splitlines() == [
+        f"genq sim: the provider simulators on {base} (Ctrl-C stops them); workers use them with:",
+        f"export GENQ_AIMI__BASE_URL={base} GENQ_AIMI__API_KEY=aimi-9  # Aimi Sync",
+        f"export GENQ_SYNCSO__BASE_URL={base} GENQ_SYNCSO__API_KEY=k-123 "
+        "GENQ_SYNCSO__WEBHOOK_SECRET=whsec_mine GENQ_SYNCSO__PLAN=scale  # sync.so",
+        f"export GENQ_AISTUDIOS__BASE_URL={base} GENQ_AISTUDIOS__APP_ID=sim-aistudios-app "
+        "GENQ_AISTUDIOS__USER_KEY=sim-aistudios-key  # AI Studios",
+    ]
+    with socket.create_server(("127.0.0.1", 0)) as held:  # a port something else listens on
+        taken = held.getsockname()[1]
+        refused = subprocess.run([*GENQ, "sim", "--port", str(taken)], env=_clean_env(), capture_output=True,
+                                 text=True, timeout=60, check=False)  # fmt: skip
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == f"genq sim: cannot listen on 127.0.0.1:{taken}: Address already in use\n"
 
 
 def test_watch_ends_with_the_jobs_outcome(services: Services, producer: Producer) -> None:

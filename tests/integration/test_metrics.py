@@ -4,9 +4,11 @@ HTTP and parsed with prometheus_client's own parser."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -34,21 +36,26 @@ JOB = {
 REFUSED = {"statusCode": 400, "message": ["input.0.url must be a URL address"], "error": "Bad Request",
            "errorCode": "generation_input_validation_failed"}  # fmt: skip
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+PASSWORD = "s3cret-metrics-pw"
 
 
-@pytest.fixture
-def scrape(env: dict[str, str], own_redis: EmbeddedRedis, tmp_path: Path) -> Iterator[Callable[[], Samples]]:
-    """``genq metrics`` on a free port, and a function that scrapes it: every sample by name and labels."""
-    port = free_port()
-    command = [sys.executable, "-m", "genq.cli", "metrics", "--port", str(port), "--redis-url", own_redis.url]
-    with open(tmp_path / "metrics.log", "ab") as log:
-        server = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}/metrics"
+class MetricsServer:
+    """``genq metrics`` as a subprocess on a free port, with its output in ``log``."""
 
-    def samples() -> Samples:
-        with urllib.request.urlopen(url, timeout=10) as response:
+    def __init__(self, env: dict[str, str], redis_url: str, log: Path) -> None:
+        self.port, self.log = free_port(), log
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "genq.cli", "metrics", "--port", str(self.port), "--redis-url",
+                   redis_url]  # fmt: skip
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def samples(self) -> Samples:
+        """Every sample of one scrape (which must be a 200), by name and labels."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
+            assert response.status == 200
             text = response.read().decode()
         return {
             (sample.name, frozenset(sample.labels.items())): sample.value
@@ -56,11 +63,28 @@ def scrape(env: dict[str, str], own_redis: EmbeddedRedis, tmp_path: Path) -> Ite
             for sample in family.samples
         }
 
+    def health(self) -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture
+def metrics_server(env: dict[str, str], own_redis: EmbeddedRedis, tmp_path: Path) -> Iterator[MetricsServer]:
+    server = MetricsServer(env, own_redis.url, tmp_path / "metrics.log")
     try:
-        wait_http(url, timeout_s=30)
-        yield samples
+        wait_http(f"{server.url}/metrics", timeout_s=30)
+        yield server
     finally:
-        stop(server)
+        stop(server.process)
+
+
+@pytest.fixture
+def scrape(metrics_server: MetricsServer) -> Callable[[], Samples]:
+    """A function that scrapes ``genq metrics``: every sample by name and labels."""
+    return metrics_server.samples
 
 
 def _get(samples: Samples, name: str, **labels: str) -> float | None:
@@ -132,3 +156,54 @@ def test_metrics_show_what_real_jobs_did(
     assert _get(samples, "genq_queue_oldest_age_seconds", queue="syncso") == 0
     assert _get(samples, "genq_budget_limit", budget="syncso.create", kind="rate") == 1000
     assert _get(samples, "genq_scheduled", queue="syncso") == 0
+
+
+def test_every_scrape_is_answered_while_redis_is_down_and_health_says_why(
+    own_redis: EmbeddedRedis, metrics_server: MetricsServer
+) -> None:
+    before = time.time()
+    up = metrics_server.samples()
+    assert _get(up, "genq_up") == 1
+    read_at = _get(up, "genq_last_successful_read_timestamp_seconds")
+    assert read_at is not None and before - 1 <= read_at <= time.time()
+    assert _get(up, "genq_queue_depth", queue="syncso") == 0
+    assert metrics_server.health() == (200, {"ok": True})
+
+    own_redis.kill()
+    for _ in range(3):  # every scrape, not just the first
+        down = metrics_server.samples()
+        assert _get(down, "genq_up") == 0
+        assert _get(down, "genq_last_successful_read_timestamp_seconds") == read_at
+        assert _get(down, "genq_queue_depth", queue="syncso") is None  # no figure rather than a stale one
+    problem = f"redis: connection refused at 127.0.0.1:{own_redis.port}"
+    assert metrics_server.health() == (503, {"ok": False, "error": problem})
+
+    own_redis.restart()
+    again = metrics_server.samples()
+    assert _get(again, "genq_up") == 1
+    assert (_get(again, "genq_last_successful_read_timestamp_seconds") or 0) > read_at
+    assert metrics_server.health() == (200, {"ok": True})
+    log = metrics_server.log.read_text()
+    assert "Traceback" not in log
+    assert log.splitlines() == [
+        f"genq metrics: cannot read Redis ({problem}); answering genq_up 0",
+        "genq metrics: Redis answers again",
+    ]
+
+
+def test_metrics_start_without_redis_and_never_show_its_password(env: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    server = MetricsServer(env, f"redis://:{PASSWORD}@127.0.0.1:{port}/0", tmp_path / "metrics.log")
+    try:
+        wait_http(f"{server.url}/metrics", timeout_s=30)
+        samples = server.samples()
+        assert _get(samples, "genq_up") == 0
+        assert _get(samples, "genq_last_successful_read_timestamp_seconds") == 0
+        problem = f"redis: connection refused at 127.0.0.1:{port}"
+        assert server.health() == (503, {"ok": False, "error": problem})
+    finally:
+        stop(server.process)
+    assert server.log.read_text().splitlines() == [
+        f"genq metrics: {problem}; scrapes answer genq_up 0 until it answers",
+        f"genq metrics: cannot read Redis ({problem}); answering genq_up 0",
+    ]

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from genq.processes import free_port, start_webhooks, stop, wait_http, worker_env
+from genq.redis_server import EmbeddedRedis
 from tests.conftest import Services
 from worker.providers.syncso.webhook import sign
 
@@ -166,3 +167,28 @@ def test_a_signed_delivery_within_the_caps_is_accepted(receiver: Receiver) -> No
         headers={"Sync-Signature": f"t={t},v1={sign(SECRET, t, body)}"},
     )
     assert (response.status_code, response.json()) == (200, {"woken": False})
+
+
+def test_health_checks_redis_and_says_what_is_wrong_without_its_password(tmp_path: Path) -> None:
+    password = "s3cret-hooks-pw-1f0e"
+    with EmbeddedRedis(password=password) as server:
+        env = worker_env(server.url, artifact_dir=tmp_path / "artifacts")
+        port = free_port()
+        process = start_webhooks(env, port=port, log_path=tmp_path / "webhooks.log")
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health")
+            healthy = httpx.get(f"http://127.0.0.1:{port}/health")
+            assert (healthy.status_code, healthy.json()) == (200, {"ok": True})
+            server.kill()
+            started = time.monotonic()
+            down = httpx.get(f"http://127.0.0.1:{port}/health")
+            assert time.monotonic() - started < 2
+            error = f"redis: connection refused at 127.0.0.1:{server.port}"
+            assert (down.status_code, down.json()) == (503, {"ok": False, "error": error})
+            server.restart()
+            assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+        finally:
+            stop(process)
+    log = (tmp_path / "webhooks.log").read_text()
+    assert password not in log + down.text
+    assert "Traceback" not in log

@@ -449,6 +449,7 @@ def test_secrets_never_reach_errors(make_client: Callable[[Handler], AimiClient]
         client.init_upload("a.mp4", 1, "video/mp4")
     assert_no_secret(caught.value)
     assert "***" in caught.value.message
+    assert caught.value.message.endswith("(Aimi refused genq's credentials; check GENQ_AIMI__API_KEY)")
     assert API_KEY not in repr(client)
 
 

@@ -488,6 +488,9 @@ def test_second_401_is_auth_failed(make_client, tokens: FakeTokens) -> None:
     assert seen == [TOKEN, NEW_TOKEN]
     assert tokens.refreshed == [TOKEN]
     assert info.value.status_code == 401
+    assert info.value.message.endswith(
+        "(AI Studios refused genq's credentials; check GENQ_AISTUDIOS__APP_ID and GENQ_AISTUDIOS__USER_KEY)"
+    )
     assert_no_secret(info.value)
 
 

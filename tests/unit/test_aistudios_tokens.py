@@ -337,7 +337,7 @@ def test_token_request_failures(make_source, redis_client, account, case: Failur
 
 
 def test_missing_credentials_fail_without_a_request(make_source, server) -> None:
-    with pytest.raises(AuthFailed, match="not configured"):
+    with pytest.raises(AuthFailed, match="GENQ_AISTUDIOS__APP_ID and GENQ_AISTUDIOS__USER_KEY are not set"):
         make_source(user_key=SecretStr("")).token()
     assert server.issued == []
 

@@ -32,8 +32,8 @@ LINE = re.compile(r"^invalid: (nothing to submit|\S.*?: .+)$")
 
 
 class StandInProducer(Producer):
-    """The real ``Producer`` (its validation included) with only the Redis write replaced: what it would
-    store goes into ``stored``."""
+    """The real ``Producer`` (its validation included) with only Redis replaced: what it would store goes
+    into ``stored``, and every provider has a worker (no warning)."""
 
     def __init__(self) -> None:
         super().__init__(client=redis.Redis.from_url(UNREACHABLE))  # never dialled
@@ -43,6 +43,9 @@ class StandInProducer(Producer):
         ids = [new_job_id() for _ in requests]
         self.stored |= {job_id: valid.json for job_id, valid in zip(ids, requests, strict=True)}
         return ids
+
+    def unserved(self, requests: Any) -> dict[str, tuple[str, ...]]:
+        return {}
 
 
 def submit(text: str) -> tuple[Result, StandInProducer]:

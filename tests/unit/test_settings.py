@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from schemas.requests import CREDENTIALS
 from worker.providers import registry
 from worker.providers.registry import PROVIDERS
 from worker.settings import Settings
@@ -28,3 +31,24 @@ def test_a_provider_without_a_section_fails_at_import(monkeypatch: pytest.Monkey
     monkeypatch.setattr(registry, "PROVIDERS", {name: PROVIDERS[name] for name in ("syncso", "aimi")})
     with pytest.raises(TypeError, match="ProviderSections"):
         registry._check_sections()
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+def test_the_credentials_producers_name_are_what_configures_each_provider(
+    monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    names = CREDENTIALS[provider]
+    for name in [n for n in os.environ if n.startswith(f"GENQ_{provider.upper()}__")]:
+        monkeypatch.delenv(name)
+    assert not PROVIDERS[provider].section(Settings()).configured
+    for name in names:
+        monkeypatch.setenv(name, "k")
+    assert PROVIDERS[provider].section(Settings()).configured
+    for name in names:  # every one of them is needed
+        monkeypatch.delenv(name)
+        assert not PROVIDERS[provider].section(Settings()).configured
+        monkeypatch.setenv(name, "k")
+
+
+def test_every_provider_names_its_credentials() -> None:
+    assert set(CREDENTIALS) == set(PROVIDERS)

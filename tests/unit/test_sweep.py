@@ -75,13 +75,17 @@ def test_a_sweep_that_gets_no_turn_claims_nothing(scratch: redis.Redis) -> None:
 
 
 def test_a_running_sweep_registers_its_account_for_services_without_credentials(scratch: redis.Redis) -> None:
-    """`genq metrics` (given no provider key in compose) reports the accounts the workers sweep."""
+    """`genq metrics` (given no provider key in compose) reports the accounts the workers sweep, and
+    producers check a batch against the plan registered with it."""
     watcher = Broken(account="registered-acct")
-    sweeper = Sweeper(scratch, RedisLimiter(scratch), watcher, lease_s=5, horizon_s=30, pause_s=1)
+    sweeper = Sweeper(
+        scratch, RedisLimiter(scratch), watcher, lease_s=5, horizon_s=30, pause_s=1, plan="growth"
+    )
     thread = threading.Thread(target=sweeper.run, daemon=True)
     thread.start()
     try:
         until(lambda: scratch.hget(L.ACCOUNTS_KEY, "syncso") == b"registered-acct", 5, "the registration")
+        assert scratch.hget(L.PLANS_KEY, "syncso") == b"growth"
     finally:
         sweeper.stop()
         thread.join(5)

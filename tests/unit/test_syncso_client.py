@@ -348,6 +348,7 @@ def test_error_messages_never_echo_the_api_key(make_client) -> None:
     with pytest.raises(AuthFailed) as info:
         client.list_models()
     assert "Invalid API key ***" in info.value.message
+    assert info.value.message.endswith("(sync.so refused genq's credentials; check GENQ_SYNCSO__API_KEY)")
     assert_no_secret(info.value)
 
 
@@ -714,6 +715,7 @@ def test_download_expired_url_is_auth_failed_without_leaking_the_signature(
     with pytest.raises(AuthFailed) as info:
         client.download_output(OUTPUT_URL, FileStore(tmp_path).sink("gen-1.mp4"), max_bytes=100)
     assert "Signature=abc" not in str(info.value)
+    assert "GENQ_SYNCSO__API_KEY" not in str(info.value)  # the URL's signature was refused, not the key
     assert list(tmp_path.iterdir()) == []
 
 

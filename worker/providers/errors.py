@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Final
 
+from schemas.requests import CREDENTIALS
+
 # A credential in a URL's query that a provider may echo in an error body: genq's per-job webhook token
 # (AI Studios: ``<base>/aistudios?job=<id>&token=<hmac>``), any ``*token`` and a signed URL's signature,
 # with ``=`` plain, percent-encoded or JSON-escaped. The value runs to the next separator.
@@ -36,6 +38,7 @@ class ProviderError(Exception):
         status_code: int | None = None,
         code: str | None = None,
         request_id: str | None = None,
+        failed_provider_ids: tuple[str, ...] = (),
     ) -> None:
         message = scrub_tokens(message)
         super().__init__(message)
@@ -44,6 +47,9 @@ class ProviderError(Exception):
         self.status_code = status_code
         self.code = code
         self.request_id = request_id
+        # The job's provider ids (by name) of a provider job that failed at the provider: the job
+        # records them with its error, and ``genq replay --fresh`` drops them.
+        self.failed_provider_ids = failed_provider_ids
 
     def __str__(self) -> str:
         parts = [f"{self.provider}"]
@@ -80,6 +86,12 @@ class ConcurrencyLimited(Throttled):
 
 class AuthFailed(ProviderError):
     """401/403: the key is missing, wrong or expired."""
+
+
+def credentials_refused(message: str, *, provider: str, title: str) -> str:
+    """The message of a 401/403 an API call got: the provider's own, then the settings that hold the
+    credentials it refused (``schemas.requests.CREDENTIALS``), so the job's error says what to fix."""
+    return f"{message} ({title} refused genq's credentials; check {' and '.join(CREDENTIALS[provider])})"
 
 
 class PaymentRequired(ProviderError):

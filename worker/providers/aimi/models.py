@@ -16,7 +16,14 @@ from typing import Any, Final
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from worker.providers.errors import ConcurrencyLimited, ProviderError, RateLimited, Throttled
+from worker.providers.errors import (
+    AuthFailed,
+    ConcurrencyLimited,
+    ProviderError,
+    RateLimited,
+    Throttled,
+    credentials_refused,
+)
 from worker.providers.http import build_error, error_class_for_status, redact, request_secrets, snippet
 
 PROVIDER: Final = "aimi"
@@ -143,8 +150,11 @@ def raise_for_response(response: httpx.Response, *, secrets: Iterable[str] = ())
         return
     response.read()
     message, code = _error_fields(response)
+    error = error_class(response.status_code, message)
+    if issubclass(error, AuthFailed):  # every call that comes here carries the API token
+        message = credentials_refused(message, provider=PROVIDER, title="Aimi")
     raise build_error(
-        error_class(response.status_code, message),
+        error,
         redact(message, [*secrets, *request_secrets(response)]),
         provider=PROVIDER,
         status_code=response.status_code,

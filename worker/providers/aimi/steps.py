@@ -236,7 +236,7 @@ def follow_execution(job: JobRecord, aimi: Aimi, waits: Waits, gate: Gate, n: in
         report = result.body.get("url") or result.body.get("videourl")
         message = str(result.body.get("message") or f"execution ended {status}")
         raise JobRejected(f"{message} (report: {report})" if report else message, provider=PROVIDER,
-                          code=str(status or result.state))  # fmt: skip
+                          code=str(status or result.state), failed_provider_ids=(exec_key(n),))  # fmt: skip
 
 
 def fetch_output(

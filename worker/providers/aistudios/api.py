@@ -12,7 +12,14 @@ from typing import Any, Final
 
 import httpx
 
-from worker.providers.errors import AuthFailed, BadRequest, JobRejected, ProviderError, ProviderUnavailable
+from worker.providers.errors import (
+    AuthFailed,
+    BadRequest,
+    JobRejected,
+    ProviderError,
+    ProviderUnavailable,
+    credentials_refused,
+)
 from worker.providers.http import build_error, error_class_for_status, redact, request_secrets, snippet
 
 PROVIDER: Final = "aistudios"
@@ -64,6 +71,8 @@ def unwrap(response: httpx.Response, *, render_status: bool = False, secrets: It
     else:
         message, code = _error_fields(body, response)
         error = error_class(response.status_code, code, render_status=render_status)
+        if issubclass(error, AuthFailed):
+            message = credentials_refused(message, provider=PROVIDER, title="AI Studios")
     raise build_error(
         error,
         redact(message, secrets),

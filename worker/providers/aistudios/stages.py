@@ -134,11 +134,12 @@ def follow_render(job: JobRecord, ai: AIStudios, waits: Waits, gate: Gate) -> Wa
     result = followed_end(followed, waits, gate, ask)
     if job.status is JobStatus.CANCELLED:
         raise Stop("job cancelled; its render ended")
-    if result.body.get("failed"):
+    if result.body.get("failed"):  # a fresh replay makes a new project and renders it
         raise JobRejected(
             str(result.body.get("message") or "the render failed"),
             provider=PROVIDER,
             code=str(result.body.get("code") or "render_failed"),
+            failed_provider_ids=(PROJECT, EXPORT),
         )
     return result
 

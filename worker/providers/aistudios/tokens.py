@@ -32,6 +32,7 @@ import redis
 from pydantic import SecretStr
 
 from schemas import layout as L
+from schemas.requests import CREDENTIALS
 from worker.providers.aistudios.api import ENDPOINTS, PROVIDER, unwrap
 from worker.providers.errors import AuthFailed, ProviderUnavailable
 from worker.providers.http import send_with_connect_retry
@@ -199,7 +200,8 @@ class SharedToken:
     def _request(self) -> IssuedToken:
         app_id, user_key = self._app_id.get_secret_value(), self._user_key.get_secret_value()
         if not (app_id and user_key):
-            raise AuthFailed("app_id and user_key are not configured", provider=PROVIDER)
+            unset = " and ".join(CREDENTIALS[PROVIDER])
+            raise AuthFailed(f"{unset} are not set", provider=PROVIDER)
         # The token's 24 hours start at the server's issue time, after this instant: a safe underestimate.
         issued_at = self._clock()
         method, path = ENDPOINTS["token"]

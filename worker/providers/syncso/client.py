@@ -24,7 +24,14 @@ import httpx
 from pydantic import TypeAdapter, ValidationError, model_validator
 
 from storage import Sink
-from worker.providers.errors import ConcurrencyLimited, ProviderError, ProviderUnavailable, RateLimited
+from worker.providers.errors import (
+    AuthFailed,
+    ConcurrencyLimited,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    credentials_refused,
+)
 from worker.providers.http import (
     ByteBudget,
     build_error,
@@ -144,7 +151,7 @@ _BATCH_ROW: Final = TypeAdapter(BatchRow)
 MAX_RESULTS_BYTES: Final = 16 * 1024 * 1024
 
 
-def raise_for_response(response: httpx.Response, *, provider: str = PROVIDER) -> None:
+def raise_for_response(response: httpx.Response, *, provider: str = PROVIDER, api: bool = True) -> None:
     """Raise the shared-tree error for a non-2xx sync.so response; return for a 2xx.
 
     Reads the NestJS error body ``{statusCode, message: str | [str], errorCode, error, requestId}``
@@ -152,6 +159,8 @@ def raise_for_response(response: httpx.Response, *, provider: str = PROVIDER) ->
     ``ConcurrencyLimited`` when ``errorCode`` says ``concurrency_limit_reached`` and ``RateLimited``
     otherwise, with ``retry_after_s`` from ``retry-after-ms`` / ``Retry-After``. A 503
     ``IDEMPOTENCY_OUTCOME_UNKNOWN`` is ``ProviderUnavailable``: retry with the same idempotency key.
+    A 401/403 of an ``api`` call (one that carries the API key, not a signed URL's) names
+    ``GENQ_SYNCSO__API_KEY``.
     """
     if response.is_success:
         return
@@ -161,6 +170,8 @@ def raise_for_response(response: httpx.Response, *, provider: str = PROVIDER) ->
         error_class: type[ProviderError] = ConcurrencyLimited if code in _CONCURRENCY_CODES else RateLimited
     else:
         error_class = error_class_for_status(response.status_code)
+    if api and issubclass(error_class, AuthFailed):
+        message = credentials_refused(message, provider=PROVIDER, title="sync.so")
     raise build_error(
         error_class,
         redact(message, request_secrets(response)),
@@ -347,7 +358,7 @@ class SyncSoClient:
             extensions={"timeout": self._http.timeout.as_dict()},
         )
         response = send_with_connect_retry(self._http, request, provider=self.provider)
-        raise_for_response(response, provider=self.provider)
+        raise_for_response(response, provider=self.provider, api=False)
 
     def create_asset(self, url: str, asset_type: str, name: str) -> Asset:
         """``POST /v2/assets``: register an uploaded (or any reachable) URL in the media library."""
@@ -412,7 +423,7 @@ class SyncSoClient:
                                    extensions={"timeout": self._http.timeout.as_dict()})  # fmt: skip
             response = send_with_connect_retry(self._http, signed, provider=self.provider, stream=True)
             try:
-                raise_for_response(response, provider=self.provider)
+                raise_for_response(response, provider=self.provider, api=False)
                 body = _read_capped(response, MAX_RESULTS_BYTES, self.provider)
             finally:
                 response.close()

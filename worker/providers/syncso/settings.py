@@ -54,3 +54,7 @@ class SyncSoSettings(ProviderSettings):
     @property
     def account(self) -> str:
         return account_label(self.api_key.get_secret_value())
+
+    @property
+    def plan_name(self) -> str:
+        return self.plan

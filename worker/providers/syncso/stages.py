@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas import JobError, JobRecord, JobStatus, LipsyncRequest, Output
+from schemas import layout as L
 from schemas.lipsync_wire import generation_body
 from storage import OutputStore, Sink, Stored
 from worker.app import app
@@ -41,9 +42,11 @@ GENERATION = "generation"  # the provider id's name in the job record
 ESTIMATE = "estimate"  # the job data field: {"usd", "frames"}
 
 
-def idempotency_key(job_id: str) -> str:
-    """The Idempotency-Key for a job's one generation: the same on every redelivery of create."""
-    return f"genq-{job_id}"
+def idempotency_key(job: JobRecord) -> str:
+    """The Idempotency-Key of the job's generation: the same on every redelivery of create, and a new one
+    after each ``genq replay --fresh`` (which dropped a generation that failed), so a new generation."""
+    fresh = int(job.data.get(L.FRESH_REPLAYS, 0))
+    return f"genq-{job.id}" if fresh == 0 else f"genq-{job.id}-fresh{fresh}"
 
 
 @contextmanager
@@ -142,7 +145,7 @@ def start_generation(job: JobRecord, store: JobStore, sync: SyncSo, gate: Gate) 
         if sync.webhook_url:
             body["webhookUrl"] = sync.webhook_url
         with gate.calling(sync.create_rate, sync.generations):
-            key = idempotency_key(job.id)
+            key = idempotency_key(job)
             generation = sync.client.create_generation(body, idempotency_key=key, files=files or None)
     return store.record_provider_id(job.id, GENERATION, generation.id)
 
@@ -183,6 +186,7 @@ def follow_generation(job: JobRecord, sync: SyncSo, waits: Waits, gate: Gate) ->
         generation.error or f"generation ended {generation.status}",
         provider=PROVIDER,
         code=generation.error_code or generation.status,
+        failed_provider_ids=(GENERATION,),
     )
 
 
