@@ -317,6 +317,8 @@ def facts(record: JobRecord) -> list[tuple[str, str]]:
     """What the record says of the provider's side (its provider ids, as its kind's graph words them),
     its outputs and its error: (label, sentence) rows."""
     said = graph_for(record.kind).facts(record)
+    if record.pipeline is not None:
+        said.insert(0, ("pipeline", f"a step of pipeline {record.pipeline}"))
     if record.cost_usd is not None:
         of = "its steps' jobs together" if record.kind == "pipeline" else f"tenant {record.tenant}'s budget"
         said.append(("cost", f"${record.cost_usd:.2f} ({of})"))
