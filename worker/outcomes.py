@@ -19,6 +19,9 @@ class Done:
     outputs: list[Output] | None = None
     also: tuple[tuple[str, str], ...] = ()
     detail: str | None = None  # what the stage's state says of its end ("skipped: …")
+    # What the job cost by the provider's own figures, read at its end; None: its reservation (the
+    # estimate) is what it is charged (worker/spend.py).
+    cost_usd: float | None = None
 
 
 class Later(Exception):

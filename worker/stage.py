@@ -189,7 +189,7 @@ class Stage(Task):  # type: ignore[type-arg]
                 for then in after.more]  # fmt: skip
         outputs = (done.outputs or []) if after.end else None
         if after.end and job.tenant is not None:  # before the end is recorded: a crash between settles again
-            self.ctx.spend.settle(job.id, job.tenant, None)
+            self.ctx.spend.settle(job.id, job.tenant, done.cost_usd)
         ended = _moved(state, StageStatus.DONE, done.detail, ended=True)
         outcome = self.ctx.store.advance(
             job.id, self.state_key, ended, join=after.join, pushes=pushes, more=more, outputs=outputs

@@ -35,7 +35,7 @@ from simulators.syncso.assets import AssetType
 from simulators.syncso.assets_api import AssetRoutes
 from simulators.syncso.batch_api import BatchRoutes
 from simulators.syncso.config import SyncSoSimConfig
-from simulators.syncso.estimate import EstimateRoutes
+from simulators.syncso.estimate import EstimateRoutes, billed_seconds
 from simulators.syncso.fetch import Fetched, fetch_digest, urls_to_fetch
 from simulators.syncso.generations import TERMINAL, Generation, OutcomeFault, Status
 from simulators.syncso.input_faults import InputFault
@@ -89,6 +89,7 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
         return [
             Route("/v2/generate", e("create", self.create), methods=["POST"]),
             Route("/v2/generate/{gid}", e("get", self.get_generation), methods=["GET"]),
+            Route("/v2/generate/{gid}/costs", e("costs", self.costs), methods=["GET"]),
             Route("/v2/generations", e("list", self.list_generations), methods=["GET"]),
             Route("/v2/models", e("models", self.list_models), methods=["GET"]),
             Route("/_sim/syncso/outputs/{gid}.mp4", e("download", self.download, auth=False)),
@@ -245,6 +246,28 @@ class SyncSoProvider(ProviderBase[SyncSoState, WebhookDispatcher]):
             }
         body = self._wire(generation, str(request.base_url), self.state.clock())
         return SimResponse(body, 200, headers, resource_id=gen_id)
+
+    async def costs(self, request: Request) -> Response:
+        """`GET /v2/generate/{id}/costs`: the generation's recorded cost. [INF] A COMPLETED generation costs
+        its billed seconds at its model's price (what the estimate says); one that FAILED or was REJECTED
+        costs nothing; one not yet ended is `pending` with no total."""
+        gen_id = request.path_params["gid"]
+        generation = self.state.visible(gen_id, self.state.clock())
+        if generation is None:
+            return nest_error(404, f"Generation {gen_id} not found")
+        status = generation.status_at(self.state.clock())
+        price = self.state.config.price_per_s.get(generation.request.model)
+        if status is Status.COMPLETED and price is not None:
+            seconds = billed_seconds(generation.request, self.state.config.media_duration_s)
+            availability, total = "complete", f"{seconds * price:.4f}"
+        elif status in (Status.FAILED, Status.REJECTED):
+            availability, total = "complete", "0.0000"
+        else:
+            availability, total = ("pending" if price is not None else "unavailable"), None
+        body = {"generationId": gen_id, "generationStatus": status.value, "currency": "USD",
+                "availability": availability, "totalCostUsd": total, "knownSubtotalUsd": total,
+                "retryAfterSeconds": 5 if availability == "pending" else None, "components": []}  # fmt: skip
+        return SimResponse(body, 200, resource_id=gen_id)
 
     async def _wait_terminal(self, generation: Generation, timeout_s: float) -> Generation | None:
         """Long-poll: return once terminal or at the deadline; None if a reset removed the generation."""

@@ -43,6 +43,7 @@ from simulators.syncso.validate import CreateRejected, CreateRequest, validate_c
 ROUTES = (
     "create",
     "get",
+    "costs",
     "list",
     "models",
     "download",

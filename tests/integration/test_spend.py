@@ -167,3 +167,24 @@ def test_over_a_budget_that_waits_a_job_parks_until_the_limit_is_raised(
     assert producer.wait(second, timeout_s=30).status is JobStatus.SUCCEEDED
     usage = spend.usage(budget)
     assert (usage.spent_usd, usage.reserved_usd, usage.waiting) == (1.0, 0.0, 0)
+
+
+def test_a_lipsync_job_is_charged_what_sync_so_recorded_and_the_rest_returned(
+    workers: Workers, own_redis: EmbeddedRedis, sim: Sim
+) -> None:
+    sim.configure("syncso", **PRICE)  # estimated at $0.50
+    spend = Spend(redis.Redis.from_url(own_redis.url))
+    budget = Budget("acme", 10.0, "day")
+    spend.set_budget(budget)
+    workers("w0", 2)
+    producer = Producer(own_redis.url)
+    since = time.time()
+    sim.fault(route="syncso.download", hold_s=2.0, times=1)
+    job_id = producer.submit({**LIPSYNC, "tenant": "acme"})
+    until(lambda: any(e["route"] == "syncso.download" for e in sim.events(since)), 30, "the download held")
+    assert spend.usage(budget).reserved_usd == 0.5
+    sim.configure("syncso", price_per_s={"lipsync-2": 0.03})  # sync.so records $0.30 for it
+    assert producer.wait(job_id, timeout_s=30).cost_usd == 0.3
+    usage = spend.usage(budget)
+    assert (usage.spent_usd, usage.reserved_usd) == (0.3, 0.0)
+    assert sim.stats()["requests"]["costs"] == 1

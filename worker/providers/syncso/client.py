@@ -51,6 +51,7 @@ from worker.providers.syncso.resources import (
     BatchRow,
     BatchValidated,
     CostEstimate,
+    GenerationCost,
     Lenient,
     UploadTicket,
 )
@@ -140,6 +141,7 @@ _GENERATION: Final = TypeAdapter(Generation)
 _GENERATIONS: Final = TypeAdapter(list[Generation])
 _MODELS: Final = TypeAdapter(list[ModelInfo])
 _ESTIMATES: Final = TypeAdapter(list[CostEstimate])
+_COST: Final = TypeAdapter(GenerationCost)
 _TICKET: Final = TypeAdapter(UploadTicket)
 _ASSET: Final = TypeAdapter(Asset)
 _ASSET_PAGE: Final = TypeAdapter(AssetPage)
@@ -321,6 +323,13 @@ class SyncSoClient:
             raise ValueError("generation_id is empty")
         request = self._http.build_request("GET", f"/v2/generate/{quote(generation_id, safe='')}")
         return self._parse(self._send(request), _GENERATION)
+
+    def generation_cost(self, generation_id: str) -> GenerationCost:
+        """``GET /v2/generate/{id}/costs``: what the generation was recorded to cost."""
+        if not generation_id:
+            raise ValueError("generation_id is empty")
+        request = self._http.build_request("GET", f"/v2/generate/{quote(generation_id, safe='')}/costs")
+        return self._parse(self._send(request), _COST)
 
     def list_generations(self, *, status: Sequence[str] = (), ids: Sequence[str] = ()) -> list[Generation]:
         """``GET /v2/generations`` filtered by statuses and ids (sent as repeated query keys)."""

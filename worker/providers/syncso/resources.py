@@ -31,6 +31,22 @@ class CostEstimate(Lenient):
     estimated_generation_cost: float
 
 
+class GenerationCost(Lenient):
+    """``GET /v2/generate/{id}/costs``: what sync.so recorded a generation cost. ``total_cost_usd`` is a
+    decimal string, or None until ``availability`` is ``complete``."""
+
+    generation_id: str | None = None
+    availability: str
+    total_cost_usd: str | None = None
+
+    @property
+    def usd(self) -> float | None:
+        """The total in USD once complete, else None."""
+        if self.availability != "complete" or self.total_cost_usd is None:
+            return None
+        return float(self.total_cost_usd)
+
+
 class UploadTicket(Lenient):
     """``POST /v2/assets/upload``: where to PUT the bytes, and the URL to register as an asset."""
 

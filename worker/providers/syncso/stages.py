@@ -25,7 +25,7 @@ from worker.limits import Gate
 from worker.names import output_key
 from worker.outcomes import Done, Stop
 from worker.output_store import store_output
-from worker.providers.errors import AuthFailed, BadRequest, JobRejected, NotFound
+from worker.providers.errors import AuthFailed, BadRequest, JobRejected, NotFound, ProviderError
 from worker.providers.http import ByteBudget
 from worker.providers.syncso.account import SyncSo
 from worker.providers.syncso.batch import collect_batch, fail_members, follow_batch, start_batch
@@ -104,6 +104,20 @@ def job_cost(job: JobRecord, ctx: Context, gate: Gate) -> float | None:
     try:
         return estimated_usd(job, ctx.store, SyncSo.of(ctx), gate)
     except BadRequest:
+        return None
+
+
+def recorded_cost(job: JobRecord, ctx: Context, sync: SyncSo, gate: Gate) -> float | None:
+    """What sync.so recorded the job's generation cost (``GET /v2/generate/{id}/costs``), for a job that
+    holds a reservation against its tenant's budget; None when the figure is not complete or cannot be
+    read (the reservation, sync.so's estimate, is charged then)."""
+    generation_id = job.provider_ids.get(GENERATION)
+    if job.tenant is None or not generation_id or not ctx.redis.hexists(L.job_key(job.id), L.F_SPEND_HOLD):
+        return None
+    try:
+        with gate.calling(sync.other_rate):
+            return sync.client.generation_cost(generation_id).usd
+    except ProviderError:
         return None
 
 
@@ -258,9 +272,10 @@ def wait(self: Stage, job_id: str) -> str:
 def download(self: Stage, job_id: str) -> str:
     ctx = self.ctx
 
-    def finish(job: JobRecord, gate: Gate) -> list[Output]:
-        budget = self.output_budget(job.id)
-        return [fetch_output(job, SyncSo.of(ctx), ctx.waits, gate, ctx.outputs, budget=budget)]
+    def finish(job: JobRecord, gate: Gate) -> Done:
+        budget, sync = self.output_budget(job.id), SyncSo.of(ctx)
+        output = fetch_output(job, sync, ctx.waits, gate, ctx.outputs, budget=budget)
+        return Done(outputs=[output], cost_usd=recorded_cost(job, ctx, sync, gate))
 
     return self.perform(job_id, finish)
 
