@@ -45,7 +45,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -n 2 tests/unit tests/simulators tests/test_lock.py tests/test_compose.py
+	FUZZ_EXAMPLES=300 $(BIN)/pytest -n 2 tests/unit tests/simulators tests/test_lock.py tests/test_compose.py
 
 # Re-resolve every dependency to the newest versions pyproject.toml allows, and export uv's own
 # pin for the bootstrap. Review the diff of uv.lock, run `make test`, commit both files together.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from typing import Any
 
 import pytest
@@ -21,7 +22,10 @@ from pydantic import ValidationError
 from producers import InvalidRequest, validate
 from schemas import JOB_REQUEST
 
-FUZZ = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Examples per fuzz test: 2,000 in `make test` (what CI runs); `make check`, the loop while editing, sets
+# FUZZ_EXAMPLES lower to stay under a minute.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- JSON ------------------------------------------------------------------------------------------
 

@@ -26,13 +26,14 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from schemas import layout as L
+from tests.unit.test_fuzz_requests import EXAMPLES
 from worker.providers.aistudios.webhook import webhook_token
 from worker.providers.syncso.webhook import sign
 from worker.settings import Settings
 from worker.webhooks import create_app
 
 FUZZ = settings(
-    max_examples=2000,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
