@@ -43,8 +43,7 @@ from schemas import (
     StageStatus,
 )
 from schemas.caps import Caps, json_bytes, setting
-from schemas.pipeline import OUTCOME_PREFIX, Join, PipelineRequest, Shape, node_key
-from schemas.records import StepOutcome
+from schemas.pipeline import Join, PipelineRequest, Shape, node_key
 from storage import StoreError
 from worker.graph import clock
 from worker.providers.registry import graph_for
@@ -421,16 +420,11 @@ def node_views(record: JobRecord, jobs: Mapping[str, JobRecord | None]) -> list[
     ]
 
 
-def _outcome(record: JobRecord, key: str) -> StepOutcome | None:
-    raw = record.data.get(OUTCOME_PREFIX + key)
-    return StepOutcome.model_validate(raw) if raw is not None else None
-
-
 def _node_view(
     record: JobRecord, shape: Shape, step: str, branch: int | None, job: JobRecord | None
 ) -> NodeView:
     key = node_key(step, branch)
-    outcome = _outcome(record, key)
+    outcome = record.step_outcome(key)
     job_id = record.provider_ids.get(key) or (outcome.job if outcome is not None else None)
     if outcome is not None:
         detail = _ended(outcome.status, outcome.outputs, outcome.error, outcome.reason)
@@ -446,7 +440,7 @@ def _node_view(
     own = record.stages.get(key)
     if own is not None and own.status in _NODE_BUSY:
         return NodeView(key, "running", None, own.detail or "")
-    waits = [n.key for n in shape.needs(step, branch) if _outcome(record, n.key) is None]
+    waits = [n.key for n in shape.needs(step, branch) if record.step_outcome(n.key) is None]
     return NodeView(key, "pending", None, f"waits for {', '.join(waits)}" if waits else "")
 
 

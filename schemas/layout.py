@@ -316,7 +316,8 @@ def record_from_fields(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> J
         request=STORED_REQUEST.validate_json(fields[F_REQUEST]),
         tenant=fields.get(F_TENANT),
         pipeline=fields.get(F_PARENT),
-        cost_usd=int(fields[F_SPEND_COST]) / 1_000_000 if F_SPEND_COST in fields else None,
+        cost_usd=int(fields[F_SPEND_COST]) / MICROS if F_SPEND_COST in fields else None,
+        reserved_usd=int(fields[F_SPEND_HOLD].split(" ")[1]) / MICROS if F_SPEND_HOLD in fields else None,
         stages=stages,
         provider_ids=provider_ids,
         data=data,
@@ -349,6 +350,7 @@ SPEND_HOLDS_KEY = PREFIX + "spend:{tenant}:holds"
 SPEND_WAITING_KEY = PREFIX + "spend:{tenant}:waiting"
 METRICS_REFUSALS_KEY = PREFIX + "metrics:budget_refusals"
 F_SPEND_HOLD = "spend_hold"
+MICROS = 1_000_000  # amounts are kept as integers of micro-dollars
 F_SPEND_COST = "spend_cost"
 
 

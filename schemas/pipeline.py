@@ -132,10 +132,16 @@ class Shape:
         referenced = {ref.step for ref in self.refs[step]}
         found: list[Need] = []
         for dep in self.deps[step]:
-            same_fan = self.fan[dep] is not None and self.fan[dep] == self.fan[step]
-            keys = [node_key(dep, branch)] if same_fan else self.nodes(dep)
+            keys = [self.dep_node(step, dep, branch)] if self._same_fan(step, dep) else self.nodes(dep)
             found += [Need(key, dep in referenced) for key in keys]
         return found
+
+    def dep_node(self, step: str, dep: str, branch: int | None) -> str:
+        """The run of ``dep`` whose output run ``step``/``branch`` takes: its own branch's, in one fan."""
+        return node_key(dep, branch if self._same_fan(step, dep) else None)
+
+    def _same_fan(self, step: str, dep: str) -> bool:
+        return self.fan[dep] is not None and self.fan[dep] == self.fan[step]
 
     def dependents(self, step: str) -> list[str]:
         return [s for s in self.order if step in self.deps[s]]

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
 
+from schemas.pipeline import OUTCOME_PREFIX
 from schemas.requests import STORED_REQUEST, JobRequest
 
 
@@ -108,6 +109,7 @@ class JobRecord(BaseModel):
     # What the job was charged (USD), once settled against its tenant's budget; a pipeline's is the sum of
     # its steps' jobs'.
     cost_usd: float | None = None
+    reserved_usd: float | None = None  # what it reserved against its tenant's budget, once it did
     stages: dict[str, StageState] = Field(default_factory=dict)
     provider_ids: dict[str, str] = Field(default_factory=dict)
     # What stages produced for later ones (e.g. a music job's analysis and plan), by name.
@@ -122,6 +124,11 @@ class JobRecord(BaseModel):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    def step_outcome(self, node: str) -> StepOutcome | None:
+        """How a pipeline's run ``node`` (``dub[1]``) ended, if it has."""
+        raw = self.data.get(OUTCOME_PREFIX + node)
+        return StepOutcome.model_validate(raw) if raw is not None else None
 
 
 class ParkedWait(BaseModel):

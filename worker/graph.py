@@ -54,6 +54,12 @@ def id_facts(job: JobRecord, *, said: Collection[str] = ()) -> list[tuple[str, s
     return [(name, value) for name, value in job.provider_ids.items() if name not in said]
 
 
+def step_done(job: JobRecord, name: str) -> bool:
+    """Whether every run of step ``name`` (a fan's branches too) is done."""
+    states = [s for key, s in job.stages.items() if key == name or key.startswith(name + "[")]
+    return bool(states) and all(s.status is StageStatus.DONE for s in states)
+
+
 def branch_of(args: Sequence[Any]) -> int | None:
     """The branch a run's task arguments name (the job id comes first, then the branch if any)."""
     return int(args[1]) if len(args) > 1 else None
@@ -184,6 +190,16 @@ class Graph:
             return first, -1 if branch is None else branch, at, given
 
         return [key for _, key in sorted(enumerate(keys), key=order)]
+
+    def spending_step(self) -> Step | None:
+        """The step whose provider call costs money (``Step.spends``), if the kind has one. By name only:
+        a stage of that step that runs applies to its job."""
+        return next((s for s in self.steps if s.spends), None)
+
+    def spent(self, job: JobRecord) -> bool:
+        """Whether the job's spending step is done: its provider job was made (every branch's, in a fan)."""
+        step = self.spending_step()
+        return step is not None and step_done(job, step.name)
 
     def applying(self, job: JobRecord) -> list[Step]:
         """The steps this job runs, in order."""

@@ -52,6 +52,7 @@ from worker.handoff import HANDED
 from worker.limits import Gate
 from worker.outcomes import Awaiting, Done, Stop
 from worker.providers.errors import JobRejected
+from worker.spend import micros
 from worker.stage import Stage
 from worker.store import JobStore
 
@@ -64,11 +65,6 @@ KIND = "pipeline"
 def shape_of(job: JobRecord) -> Shape:
     assert isinstance(job.request, PipelineRequest)
     return job.request.shape()
-
-
-def outcome_of(job: JobRecord, key: str) -> StepOutcome | None:
-    raw = job.data.get(OUTCOME_PREFIX + key)
-    return StepOutcome.model_validate(raw) if raw is not None else None
 
 
 def step_job_id(pipeline_id: str, key: str, generation: int) -> str:
@@ -193,7 +189,7 @@ class Node:
     def run(self, gate: Gate) -> Done:
         if self.key == END:
             return self.end()
-        recorded = outcome_of(self.job, self.key)
+        recorded = self.job.step_outcome(self.key)
         if recorded is not None:  # recorded by a run that died before it advanced
             return Done(detail=_said(recorded))
         child = self.job.provider_ids.get(self.key)
@@ -233,7 +229,7 @@ class Node:
         join = self.request.steps[name].join
         failed_required, held, succeeded = [], [], 0
         for need in self.shape.needs(name, branch):
-            outcome = outcome_of(self.job, need.key)
+            outcome = self.job.step_outcome(need.key)
             ok = outcome is not None and outcome.status == "succeeded"
             if need.required and not ok:
                 failed_required.append(need.key)
@@ -257,7 +253,7 @@ class Node:
                 self.shape.fan[ref.step] is not None and self.shape.fan[ref.step] == self.shape.fan[name]
             )
             dep = node_key(ref.step, branch if same_fan else None)
-            outcome = outcome_of(self.job, dep)
+            outcome = self.job.step_outcome(dep)
             outputs = outcome.outputs if outcome is not None else []
             if ref.output >= len(outputs):
                 raise _HandOff(
@@ -317,12 +313,12 @@ class Node:
 
     def end(self) -> Done:
         costs = [
-            o.cost_usd for key in self.shape.all_nodes() if (o := outcome_of(self.job, key)) and o.cost_usd
+            o.cost_usd for key in self.shape.all_nodes() if (o := self.job.step_outcome(key)) and o.cost_usd
         ]
         if costs:  # the pipeline's cost: its steps' jobs', whether it succeeds or not
-            self.store.redis.hset(L.job_key(self.job.id), L.F_SPEND_COST, round(sum(costs) * 1_000_000))
+            self.store.redis.hset(L.job_key(self.job.id), L.F_SPEND_COST, micros(sum(costs)))
         leaves = [key for step in self.shape.leaves() for key in self.shape.nodes(step)]
-        outcomes = {key: outcome_of(self.job, key) for key in leaves}
+        outcomes = {key: self.job.step_outcome(key) for key in leaves}
         good = [key for key, o in outcomes.items() if o is not None and o.status == "succeeded"]
         if not joined(self.request.join, len(good), len(leaves)):
             raise PipelineFailed(
@@ -351,7 +347,7 @@ def can_succeed(job: JobRecord, shape: Shape | None = None) -> bool:
         join = job.request.steps[name].join
         for branch in shape.branches(name):
             key = node_key(name, branch)
-            outcome = outcome_of(job, key)
+            outcome = job.step_outcome(key)
             if outcome is not None:
                 possible[key] = outcome.status == "succeeded"
                 continue
@@ -370,7 +366,7 @@ def failure_message(job: JobRecord, shape: Shape | None = None) -> str:
     shape = shape or job.request.shape()
     parts = []
     for key in shape.all_nodes():
-        outcome = outcome_of(job, key)
+        outcome = job.step_outcome(key)
         if outcome is None or outcome.status == "succeeded":
             continue
         if outcome.error is not None:
@@ -379,7 +375,7 @@ def failure_message(job: JobRecord, shape: Shape | None = None) -> str:
         else:
             parts.append(f"{key} {outcome.status}")
     leaves = [key for step in shape.leaves() for key in shape.nodes(step)]
-    good = sum(1 for key in leaves if (o := outcome_of(job, key)) is not None and o.status == "succeeded")
+    good = sum(1 for key in leaves if (o := job.step_outcome(key)) is not None and o.status == "succeeded")
     join = job.request.join
     wanted = "all" if join == "all" else f"at least {join.at_least}"
     said = "; ".join(parts) or "no run failed"

@@ -42,7 +42,7 @@ from worker.graph import Graph, run_message
 from worker.limits import Limiter, Pool
 from worker.lua import source
 from worker.providers.registry import graph_for
-from worker.spend import Spend, step_done
+from worker.spend import Spend
 from worker.store import JobStore
 from worker.sweep import holder_id
 
@@ -290,8 +290,7 @@ class Reconciler:
         for tenant in sorted(L.text(t) for t in self.redis.smembers(L.BUDGETS_KEY)):
             ids = list(self.spend.holds(tenant))
             for job_id, job in zip(ids, self.store.get_many(ids) if ids else [], strict=True):
-                costly = [s.name for s in graph_for(job.kind).applying(job) if s.spends] if job else []
-                held.append((tenant, job_id, job, bool(costly) and step_done(job, costly[0])))  # type: ignore[arg-type]
+                held.append((tenant, job_id, job, job is not None and graph_for(job.kind).spent(job)))
         settled = self.spend.settle_ended(iter(held))
         if settled:
             log.warning("spend: settled %d reservation(s) of jobs that had ended without settling", settled)

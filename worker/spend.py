@@ -21,11 +21,11 @@ from typing import Literal
 
 import redis
 
-from schemas import JobRecord, JobStatus, StageStatus
+from schemas import JobRecord, JobStatus
 from schemas import layout as L
 from worker.lua import source
 
-MICROS = 1_000_000
+MICROS = L.MICROS
 Per = Literal["day", "month"]
 # A period's spend is kept this long after its last change: long enough to show last month's.
 SPEND_TTL_S = 70 * 24 * 3600
@@ -227,9 +227,3 @@ def charge_of(job: JobRecord, costly_done: bool) -> float | None:
     ):
         return 0.0
     return None
-
-
-def step_done(job: JobRecord, name: str) -> bool:
-    """Whether every run of step ``name`` (a fan's branches too) is done."""
-    states = [s for key, s in job.stages.items() if key == name or key.startswith(name + "[")]
-    return bool(states) and all(s.status is StageStatus.DONE for s in states)

@@ -51,7 +51,6 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from schemas import JobError, JobRecord, Output, StageState, StageStatus
-from schemas import layout as L
 from schemas.inputs import outside_roots
 from worker.context import Context, get_context
 from worker.graph import branch_of, run_message, state_key
@@ -70,7 +69,7 @@ from worker.providers.errors import (
 from worker.providers.registry import for_kind, graph_for
 from worker.providers.spec import load
 from worker.retry import backoff_s, throttle_delay_s
-from worker.spend import charge_of, next_period_in_s, step_done
+from worker.spend import charge_of, next_period_in_s
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +187,10 @@ class Stage(Task):  # type: ignore[type-arg]
         more = [(then.join, [self.message(run.step.task, job.id, *run.args) for run in then.runs])
                 for then in after.more]  # fmt: skip
         outputs = (done.outputs or []) if after.end else None
-        if after.end and job.tenant is not None:  # before the end is recorded: a crash between settles again
+        if (
+            after.end and job.tenant is not None and job.reserved_usd is not None
+        ):  # before the end is recorded:
+            # a crash between settles again
             self.ctx.spend.settle(job.id, job.tenant, done.cost_usd)
         ended = _moved(state, StageStatus.DONE, done.detail, ended=True)
         outcome = self.ctx.store.advance(
@@ -198,8 +200,8 @@ class Stage(Task):  # type: ignore[type-arg]
 
     def _spends(self, job: JobRecord) -> bool:
         """Whether this run is of the step whose provider call costs money (``Step.spends``)."""
-        steps = graph_for(job.kind).applying(job)
-        return any(step.name == self.step_name and step.spends for step in steps)
+        step = graph_for(job.kind).spending_step()
+        return step is not None and step.name == self.step_name
 
     def _reserve(self, job: JobRecord, gate: Gate) -> None:
         """Reserve the job's cost against its tenant's budget, once (a resent or re-run stage reserves
@@ -211,7 +213,7 @@ class Stage(Task):  # type: ignore[type-arg]
             return
         spend = self.ctx.spend
         budget = spend.budget(job.tenant)
-        if budget is None or self.ctx.redis.hexists(L.job_key(job.id), L.F_SPEND_HOLD):
+        if budget is None or job.reserved_usd is not None:  # reserved by an earlier run
             return
         if budget.over == "refuse" and (left := spend.nothing_left(budget)):
             # Refused without asking the provider for an estimate: the reservation below is what holds
@@ -434,7 +436,8 @@ class Stage(Task):  # type: ignore[type-arg]
         failed = _moved(state, StageStatus.FAILED, str(exc), ended=True)
         dead = exc.retryable or isinstance(exc, InternalError)
         store.fail(job.id, error, dead_letter=dead, stage=(self.state_key, failed))
-        self._settle_ended(job.id)
+        if job.tenant is not None:  # only a tenant's job may hold a reservation
+            self._settle_ended(job.id)
         self._release_slots(job.id)
         self.on_failed(job.id, error)
         raise JobFailed(f"job {job.id} failed at {self.state_key}: {exc}")
@@ -444,9 +447,7 @@ class Stage(Task):  # type: ignore[type-arg]
         should this be lost, the reconciler settles it."""
         job = self.ctx.store.get(job_id)
         if job.tenant is not None:
-            costly = [s.name for s in graph_for(job.kind).applying(job) if s.spends]
-            done = bool(costly) and step_done(job, costly[0])
-            self.ctx.spend.settle(job_id, job.tenant, charge_of(job, done))
+            self.ctx.spend.settle(job_id, job.tenant, charge_of(job, graph_for(job.kind).spent(job)))
 
     def on_failed(self, job_id: str, error: JobError) -> None:
         """After the job failed: what else must end with it (a batch's jobs). Nothing by default."""

@@ -23,7 +23,7 @@ def spent_tenant(ctx: Context, job: JobRecord) -> str | None:
     """Why a job whose tenant's spend budget has nothing left (and refuses what is over it) fails at its
     start, before any stage runs (an upload, an estimate); None otherwise. A job whose graph spends
     nothing (a pipeline: its steps' jobs do) is not held to it here."""
-    if job.tenant is None or not any(s.spends for s in graph_for(job.kind).applying(job)):
+    if job.tenant is None or graph_for(job.kind).spending_step() is None:
         return None
     budget = ctx.spend.budget(job.tenant)
     if budget is None or budget.over != "refuse":

@@ -112,7 +112,7 @@ def recorded_cost(job: JobRecord, ctx: Context, sync: SyncSo, gate: Gate) -> flo
     holds a reservation against its tenant's budget; None when the figure is not complete or cannot be
     read (the reservation, sync.so's estimate, is charged then)."""
     generation_id = job.provider_ids.get(GENERATION)
-    if job.tenant is None or not generation_id or not ctx.redis.hexists(L.job_key(job.id), L.F_SPEND_HOLD):
+    if job.reserved_usd is None or not generation_id:
         return None
     try:
         with gate.calling(sync.other_rate):
