@@ -673,12 +673,13 @@ def replay(job_id: str, fresh: bool, redis_url: str) -> None:
     producer = Producer(redis_url)
     try:
         before = producer.get(job_id, presign=False)
-        record = producer.replay(job_id, fresh=fresh)
+        producer.replay(job_id, fresh=fresh)
     except JobNotFound:
         raise no_such_job(job_id) from None
     except InvalidRequest as exc:
         raise click.ClickException(exc.problems[0]) from None
-    click.echo(f"{job_id} {record.status.value}")
+    # What the replay did; a worker may have started the job already by the time it is read again.
+    click.echo(f"{job_id} {JobStatus.QUEUED.value}")
     if fresh and before.error is not None and before.error.failed_provider_ids:
         click.echo(fresh_note(before, before.error), err=True)
 
