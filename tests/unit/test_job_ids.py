@@ -39,3 +39,12 @@ def test_a_well_formed_id_without_a_record_is_no_such_job(scratch_url: str) -> N
     )
     unreachable = CliRunner().invoke(main, ["status", JOB, "--redis-url", NO_REDIS])
     assert unreachable.exit_code == 3  # a well-formed id is looked up
+
+
+def test_ids_one_process_makes_sort_in_the_order_it_made_them_within_a_millisecond() -> None:
+    from producers.producer import _new_job_ids  # noqa: PLC0415
+
+    made = [new_job_id() for _ in range(2000)] + _new_job_ids(500) + [new_job_id() for _ in range(10)]
+    assert len({m[:12] for m in made}) < len(made)  # several ids shared a millisecond
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(is_job_id(m) for m in made)
