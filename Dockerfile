@@ -1,4 +1,6 @@
 # genq workers, Flower and the simulators: one image, the command picks the role (see compose.yaml).
+# UV_COMPILE_BYTECODE: the image carries its bytecode, so no process compiles genq or a dependency at
+# start (PYTHONDONTWRITEBYTECODE keeps them from writing any at run time).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -7,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_NO_CACHE=1 \
+    UV_COMPILE_BYTECODE=1 \
     UV_PROJECT_ENVIRONMENT=/opt/genq \
     PATH=/opt/genq/bin:$PATH
 

@@ -146,7 +146,7 @@ class Rig:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        stop_all(self.workers)
+        stop_all(self.workers, kill=True)  # the scenario has been measured: nothing to wind down
         self.producer.close()
         self.http.close()
         self.redis.stop()
@@ -303,7 +303,7 @@ KILL_POINTS: Sequence[tuple[str, str, dict[str, Any]]] = (
     ("wait", "syncso.list", {"processing_s": 2.0}),
     ("download", "syncso.download", {}),
 )
-HOLD_S = 3.0
+HOLD_S = 1.5  # long enough for the kill that follows the request's processing
 
 
 def worker_kills(sim: SimulatorServer, workdir: Path, *, timeout_s: float = 90) -> Outcome:

@@ -139,14 +139,16 @@ def wait_ready(processes: Sequence[subprocess.Popen[bytes]], logs: Sequence[Path
                 pending.discard(i)
         if time.monotonic() > deadline:
             raise TimeoutError(f"workers {sorted(pending)} not ready after {READY_TIMEOUT_S:.0f} s")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
-def stop_all(processes: Sequence[subprocess.Popen[bytes]], *, timeout_s: float = 15.0) -> None:
-    """``stop`` every child at once."""
+def stop_all(
+    processes: Sequence[subprocess.Popen[bytes]], *, timeout_s: float = 15.0, kill: bool = False
+) -> None:
+    """``stop`` every child at once (``kill``: SIGKILL each, no warm shutdown)."""
     if processes:
         with ThreadPoolExecutor(len(processes)) as pool:
-            list(pool.map(lambda p: stop(p, timeout_s=timeout_s), processes))
+            list(pool.map(lambda p: stop(p, timeout_s=timeout_s, kill=kill), processes))
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

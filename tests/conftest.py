@@ -147,6 +147,44 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _services.stop()
 
 
+# A test that takes longer than this without the `slow` mark is named at the end of the run.
+SLOW_S = 3.0
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, whose order it keeps within each part
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test process runs its share of the slow tests first, so that the processes end about together
+    rather than one running a 40 s test alone at the end. pytest-xdist's ``worksteal`` hands each of its
+    N processes a contiguous part of the collection (``len(pending) // processes left`` tests each), and
+    an idle process takes the second half of the longest queue left: the collection is laid out as N such
+    parts, each its share of the slow tests (dealt in turn) and then of the rest."""
+    processes = getattr(config, "workerinput", {}).get("workercount", 1)
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    rest = [item for item in items if not item.get_closest_marker("slow")]
+    sizes, left = [], len(items)
+    for n in range(processes, 0, -1):
+        sizes.append(left // n)
+        left -= sizes[-1]
+    parts = [slow[k::processes] for k in range(processes)]
+    for part, size in zip(parts, sizes, strict=True):
+        fill = max(0, size - len(part))
+        part.extend(rest[:fill])
+        del rest[:fill]
+    items[:] = [item for part in parts for item in part] + rest
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    unmarked = sorted(
+        f"{r.duration:.1f} s {r.nodeid}"
+        for r in terminalreporter.stats.get("passed", [])
+        if r.when == "call" and r.duration > SLOW_S and "slow" not in r.keywords
+    )
+    if unmarked:
+        terminalreporter.write_sep("-", f"over {SLOW_S:.0f} s, not marked slow (mark them: they run first)")
+        for line in unmarked:
+            terminalreporter.write_line(line)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """A failed test's report carries every thread's stack at the failure: what the in-process worker's

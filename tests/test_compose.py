@@ -148,6 +148,7 @@ def test_redis_is_durable_and_never_evicts(services: dict[str, dict[str, Any]]) 
     assert "redis-cli" in " ".join(redis["healthcheck"]["test"])
 
 
+@pytest.mark.slow
 def test_redis_requires_the_password_of_dot_env_and_caps_its_memory(
     services: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:

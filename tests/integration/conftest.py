@@ -117,16 +117,18 @@ class Workers:
         text = self.log_path(name).read_text(errors="replace")
         return len(re.findall(rf"Task {re.escape(task_prefix)}\S*\[[^\]]+\] received", text))
 
-    def stop_all(self) -> None:
-        stop_all(list(self.started.values()))  # all at once: each warm shutdown takes a second or more
+    def stop_all(self, *, kill: bool = False) -> None:
+        """Stop every worker at once (each warm shutdown takes a second or more); ``kill``: SIGKILL."""
+        stop_all(list(self.started.values()), kill=kill)
 
 
 @pytest.fixture
 def workers(env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
-    """Start subprocess workers (``workers(name, **env_overrides)``); all are stopped at the end."""
+    """Start subprocess workers (``workers(name, **env_overrides)``); all are SIGKILLed at the end: what
+    a test checks has been checked, and a killed worker sends the simulator nothing more."""
     started = Workers(env, tmp_path)
     yield started
-    started.stop_all()
+    started.stop_all(kill=True)
 
 
 class AppServer:

@@ -154,6 +154,7 @@ def test_a_render_the_provider_fails_fails_the_job_with_its_message(producer: Pr
     assert record.error.provider == "aistudios"
 
 
+@pytest.mark.slow
 def test_a_stalled_render_fails_the_job_after_the_stall_time(
     workers: Callable[..., subprocess.Popen[bytes]], own_redis: EmbeddedRedis, sim: Sim
 ) -> None:
@@ -169,6 +170,7 @@ def test_a_stalled_render_fails_the_job_after_the_stall_time(
     assert "stuck at" in record.error.message
 
 
+@pytest.mark.slow
 def test_the_token_is_fetched_once_for_50_jobs_across_processes_and_refreshed_once_when_it_expires_early(
     workers: Workers, own_redis: EmbeddedRedis, sim: Sim
 ) -> None:
@@ -193,6 +195,7 @@ def test_the_token_is_fetched_once_for_50_jobs_across_processes_and_refreshed_on
     assert stats["unauthorized"] >= 1  # the expired token was refused, then replaced
 
 
+@pytest.mark.slow
 def test_a_worker_sigkilled_right_after_create_does_not_export_twice(
     workers: Callable[..., subprocess.Popen[bytes]], own_redis: EmbeddedRedis, sim: Sim
 ) -> None:
@@ -269,6 +272,7 @@ def test_a_webhook_without_the_jobs_token_is_refused_and_checks_nothing(
     assert not redis_client.exists(L.WAIT_RESULT_KEY.format(provider="aistudios", provider_id=project_id))
 
 
+@pytest.mark.slow
 def test_status_shows_the_render_a_parked_avatar_job_waits_for(
     workers: Callable[..., subprocess.Popen[bytes]], own_redis: EmbeddedRedis, sim: Sim
 ) -> None:
@@ -285,6 +289,7 @@ def test_status_shows_the_render_a_parked_avatar_job_waits_for(
     assert f"parked: waiting for aistudios {project_id} since" in result.output
 
 
+@pytest.mark.slow
 def test_renders_in_flight_never_exceed_the_accounts_pool(
     workers: Callable[..., subprocess.Popen[bytes]], own_redis: EmbeddedRedis, sim: Sim
 ) -> None:

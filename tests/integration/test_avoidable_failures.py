@@ -53,6 +53,7 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("provider", list(REFUSED))
+@pytest.mark.slow
 def test_a_refused_key_fails_the_job_naming_the_setting_that_holds_it(
     own_redis: EmbeddedRedis, workers: Callable[..., subprocess.Popen[bytes]], sim: Sim, provider: str
 ) -> None:
@@ -97,6 +98,7 @@ def test_a_batch_on_a_plan_without_batches_is_refused_at_submit_by_this_process_
     assert scratch.dbsize() == 0
 
 
+@pytest.mark.slow
 def test_submit_says_at_once_what_the_workers_cannot_run(
     own_redis: EmbeddedRedis, workers: Callable[..., subprocess.Popen[bytes]], sim: Sim
 ) -> None:

@@ -91,6 +91,7 @@ def test_an_unreachable_redis_is_one_line_and_exit_3(command: tuple[str, ...]) -
             assert "***" in lines[0]
 
 
+@pytest.mark.slow
 def test_an_unreachable_redis_in_a_real_process_prints_no_traceback(tmp_path: Path) -> None:
     url = closed_urls()[2]
     port = url.rsplit(":", 1)[1].split("/")[0]
@@ -246,6 +247,7 @@ def test_watch_exit_1_for_a_cancelled_job(services: Services, producer: Producer
     assert (again.exit_code, again.stdout) == (0, f"{job_id} cancelled\n")  # what was asked holds
 
 
+@pytest.mark.slow
 def test_watch_exit_4_when_it_stops_before_the_job_ends(
     services: Services, producer: Producer, sim: Sim
 ) -> None:

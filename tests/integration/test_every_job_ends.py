@@ -120,14 +120,16 @@ def stages_and_requests(tmp_path: Path) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+@pytest.mark.slow
 def test_each_fault_in_each_stage_ends_every_job(
     producer: Producer, sim: Sim, injector: Injector, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
     planned: dict[str, tuple[str, str]] = {}
     for task, request in stages_and_requests(tmp_path):
         for name, fault in FAULTS.items():
-            job_id = producer.submit(request)
-            injector.plan(task, job_id, fault())
+            with injector.lock:  # the job's runs wait for its plan
+                job_id = producer.submit(request)
+                injector.plan(task, job_id, fault())
             planned[job_id] = (task, name)
     records = {job_id: producer.wait(job_id, timeout_s=120) for job_id in planned}
 
@@ -147,6 +149,7 @@ def test_each_fault_in_each_stage_ends_every_job(
     assert outcomes == expected
 
 
+@pytest.mark.slow
 def test_a_fault_in_each_batch_stage_ends_every_job_of_the_batch(
     producer: Producer, sim: Sim, injector: Injector
 ) -> None:
@@ -154,8 +157,9 @@ def test_a_fault_in_each_batch_stage_ends_every_job_of_the_batch(
     for stage in ("batch_create", "batch_wait", "batch_collect"):
         for name in ("Redis gone", "a bug"):
             jobs = [{**LIPSYNC, "video": f"https://media.example.com/{stage}-{i}.mp4"} for i in range(20)]
-            submitted = producer.submit_batch(jobs)
-            injector.plan(f"genq.syncso.{stage}", submitted.batch_id, FAULTS[name]())
+            with injector.lock:  # the batch's runs wait for its plan
+                submitted = producer.submit_batch(jobs)
+                injector.plan(f"genq.syncso.{stage}", submitted.batch_id, FAULTS[name]())
             planned.append((stage, name, submitted))
     for _, _, submitted in planned:
         for job_id in submitted.job_ids:
@@ -247,8 +251,9 @@ def test_a_redis_error_at_each_point_of_a_runs_begin_and_advance_runs_the_stage_
     planned = {}
     for request, key in cases:
         for point in ADVANCE_POINTS:
-            job_id = producer.submit(request)
-            flaky.planned[(key, job_id)] = point
+            with flaky.lock:  # the job's runs wait for its plan (a worker once began it first)
+                job_id = producer.submit(request)
+                flaky.planned[(key, job_id)] = point
             planned[job_id] = (key, point)
     records = {job_id: producer.wait(job_id, timeout_s=120) for job_id in planned}
 

@@ -88,6 +88,7 @@ def failed(record: JobRecord) -> tuple[str | None, str | None]:
     return record.error.provider, record.error.code
 
 
+@pytest.mark.slow
 def test_a_sources_429_with_retry_after_of_a_day_fails_its_job_and_leaves_aimis_budget_unpaused(
     workers: StartWorker, own_redis: EmbeddedRedis, services: Services, sim: Sim
 ) -> None:
@@ -150,6 +151,7 @@ def test_a_redirect_chain_into_internal_addresses_is_refused_hop_by_hop_and_neve
     assert sim.stats("aimi")["uploads"] == 0
 
 
+@pytest.mark.slow
 def test_a_source_that_trickles_is_cut_and_one_of_10_tb_is_refused_before_a_chunk_is_cut(
     workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim
 ) -> None:

@@ -20,6 +20,7 @@ from tests.conftest import Sim
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_the_worker_refuses_a_file_outside_its_roots_even_through_a_symlink(
     workers: Callable[..., subprocess.Popen[bytes]], own_redis: EmbeddedRedis, sim: Sim, tmp_path: Path
 ) -> None:

@@ -70,6 +70,7 @@ def test_a_5xx_is_retried_and_the_job_succeeds_with_one_generation(producer: Pro
 
 
 @pytest.mark.quiet
+@pytest.mark.slow
 def test_each_retry_of_a_5xx_waits_its_backoff(
     workers: Callable[..., subprocess.Popen[bytes]], own_redis: EmbeddedRedis, sim: Sim
 ) -> None:
@@ -145,6 +146,7 @@ def test_a_rejected_generation_fails_the_job_with_its_code(producer: Producer, s
     assert "download" not in record.stages
 
 
+@pytest.mark.slow
 def test_cancel_follows_the_generation_to_its_end_then_frees_the_slot(
     producer: Producer, sim: Sim, redis_client: redis.Redis
 ) -> None:

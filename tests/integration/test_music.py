@@ -51,6 +51,7 @@ def overlapped(chunks: list[dict[str, Any]]) -> bool:
     return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
 
 
+@pytest.mark.slow
 def test_a_70_mb_video_is_uploaded_in_3_parallel_chunks_and_3_executions_give_3_outputs(
     producer: Producer, sim: Sim, video_70mb: Path
 ) -> None:
@@ -92,6 +93,7 @@ def test_a_multitrack_job_gets_zips_with_stems(producer: Producer, sim: Sim, tmp
         assert any(name.startswith("stems/") for name in names), names
 
 
+@pytest.mark.slow
 def test_two_jobs_of_8_executions_never_run_more_than_10_at_once_and_get_no_429(
     producer: Producer, sim: Sim, tmp_path: Path
 ) -> None:

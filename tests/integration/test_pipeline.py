@@ -41,6 +41,7 @@ def inputs(sim: Sim, provider: str) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.slow
 def test_the_demo_pipeline_runs_each_step_as_a_job_on_the_previous_output(
     producer: Producer, sim: Sim
 ) -> None:
@@ -100,6 +101,7 @@ def test_one_failed_language_with_at_least_2_the_pipeline_succeeds_with_two_outp
     assert "score[1]" not in record.provider_ids
 
 
+@pytest.mark.slow
 def test_one_failed_language_with_all_fails_naming_it_and_a_replay_runs_only_that_branch(
     producer: Producer, sim: Sim
 ) -> None:
@@ -158,6 +160,7 @@ def test_fail_fast_fails_the_pipeline_at_the_first_failure_and_makes_nothing_aft
     assert list(record.provider_ids) == ["avatar"]
 
 
+@pytest.mark.slow
 def test_cancelling_a_pipeline_cancels_its_running_step_job_and_makes_no_more(
     producer: Producer, sim: Sim
 ) -> None:

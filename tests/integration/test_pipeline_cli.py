@@ -46,6 +46,7 @@ def step_jobs(producer: Producer, record: JobRecord) -> dict[str, JobRecord]:
     return {node: producer.get(job_id) for node, job_id in record.provider_ids.items()}
 
 
+@pytest.mark.slow
 def test_status_of_a_pipeline_that_succeeded_is_its_graph_and_a_row_per_step_run(
     services: Services, producer: Producer, sim: Sim
 ) -> None:
@@ -125,6 +126,7 @@ def test_cancel_counts_the_step_jobs_it_cancelled_and_watch_ends_1(
     assert producer.get(avatar).status is JobStatus.CANCELLED
 
 
+@pytest.mark.slow
 def test_get_of_a_pipeline_downloads_each_final_output_under_a_name_of_its_own(
     services: Services, producer: Producer, sim: Sim, tmp_path: Path
 ) -> None:

@@ -76,6 +76,7 @@ def values(client: redis.Redis) -> Iterator[tuple[str, str]]:
             yield key, decoded(text)
 
 
+@pytest.mark.slow
 def test_no_secret_in_messages_stored_values_logs_or_flower(  # noqa: PLR0917
     workers: Callable[..., subprocess.Popen[bytes]],
     own_redis: EmbeddedRedis,

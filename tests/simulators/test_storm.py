@@ -28,8 +28,9 @@ GENERATE = {
         {"type": "audio", "url": "https://cdn.example.com/voice.wav"},
     ],
 }
-# The client gives up long before a stormed timeout answers.
-SHORT_READ = httpx.Timeout(5.0, read=0.2)
+# The client gives up long before a stormed timeout answers (2 s), and waits for any other answer on a
+# busy machine.
+SHORT_READ = httpx.Timeout(5.0, read=0.6)
 
 
 @pytest.fixture
@@ -80,6 +81,7 @@ def observe(client: httpx.Client, method: str, path: str, **kwargs: Any) -> str:
 # Shares, counters, determinism
 
 
+@pytest.mark.slow
 def test_observed_shares_match_the_plan_and_the_counters(impatient, control, configure, storm):
     configure(other_rate_limit=10_000)
     shares = {"5xx": 0.2, "429": 0.1, "timeout": 0.05, "drop": 0.05}

@@ -390,6 +390,7 @@ def _process(
     client.close()
 
 
+@pytest.mark.slow
 def test_several_processes_make_one_request_and_one_more_after_expiry(redis_client, account) -> None:
     kwargs = redis_client.connection_pool.connection_kwargs
     redis_url = f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"

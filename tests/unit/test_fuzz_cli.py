@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 from unittest import mock
 
+import pytest
 import redis
 from click.testing import CliRunner, Result
 from hypothesis import given
@@ -98,12 +99,14 @@ TEXTS = st.one_of(
 
 @FUZZ
 @given(TEXTS)
+@pytest.mark.slow
 def test_submit_accepts_and_stores_each_request_or_refuses_with_located_lines(text: str) -> None:
     check_submission(text)
 
 
 @FUZZ
 @given(st.one_of(TEXTS, st.text(), st.binary().map(lambda b: b.decode("utf-8", "surrogateescape"))))
+@pytest.mark.slow
 def test_parsing_returns_objects_or_raises_invalid_request_only(text: str) -> None:
     try:
         items = parse_requests(text)

@@ -315,6 +315,7 @@ def check_request(value: dict[str, Any]) -> bool:
 
 @FUZZ
 @given(REQUESTS)
+@pytest.mark.slow
 def test_every_request_object_is_accepted_and_round_trips_or_is_refused_field_by_field(
     value: dict[str, Any],
 ) -> None:
@@ -323,6 +324,7 @@ def test_every_request_object_is_accepted_and_round_trips_or_is_refused_field_by
 
 @FUZZ
 @given(JSON)
+@pytest.mark.slow
 def test_the_request_schema_refuses_any_other_json_with_a_validation_error(value: Any) -> None:
     """``schemas.JOB_REQUEST`` over any JSON value, objects or not: a request or a ValidationError."""
     try:

@@ -276,6 +276,7 @@ GOOD = {
     Delivery("/syncso", b'{"id": "g-example", "status": "COMPLETED"}', **GOOD, chunked=False, redis_up=True)
 )
 @example(Delivery("/aistudios", b'{"progress": 100}', **GOOD, chunked=True, redis_up=True))
+@pytest.mark.slow
 def test_the_receiver_answers_anything_with_an_expected_status(harness: Harness, delivery: Delivery) -> None:
     status = harness.send(delivery)
     event(f"{delivery.path} {status}")  # --hypothesis-show-statistics shows how often each came up

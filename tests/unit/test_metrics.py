@@ -125,6 +125,7 @@ def test_stage_runs_flush_to_redis_and_read_back_as_a_histogram(
     assert samples[("genq_stage_duration_seconds_count", retry)] == 1
 
 
+@pytest.mark.slow
 def test_a_failed_flush_keeps_the_counts_for_the_next(buffer: M.Buffer, client: redis.Redis) -> None:
     M.record_response("syncso", 200, "")
     M.record_stage_run("genq.start", "", "SUCCESS", "started", 0.01)
