@@ -202,6 +202,11 @@ def test_invalid_files_exit_2_in_a_real_process(
         2,
         "invalid: [0] request: must be a JSON object, not a string\n",
     )
+    # A good request beside one that fails its checks: `submit_many` stores all of them or none.
+    stdin = json.dumps([GOOD, {**GOOD, "modle": "lipsync-2"}])
+    result = _run("submit", "-", "--redis-url", scratch_url, stdin=stdin)
+    problem = "invalid: [1] modle: unknown field; did you mean model?\n"
+    assert (result.returncode, result.stderr) == (2, problem)
     assert scratch.dbsize() == 0
 
 
