@@ -155,7 +155,9 @@ def test_a_worker_killed_during_the_upload_and_again_during_the_executions_the_j
     # chunk is sent again.)
     sim.configure("aimi", execution_s=4.0, chunk_delay_s=10.0, chunk_delay_from=1)
     producer = Producer(own_redis.url)
-    first = workers("first", concurrency=1)  # one chunk at a time
+    # A 2 s visibility timeout: a dead worker's runs are back within seconds.
+    short = {"GENQ_VISIBILITY_TIMEOUT_S": "2", "GENQ_RUNS__HEARTBEAT_S": "0.5"}
+    first = workers("first", concurrency=1, **short)  # one chunk at a time
     job_id = producer.submit(music(video_70mb, executions=3))
     until(lambda: "chunk[0]" in producer.get(job_id).provider_ids, 60, "chunk 0 to be acknowledged")
 
@@ -168,7 +170,7 @@ def test_a_worker_killed_during_the_upload_and_again_during_the_executions_the_j
     until(chunk_held, 60, "a chunk to be held")
     stop(first, kill=True)
     sim.configure("aimi", chunk_delay_s=0.0)
-    second = workers("second", concurrency=4)
+    second = workers("second", concurrency=4, **short)
 
     def executions_started() -> bool:
         record = producer.get(job_id)
@@ -176,7 +178,7 @@ def test_a_worker_killed_during_the_upload_and_again_during_the_executions_the_j
 
     until(executions_started, 90, "all three executions to start")
     stop(second, kill=True)
-    workers("third", concurrency=4)
+    workers("third", concurrency=4, **short)
     record = producer.wait(job_id, timeout_s=90)
 
     assert record.status is JobStatus.SUCCEEDED, record.error
