@@ -303,7 +303,7 @@ KILL_POINTS: Sequence[tuple[str, str, dict[str, Any]]] = (
     ("wait", "syncso.list", {"processing_s": 2.0}),
     ("download", "syncso.download", {}),
 )
-HOLD_S = 1.5  # long enough for the kill that follows the request's processing
+HOLD_S = 3.0
 
 
 def worker_kills(sim: SimulatorServer, workdir: Path, *, timeout_s: float = 90) -> Outcome:

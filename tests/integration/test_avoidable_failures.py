@@ -84,6 +84,7 @@ def warning(provider: str, settings: str) -> str:
             f"in queue {provider} until workers with {settings} set take them\n")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_batch_on_a_plan_without_batches_is_refused_at_submit_by_this_process_setting(
     scratch_url: str, scratch: redis.Redis
 ) -> None:

@@ -184,6 +184,7 @@ def test_a_missing_local_file_refuses_the_whole_submission(
     assert scratch.dbsize() == 0  # not even the first, valid job
 
 
+@pytest.mark.slow
 def test_invalid_files_exit_2_in_a_real_process(
     scratch_url: str, scratch: redis.Redis, tmp_path: Path
 ) -> None:

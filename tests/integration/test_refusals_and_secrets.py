@@ -101,6 +101,7 @@ OVER_CAPS: dict[str, tuple[Callable[[], dict[str, object]], str]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", OVER_CAPS)
 def test_requests_over_a_cap_are_refused_naming_the_field_and_nothing_is_stored(
     scratch_url: str, scratch: redis.Redis, tmp_path: Path, case: str

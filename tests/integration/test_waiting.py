@@ -85,6 +85,7 @@ def _server_time(client: redis.Redis) -> float:
     return seconds + microseconds / 1e6
 
 
+@pytest.mark.slow
 def test_scheduling_a_run_again_replaces_its_entry(workers: StartWorker, own_redis: EmbeddedRedis) -> None:
     redis_client = redis.Redis.from_url(own_redis.url)
     schedule = Schedule(redis_client)
