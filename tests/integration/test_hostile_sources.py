@@ -119,6 +119,7 @@ def test_a_sources_429_with_retry_after_of_a_day_fails_its_job_and_leaves_aimis_
     client.close()
 
 
+@pytest.mark.slow
 def test_a_redirect_chain_into_internal_addresses_is_refused_hop_by_hop_and_never_reaches_them(
     workers: StartWorker, own_redis: EmbeddedRedis, sim: Sim
 ) -> None:
