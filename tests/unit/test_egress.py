@@ -55,9 +55,12 @@ class Server:
                 if not per_byte_s:
                     self.wfile.write(body)
                     return
-                for byte in body:  # a trickle
-                    self.wfile.write(bytes([byte]))
-                    self.wfile.flush()
+                for byte in body:  # a trickle, until the client gives up on it
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):
+                        return
                     time.sleep(per_byte_s)
 
             do_HEAD = do_GET
