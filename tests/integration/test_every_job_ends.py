@@ -238,6 +238,7 @@ class FlakyStore:
         return flaky
 
 
+@pytest.mark.slow
 def test_a_redis_error_at_each_point_of_a_runs_begin_and_advance_runs_the_stage_again_and_the_job_ends(
     producer: Producer, sim: Sim, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
