@@ -168,13 +168,13 @@ def _new_job_ids(count: int) -> list[str]:
     """``count`` ids of ``new_job_id``'s form, made at once: the clock's milliseconds, then a random
     64-bit number, counted up within one millisecond (as a monotonic ULID's), so that the ids one process
     makes sort in the order it made them, even within a millisecond (``genq jobs`` lists newest first)."""
+    now = time.time_ns() // 1_000_000
     with _id_lock:
-        millis = max(time.time_ns() // 1_000_000, _last_id[0])
-        if millis == _last_id[0] and _last_id[1] + count < 1 << 64:
-            first = _last_id[1] + 1
-        else:
-            millis = max(millis, _last_id[0] + (millis == _last_id[0]))
-            first = secrets.randbits(63)  # room to count up within the millisecond
+        last_ms, last_n = _last_id
+        if now <= last_ms and last_n + count < 1 << 64:  # the same millisecond (or the clock went back)
+            millis, first = last_ms, last_n + 1
+        else:  # a new one; randbits(63) leaves room to count up within it
+            millis, first = max(now, last_ms + 1), secrets.randbits(63)
         _last_id[:] = [millis, first + count - 1]
     head = f"{millis:012x}"
     return [f"{head}{n:016x}" for n in range(first, first + count)]

@@ -350,8 +350,8 @@ SPEND_HOLDS_KEY = PREFIX + "spend:{tenant}:holds"
 SPEND_WAITING_KEY = PREFIX + "spend:{tenant}:waiting"
 METRICS_REFUSALS_KEY = PREFIX + "metrics:budget_refusals"
 F_SPEND_HOLD = "spend_hold"
-MICROS = 1_000_000  # amounts are kept as integers of micro-dollars
 F_SPEND_COST = "spend_cost"
+MICROS = 1_000_000  # amounts are kept as integers of micro-dollars
 
 
 def spend_key(tenant: str, period: str) -> str:
