@@ -24,6 +24,8 @@ from worker.sweep import Sweeper
 
 log = logging.getLogger(__name__)
 
+Loop = Mover | Sweeper | Heartbeat | Reconciler | OutputRetention
+
 
 class Background(bootsteps.StartStopStep):
     # After the pool: prefork children must not be forked while these threads hold locks.
@@ -31,7 +33,7 @@ class Background(bootsteps.StartStopStep):
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
-        self.loops: list[Mover | Sweeper | Heartbeat | Reconciler | OutputRetention] = []
+        self.loops: list[Loop] = []
         self.threads: list[threading.Thread] = []
 
     def start(self, worker: Any) -> None:
@@ -61,7 +63,8 @@ class Background(bootsteps.StartStopStep):
             OutputRetention(ctx.redis, ctx.outputs, every_s=ctx.settings.outputs.sweep_every_s),
         ]
         self.threads = [
-            threading.Thread(target=loop.run, name=f"genq-{_name(loop)}", daemon=True) for loop in self.loops
+            threading.Thread(target=keep_running, args=(loop,), name=f"genq-{_name(loop)}", daemon=True)
+            for loop in self.loops
         ]
         for thread in self.threads:
             thread.start()
@@ -75,6 +78,20 @@ class Background(bootsteps.StartStopStep):
         stop_flushing()  # and again at worker shutdown, for the pool's last runs
 
 
-def _name(loop: Mover | Sweeper | Heartbeat | Reconciler | OutputRetention) -> str:
+def keep_running(loop: Loop, restart_s: float = 1.0) -> None:
+    """Runs a loop until it is stopped. A bug that escapes it (anything but Redis being away, which each
+    loop waits out itself) is logged and the loop starts again after ``restart_s``: a mover or a sweep
+    that ended would leave every job it moves or checks parked, with the worker still consuming."""
+    while True:
+        try:
+            loop.run()
+            return
+        except Exception:
+            log.exception("%s failed; starting it again in %.1f s", _name(loop), restart_s)
+        if loop.stopped.wait(restart_s):
+            return
+
+
+def _name(loop: Loop) -> str:
     kind = type(loop).__name__.lower()
     return f"{kind}-{loop.watcher.provider}" if isinstance(loop, Sweeper) else kind
