@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -444,7 +445,11 @@ def test_stream_to_file_connect_failures_retry_then_raise(make_client, tmp_path:
 def test_stream_to_file_removes_partial_file_on_unexpected_errors(
     make_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail_replace(src: object, dst: object) -> None:
+    real_replace = os.replace
+
+    def fail_replace(src: str, dst: str) -> None:
+        if not str(dst).startswith(str(tmp_path)):  # os is patched for the whole process: another thread's
+            return real_replace(src, dst)
         raise OSError("disk full")
 
     monkeypatch.setattr("storage.files.os.replace", fail_replace)

@@ -5,6 +5,7 @@ cannot: its process is gone)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from threading import get_ident
 
 import pytest
 import redis
@@ -13,6 +14,7 @@ from celery.exceptions import TimeLimitExceeded
 from producers import Producer
 from schemas import JobStatus, StageStatus
 from tests.conftest import LIPSYNC, holds
+from worker import stage as stage_module
 from worker.app import TASK_MODULES, app
 from worker.context import Context
 from worker.limits import Waiter
@@ -70,9 +72,14 @@ def test_a_task_of_its_own_overrides_its_kind() -> None:
 
 @pytest.fixture
 def scratch_ctx(scratch_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
-    """Stages use a context on the scratch database (nothing consumes its queues)."""
-    ctx = Context(Settings().with_redis_url(scratch_url))
-    monkeypatch.setattr("worker.stage.get_context", lambda: ctx)
+    """Stages called from this test's thread use a context on the scratch database (nothing consumes its
+    queues); the session's in-process worker, whose runs are other threads, keeps its own."""
+    ctx, own, test_thread = (
+        Context(Settings().with_redis_url(scratch_url)),
+        stage_module.get_context,
+        get_ident(),
+    )
+    monkeypatch.setattr(stage_module, "get_context", lambda: ctx if get_ident() == test_thread else own())
     yield ctx
     ctx.redis.close()
 

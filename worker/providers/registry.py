@@ -38,9 +38,9 @@ class ProviderSections(BaseModel):
     aimi: AimiSettings = Field(default_factory=AimiSettings)
 
 
-def _check_sections() -> None:
+def _check_sections(providers: Mapping[str, AnySpec] = PROVIDERS) -> None:
     sections = {name: field.annotation for name, field in ProviderSections.model_fields.items()}
-    declared = {spec.name: spec.settings for spec in PROVIDERS.values()}
+    declared = {spec.name: spec.settings for spec in providers.values()}
     if sections != declared:
         raise TypeError(f"ProviderSections has {sections}, the providers' specs declare {declared}")
 
