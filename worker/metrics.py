@@ -163,9 +163,12 @@ class Flusher:
     """Adds this process's counts to Redis every ``interval_s`` in a daemon thread; ``stop`` ends the thread
     and adds what is left (it may be called again, and flushes again)."""
 
-    def __init__(self, client: redis.Redis, *, interval_s: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(
+        self, client: redis.Redis, *, interval_s: float = FLUSH_INTERVAL_S, buffer: Buffer = BUFFER
+    ) -> None:
         self.redis = client
         self.interval_s = interval_s
+        self.buffer = buffer
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="genq-metrics", daemon=True)
 
@@ -184,7 +187,7 @@ class Flusher:
 
     def flush(self) -> int:
         try:
-            return BUFFER.flush(self.redis)
+            return self.buffer.flush(self.redis)
         except redis.RedisError as exc:
             log.warning("metrics not flushed (kept for the next flush): %s", exc)
             return 0

@@ -41,7 +41,8 @@ def client(scratch: redis.Redis) -> redis.Redis:
 
 @pytest.fixture
 def buffer(monkeypatch: pytest.MonkeyPatch) -> M.Buffer:
-    """A buffer of the test's own (the session's in-process worker flushes the process's one)."""
+    """A buffer of the test's own, which the process's responses count into meanwhile; the session's
+    in-process worker's flusher keeps flushing the buffer it was made with, so it never drains this one."""
     fresh = M.Buffer()
     monkeypatch.setattr(M, "BUFFER", fresh)
     return fresh
@@ -140,7 +141,7 @@ def test_a_failed_flush_keeps_the_counts_for_the_next(buffer: M.Buffer, client: 
 def test_the_flusher_flushes_each_interval_and_once_more_when_stopped(
     buffer: M.Buffer, client: redis.Redis
 ) -> None:
-    flusher = M.Flusher(client, interval_s=0.05)
+    flusher = M.Flusher(client, interval_s=0.05, buffer=buffer)
     flusher.start()
     M.record_response("aimi", 200, "")
     until(lambda: client.hget(L.METRICS_RESPONSES_KEY, "aimi|200|") == b"1", 5, "a flush")
