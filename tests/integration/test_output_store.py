@@ -41,6 +41,7 @@ def put(store: S3Store | FileStore, key: str, data: bytes, chunk: int = MIB) -> 
     return sink.commit(len(data), hashlib.sha256(data).hexdigest())
 
 
+@pytest.mark.slow
 def test_outputs_small_and_multipart_are_stored_checked_and_presigned(s3: S3Server, prefix: str) -> None:
     store = store_of(s3, prefix)
     small, large = os.urandom(1000), os.urandom(12 * MIB + 5)
@@ -79,6 +80,7 @@ def test_a_second_store_of_a_key_keeps_the_first_and_another_output_is_refused(
     assert b"".join(store.read(f"s3://{s3.bucket}/{prefix}/job/a.mp4")) == data
 
 
+@pytest.mark.slow
 def test_an_aborted_upload_leaves_nothing_and_a_dead_runs_upload_is_aborted_by_the_next(
     s3: S3Server, prefix: str
 ) -> None:

@@ -138,6 +138,7 @@ def test_the_bytes_counted_are_utf8_bytes() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_the_issues_requests_are_refused_naming_each_field() -> None:
     """As filed: a 20 MB dictionary, 5,000 scenes, 300,000 bounding boxes."""
     dictionary = {f"entry{i}": "x" * 1_000_000 for i in range(20)}

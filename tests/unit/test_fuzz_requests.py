@@ -335,6 +335,7 @@ def test_the_request_schema_refuses_any_other_json_with_a_validation_error(value
     assert JOB_REQUEST.validate_json(parsed.model_dump_json()) == parsed
 
 
+@pytest.mark.slow
 def test_near_valid_requests_are_often_valid() -> None:
     """The structured strategy is worth its keep only if a good share of what it makes is accepted."""
     accepted = []
