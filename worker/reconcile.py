@@ -131,8 +131,6 @@ class Reconciler:
                     self.reconcile()
             except redis.RedisError as exc:
                 log.warning("reconciler: Redis unavailable (%s)", exc)
-            except Exception:  # a bug here must not stop the next pass
-                log.exception("reconciler pass failed")
             self.stopped.wait(self.every_s)
 
     def stop(self) -> None:

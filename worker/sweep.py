@@ -130,8 +130,6 @@ class Sweeper:
                     pause_s = min(pause_s, self.sweep(watcher))
             except redis.RedisError:
                 log.warning("sweep of %s: Redis unavailable", watcher.provider)
-            except Exception:  # a bug in a provider's check must not stop its sweeps
-                log.exception("sweep of %s failed", watcher.provider)
             self.stopped.wait(pause_s)
 
     def stop(self) -> None:
